@@ -1,0 +1,38 @@
+# The README's two commands are `make demo` and `make test`; both set up what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA ?= $(if $(FLYWHEEL_DATA),$(FLYWHEEL_DATA),data)
+export FLYWHEEL_DATA := $(abspath $(DATA))
+export DAGSTER_HOME := $(FLYWHEEL_DATA)/dagster
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test ui bench clean-data
+
+setup: $(STAMP)
+
+# Re-installs only when the project's metadata changes, so a second `make setup` takes seconds.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+demo: setup $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/flywheel demo run
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+ui: setup $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+
+bench: setup
+	$(BIN)/python benchmarks/sampling.py
+
+clean-data:
+	rm -rf $(FLYWHEEL_DATA)/flywheel.duckdb $(FLYWHEEL_DATA)/inbox $(FLYWHEEL_DATA)/demo $(FLYWHEEL_DATA)/dagster $(FLYWHEEL_DATA)/exports

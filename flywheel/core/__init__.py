@@ -1,0 +1,1 @@
+"""Pure logic: no Dagster imports here, so every station can be tested and reused on its own."""

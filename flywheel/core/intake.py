@@ -1,0 +1,479 @@
+"""Trace intake: files in, valid traces to raw.traces, every bad record to raw.quarantine.
+
+JSON Lines, Parquet and CSV files are turned into chunks of (line, text) records; one SQL query
+(flywheel.core.validation) checks them against the trace contract. Nothing is dropped silently: a
+record is loaded, counted as a duplicate of a trace already loaded, or quarantined with its file,
+line and reason. Re-ingesting a file is idempotent.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import datetime as dt
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from flywheel.contracts import TRACE_FIELDS, trace_table_columns
+from flywheel.core.validation import validation_sql
+from flywheel.settings import IntakeSettings
+
+SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".csv": "csv"}
+BLOCK_BYTES = 32 * 1024 * 1024
+EXCERPT_BYTES = 4096
+# Kept in memory for the report; all of them are in raw.quarantine whatever this says.
+MAX_REPORTED = 100_000
+
+
+class UnreadableFile(Exception):
+    """The file as a whole cannot be read (missing, no permission, not Parquet...)."""
+
+
+@dataclass
+class Rejected:
+    line: int
+    reason: str
+    record: str
+
+
+@dataclass
+class Chunk:
+    """Records of one file, ready for the validation query, plus those rejected before parsing."""
+
+    table: pa.Table  # line: int64, text: large_string
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+@dataclass
+class FileResult:
+    file: str
+    sha256: str = ""
+    ingested: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    error: str | None = None
+
+
+@dataclass
+class IngestReport:
+    files: list[FileResult] = field(default_factory=list)
+    quarantine: list[dict] = field(default_factory=list)
+    skipped_files: int = 0  # already in the manifest with the same content
+
+    @property
+    def ingested(self) -> int:
+        return sum(f.ingested for f in self.files)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(f.duplicates for f in self.files)
+
+    @property
+    def quarantined(self) -> int:
+        return sum(f.quarantined for f in self.files)
+
+    @property
+    def errors(self) -> list[dict]:
+        return [{"file": f.file, "error": f.error} for f in self.files if f.error]
+
+    @property
+    def quarantine_rate(self) -> float:
+        seen = self.ingested + self.duplicates + self.quarantined
+        return self.quarantined / seen if seen else 0.0
+
+    def to_json(self) -> dict:
+        return {
+            "ingested": self.ingested,
+            "duplicates": self.duplicates,
+            "quarantined": self.quarantined,
+            "quarantine": self.quarantine,
+            "errors": self.errors,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Warehouse tables
+# ---------------------------------------------------------------------------------------------
+
+
+def ensure_raw_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    columns = ", ".join(f"{name} {kind}" for name, kind in trace_table_columns())
+    conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
+    conn.execute(f"CREATE TABLE IF NOT EXISTS raw.traces ({columns})")
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS raw.quarantine (
+             source_file VARCHAR, source_sha256 VARCHAR, line BIGINT, reason VARCHAR,
+             record VARCHAR, quarantined_at TIMESTAMP)"""
+    )
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS raw.ingested_files (
+             file_name VARCHAR, sha256 VARCHAR, size_bytes BIGINT, ingested BIGINT,
+             duplicates BIGINT, quarantined BIGINT, ingested_at TIMESTAMP)"""
+    )
+
+
+def already_ingested(conn: duckdb.DuckDBPyConnection, file_name: str, sha256: str) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM raw.ingested_files WHERE file_name = ? AND sha256 = ?", [file_name, sha256]
+    ).fetchone()
+    return bool(row and row[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers: every format becomes chunks of (line, text)
+# ---------------------------------------------------------------------------------------------
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(BLOCK_BYTES), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise UnreadableFile(f"{path}: {exc.strerror or exc}") from exc
+    return digest.hexdigest()
+
+
+def _lines_table(data: bytes, first_line: int) -> Chunk:
+    """Zero-copy split of a block of whole lines into an Arrow (line, text) table."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(buf == 10) + 1
+    if len(data) and data[-1] != 10:
+        ends = np.append(ends, len(data))
+    offsets = np.concatenate([[0], ends]).astype(np.int64)
+    n = len(ends)
+    lines = pa.array(np.arange(first_line, first_line + n, dtype=np.int64))
+    raw = pa.LargeBinaryArray.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    try:
+        text = raw.cast(pa.large_string())
+        return Chunk(_batched(pa.table({"line": lines, "text": text})))
+    except pa.ArrowInvalid:
+        return _lines_table_slow(raw, first_line)
+
+
+def _lines_table_slow(raw: pa.LargeBinaryArray, first_line: int) -> Chunk:
+    """The block holds bytes that are not UTF-8: find those lines one by one."""
+    good_lines, good_text, rejected = [], [], []
+    for i, value in enumerate(raw.to_pylist()):
+        try:
+            good_text.append(value.decode("utf-8"))
+            good_lines.append(first_line + i)
+        except UnicodeDecodeError as exc:
+            rejected.append(
+                Rejected(first_line + i, f"not valid UTF-8 (byte {exc.start})", value[:EXCERPT_BYTES].decode("utf-8", "replace"))
+            )
+    table = pa.table({"line": pa.array(good_lines, pa.int64()), "text": pa.array(good_text, pa.large_string())})
+    return Chunk(_batched(table), rejected)
+
+
+def _batched(table: pa.Table) -> pa.Table:
+    # Several record batches let DuckDB scan the chunk on every core.
+    return pa.Table.from_batches(table.to_batches(max_chunksize=16_384), schema=table.schema)
+
+
+def read_jsonl(path: Path, settings: IntakeSettings) -> Iterator[Chunk]:
+    """Blocks of whole lines; a line over the size limit is never held whole in memory."""
+    line_no = 1
+    carry = b""
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(BLOCK_BYTES)
+            data = carry + block
+            if not block:
+                if data:
+                    yield _lines_table(data, line_no)
+                return
+            cut = data.rfind(b"\n")
+            if cut == -1:
+                if len(data) > settings.max_line_bytes:
+                    yield Chunk(_empty_table(), [_skip_oversize_line(fh, data, line_no, settings.max_line_bytes)])
+                    line_no += 1
+                    carry = b""
+                else:
+                    carry = data
+                continue
+            whole, carry = data[: cut + 1], data[cut + 1 :]
+            chunk = _lines_table(whole, line_no)
+            line_no += whole.count(b"\n")
+            yield chunk
+
+
+def _skip_oversize_line(fh, head: bytes, line_no: int, limit: int) -> Rejected:
+    """Read past the rest of an oversize line, keeping only its start as the excerpt."""
+    size = len(head)
+    rest = b""
+    while True:
+        block = fh.read(BLOCK_BYTES)
+        if not block:
+            break
+        cut = block.find(b"\n")
+        if cut != -1:
+            size += cut
+            rest = block[cut + 1 :]
+            break
+        size += len(block)
+    # Put the bytes after the newline back in play.
+    if rest:
+        fh.seek(-len(rest), 1)
+    excerpt = head[:EXCERPT_BYTES].decode("utf-8", "replace")
+    return Rejected(line_no, f"record is {size} bytes, over the limit of {limit} bytes", excerpt)
+
+
+def _empty_table() -> pa.Table:
+    return pa.table({"line": pa.array([], pa.int64()), "text": pa.array([], pa.large_string())})
+
+
+def _records_to_chunks(records: Iterable[tuple[int, dict | Rejected]], batch: int) -> Iterator[Chunk]:
+    lines, texts, rejected = [], [], []
+    for line, record in records:
+        if isinstance(record, Rejected):
+            rejected.append(record)
+        else:
+            lines.append(line)
+            texts.append(json.dumps(record, default=_json_default, ensure_ascii=False))
+        if len(lines) + len(rejected) >= batch:
+            yield Chunk(_batched(pa.table({"line": pa.array(lines, pa.int64()), "text": pa.array(texts, pa.large_string())})), rejected)
+            lines, texts, rejected = [], [], []
+    if lines or rejected:
+        yield Chunk(_batched(pa.table({"line": pa.array(lines, pa.int64()), "text": pa.array(texts, pa.large_string())})), rejected)
+
+
+def _json_default(value):
+    if isinstance(value, (dt.datetime, dt.date)):
+        if isinstance(value, dt.datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+_KINDS = {f.name: f.kind for f in TRACE_FIELDS}
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f"}
+
+
+def coerce_cell(name: str, cell: str):
+    """A CSV cell to the JSON value the contract expects; a value that does not convert is kept as
+    text, so the validation query reports the field by name."""
+    kind = _KINDS.get(name)
+    if kind in ("messages", "object"):
+        return json.loads(cell)  # the caller quarantines a JSONDecodeError
+    if kind == "number":
+        try:
+            return float(cell)
+        except ValueError:
+            return cell
+    if kind == "integer":
+        try:
+            return int(cell)
+        except ValueError:
+            return cell
+    if kind == "boolean":
+        low = cell.strip().lower()
+        return True if low in _TRUE else False if low in _FALSE else cell
+    return cell
+
+
+def _csv_records(path: Path) -> Iterator[tuple[int, dict | Rejected]]:
+    with open(path, newline="", encoding="utf-8", errors="strict") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise UnreadableFile(f"{path}: cannot read the CSV header: {exc}") from exc
+        while True:
+            line = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except (csv.Error, UnicodeDecodeError) as exc:
+                yield line, Rejected(line, f"unreadable CSV row: {exc}", "")
+                return
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                yield line, Rejected(line, f"row has {len(row)} cells, header has {len(header)}", ",".join(row)[:EXCERPT_BYTES])
+                continue
+            record: dict = {}
+            try:
+                for name, cell in zip(header, row):
+                    if cell != "":
+                        record[name] = coerce_cell(name, cell)
+            except json.JSONDecodeError as exc:
+                yield line, Rejected(line, f'column "{name}" is not valid JSON: {exc.msg}', ",".join(row)[:EXCERPT_BYTES])
+                continue
+            yield line, record
+
+
+def _parquet_records(path: Path) -> Iterator[tuple[int, dict | Rejected]]:
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise UnreadableFile(f"{path}: not a readable Parquet file: {exc}") from exc
+    row = 0
+    for batch in parquet.iter_batches(batch_size=50_000):
+        for record in batch.to_pylist():
+            row += 1
+            record = {k: v for k, v in record.items() if v is not None}
+            for name in ("messages", "metadata"):
+                if isinstance(record.get(name), str):
+                    try:
+                        record[name] = json.loads(record[name])
+                    except json.JSONDecodeError as exc:
+                        record = Rejected(row, f'column "{name}" is not valid JSON: {exc.msg}', "")
+                        break
+            yield row, record
+
+
+def read_chunks(path: Path, settings: IntakeSettings) -> Iterator[Chunk]:
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind == "jsonl":
+        return read_jsonl(path, settings)
+    if kind == "csv":
+        return _records_to_chunks(_csv_records(path), settings.chunk_records)
+    if kind == "parquet":
+        return _records_to_chunks(_parquet_records(path), settings.chunk_records)
+    raise UnreadableFile(f"{path}: unsupported file type (expected {', '.join(sorted(SUFFIXES))})")
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given, folders expanded to the trace files inside them (sorted, recursive)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES)
+        else:
+            out.append(p)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+_TRACE_COLUMNS = ", ".join(f.name for f in TRACE_FIELDS)
+
+
+def _json_error_detail(text: str) -> str:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON: {exc.msg} at column {exc.colno}"
+    except RecursionError:
+        return "not valid JSON: nested too deeply"
+    return "not valid JSON"
+
+
+def load_chunk(
+    conn: duckdb.DuckDBPyConnection, chunk: Chunk, file_name: str, sha256: str, result: FileResult,
+    report: IngestReport, max_bytes: int,
+) -> None:
+    conn.register("chunk", chunk.table)
+    try:
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE validated AS {validation_sql(max_bytes)}")
+    finally:
+        conn.unregister("chunk")
+    bad = conn.execute("SELECT line, reason, text FROM validated WHERE reason IS NOT NULL ORDER BY line").fetchall()
+    rejected = [Rejected(line, reason, text) for line, reason, text in bad] + chunk.rejected
+    for r in rejected:
+        if r.reason == "not valid JSON":
+            r.reason = _json_error_detail(r.record)
+        r.record = r.record[:EXCERPT_BYTES] if len(r.record) > EXCERPT_BYTES else r.record
+    rejected.sort(key=lambda r: r.line)
+    if rejected:
+        table = pa.table(
+            {
+                "line": pa.array([r.line for r in rejected], pa.int64()),
+                "reason": pa.array([r.reason for r in rejected], pa.large_string()),
+                "record": pa.array([r.record for r in rejected], pa.large_string()),
+            }
+        )
+        conn.register("rejected", table)
+        # Keyed by (file content, line): re-ingesting a file never quarantines a line twice.
+        conn.execute(
+            """INSERT INTO raw.quarantine
+               SELECT ?, ?, r.line, r.reason, r.record, now()::TIMESTAMP FROM rejected r
+               WHERE NOT EXISTS (SELECT 1 FROM raw.quarantine q WHERE q.source_sha256 = ? AND q.line = r.line)""",
+            [file_name, sha256, sha256],
+        )
+        conn.unregister("rejected")
+    valid = conn.execute("SELECT count(*) FROM validated WHERE reason IS NULL").fetchone()[0]
+    inserted = conn.execute(
+        f"""INSERT INTO raw.traces
+            SELECT {_TRACE_COLUMNS}, ? AS source_file, line AS source_line, now()::TIMESTAMP AS ingested_at
+            FROM validated v
+            WHERE reason IS NULL
+              AND NOT EXISTS (SELECT 1 FROM raw.traces t WHERE t.trace_id = v.trace_id)
+            QUALIFY row_number() OVER (PARTITION BY trace_id ORDER BY line) = 1""",
+        [file_name],
+    ).fetchone()[0]
+    result.ingested += inserted
+    result.duplicates += valid - inserted
+    result.quarantined += len(rejected)
+    room = MAX_REPORTED - len(report.quarantine)
+    report.quarantine += [{"file": file_name, "line": r.line, "reason": r.reason} for r in rejected[:max(room, 0)]]
+
+
+def ingest_file(
+    conn: duckdb.DuckDBPyConnection, path: Path, report: IngestReport, settings: IntakeSettings,
+    *, skip_known: bool = False, on_progress: Callable[[int], None] | None = None,
+) -> FileResult:
+    """Ingest one file in one transaction. A file that cannot be read at all is
+    recorded with its error; the caller decides the exit status."""
+    file_name = str(path)
+    result = FileResult(file_name)
+    try:
+        if not path.is_file():
+            raise UnreadableFile(f"{path}: no such file")
+        result.sha256 = file_sha256(path)
+        if skip_known and already_ingested(conn, file_name, result.sha256):
+            report.skipped_files += 1
+            return result
+        report.files.append(result)
+        # One transaction per file: a run that dies mid-file leaves nothing of it, and the rerun
+        # loads it whole.
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            for chunk in read_chunks(path, settings):
+                load_chunk(conn, chunk, file_name, result.sha256, result, report, settings.max_line_bytes)
+                if on_progress:
+                    on_progress(chunk.table.num_rows + len(chunk.rejected))
+            conn.execute(
+                "INSERT INTO raw.ingested_files VALUES (?, ?, ?, ?, ?, ?, now()::TIMESTAMP)",
+                [file_name, result.sha256, path.stat().st_size, result.ingested, result.duplicates, result.quarantined],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    except (UnreadableFile, OSError, UnicodeDecodeError) as exc:
+        result.ingested = result.duplicates = result.quarantined = 0
+        result.error = str(exc) if isinstance(exc, UnreadableFile) else f"{path}: {exc}"
+        if result not in report.files:
+            report.files.append(result)
+        report.quarantine = [q for q in report.quarantine if q["file"] != file_name]
+    return result
+
+
+def ingest_paths(
+    conn: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], settings: IntakeSettings | None = None,
+    *, skip_known: bool = False, on_progress: Callable[[int], None] | None = None,
+) -> IngestReport:
+    settings = settings or IntakeSettings()
+    ensure_raw_tables(conn)
+    report = IngestReport()
+    for path in expand_paths(paths):
+        ingest_file(conn, path, report, settings, skip_known=skip_known, on_progress=on_progress)
+    return report

@@ -1,0 +1,201 @@
+"""Station 1: pick this week's slice of production.
+
+Three modes, each an independent deterministic draw (a hash of salt, mode and trace id), so a rerun
+picks the same traces:
+
+* random: a uniform share of traffic (essay: 1-5%);
+* stratified: over-sample where the model is suspected weakest: borderline judge scores,
+  low-frequency intents, long conversations, and the drift-focus stratum (last month's traces that
+  sat furthest from the eval set);
+* anomaly: every trace that tripped a guardrail, was retried, or was handed to a human.
+
+A trace picked by several modes appears once with all its reasons. Its inclusion probability is the
+chance that any mode it was eligible for picks it, 1 - prod(1 - rate), so pass rates measured on the
+sample can be re-weighted to production (weight = 1 / probability).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable
+
+import duckdb
+import polars as pl
+
+from flywheel.core.db import table_exists
+from flywheel.settings import SamplingSettings
+
+WEEK = dt.timedelta(days=7)
+TWO_TO_64 = float(2**64)
+
+# (reason, mode); the order is the order reasons are listed in.
+STRATA = (
+    ("borderline_judge", "stratified"),
+    ("rare_intent", "stratified"),
+    ("long_conversation", "stratified"),
+    ("drift_focus", "stratified"),
+)
+ANOMALIES = ("guardrail_tripped", "retried", "handed_off")
+
+SAMPLE_COLUMNS = (
+    "week_start", "trace_id", "timestamp", "cohort", "intent", "judge_score", "turns", "guardrail_tripped",
+    "retried", "handed_off", "csat", "model_version", "reasons", "modes", "inclusion_probability", "weight",
+)
+
+
+def drift_focus_month(week_start: dt.datetime) -> tuple[dt.datetime, dt.datetime] | None:
+    """The drift month whose high-distance traces feed this week: the first weekly sample that
+    starts on or after a month's end takes that month's focus traces."""
+    month_end = week_start.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    if week_start - WEEK >= month_end:
+        return None
+    month_start = (month_end - dt.timedelta(days=1)).replace(day=1)
+    return month_start, month_end
+
+
+def drift_focus_ids(
+    conn: duckdb.DuckDBPyConnection, week_start: dt.datetime, trace_ref: Callable[[str], str] | None,
+) -> list[str]:
+    """Raw trace ids of the drift-focus stratum for this week.
+
+    drift.high_distance_traces holds keyed references (month, trace_ref), never raw ids, so the ids
+    are found by hashing last month's raw ids with the same key.
+    """
+    window = drift_focus_month(week_start)
+    if window is None or trace_ref is None or not table_exists(conn, "drift", "high_distance_traces"):
+        return []
+    month_start, month_end = window
+    refs = {
+        r[0]
+        for r in conn.execute(
+            "SELECT trace_ref FROM drift.high_distance_traces WHERE CAST(month AS DATE) = ?", [month_start.date()]
+        ).fetchall()
+    }
+    if not refs:
+        return []
+    ids = conn.execute(
+        "SELECT trace_id FROM raw.traces WHERE timestamp >= ? AND timestamp < ?", [month_start, month_end]
+    ).fetchall()
+    return [i for (i,) in ids if trace_ref(i) in refs]
+
+
+def _uniform(salt: str, mode: str) -> str:
+    """SQL for a uniform [0, 1) draw from the trace id; md5 is stable across DuckDB versions."""
+    salt_sql = salt.replace("'", "''")
+    return f"md5_number_lower('{salt_sql}' || ':{mode}:' || trace_id)::DOUBLE / {TWO_TO_64}"
+
+
+def sampling_sql(s: SamplingSettings) -> str:
+    flags = {
+        "borderline_judge": f"coalesce(judge_score BETWEEN {s.borderline_low} AND {s.borderline_high}, false)",
+        "rare_intent": f"coalesce(intent_share < {s.rare_intent_max_share}, false)",
+        "long_conversation": f"coalesce(turns >= {s.long_conversation_turns}, false)",
+        "drift_focus": "in_focus",
+    }
+    rates = {
+        "borderline_judge": s.borderline_rate, "rare_intent": s.rare_intent_rate,
+        "long_conversation": s.long_conversation_rate, "drift_focus": s.drift_focus_rate,
+    }
+    anomaly = " OR ".join(f"coalesce({a}, false)" for a in ANOMALIES)
+    picks = [f"CASE WHEN {_uniform(s.salt, 'random')} < {s.random_rate} THEN ['random'] ELSE [] END"]
+    for name, _ in STRATA:
+        picks.append(
+            f"CASE WHEN {flags[name]} AND {_uniform(s.salt, name)} < {rates[name]} THEN ['{name}'] ELSE [] END"
+        )
+    picked_anomaly = f"({anomaly}) AND {_uniform(s.salt, 'anomaly')} < {s.anomaly_rate}"
+    which = ", ".join(f"CASE WHEN coalesce({a}, false) THEN '{a}' END" for a in ANOMALIES)
+    picks.append(f"CASE WHEN {picked_anomaly} THEN list_filter([{which}], lambda a: a IS NOT NULL) ELSE [] END")
+    miss = [f"(1 - {s.random_rate})"]
+    miss += [f"CASE WHEN {flags[n]} THEN 1 - {rates[n]} ELSE 1 END" for n, _ in STRATA]
+    miss.append(f"CASE WHEN {anomaly} THEN 1 - {s.anomaly_rate} ELSE 1 END")
+    stratified = "', '".join(n for n, _ in STRATA)
+    return f"""
+WITH week AS (
+  SELECT trace_id, timestamp, cohort, intent, judge_score, turns, guardrail_tripped, retried, handed_off,
+         csat, model_version, trace_id IN (SELECT id FROM focus) AS in_focus
+  FROM raw.traces
+  WHERE (timestamp >= $week_start AND timestamp < $week_end) OR trace_id IN (SELECT id FROM focus)
+), shares AS (
+  SELECT intent, count(*) / sum(count(*)) OVER () AS intent_share
+  FROM week WHERE NOT in_focus GROUP BY intent
+), drawn AS (
+  SELECT w.*, s.intent_share,
+    list_concat({', '.join(picks)}) AS reasons,
+    (1.0 - ({' * '.join(miss)}))::DOUBLE AS inclusion_probability
+  FROM week w LEFT JOIN shares s ON w.intent IS NOT DISTINCT FROM s.intent
+)
+SELECT $week_start::TIMESTAMP AS week_start, trace_id, timestamp, cohort, intent, judge_score, turns,
+  guardrail_tripped, retried, handed_off, csat, model_version, reasons,
+  list_distinct(list_transform(reasons, lambda r: CASE WHEN r = 'random' THEN 'random'
+       WHEN r IN ('{stratified}') THEN 'stratified' ELSE 'anomaly' END)) AS modes,
+  inclusion_probability, 1 / inclusion_probability AS weight
+FROM drawn
+WHERE len(reasons) > 0
+ORDER BY timestamp, trace_id
+"""
+
+
+def sample_week(
+    conn: duckdb.DuckDBPyConnection, week_start: dt.datetime, settings: SamplingSettings | None = None,
+    *, trace_ref: Callable[[str], str] | None = None,
+) -> pl.DataFrame:
+    """The sampled traces of the week starting at week_start (a Monday, 00:00 UTC)."""
+    settings = settings or SamplingSettings()
+    focus = drift_focus_ids(conn, week_start, trace_ref)
+    conn.register("focus", pl.DataFrame({"id": focus}, schema={"id": pl.String}))
+    try:
+        return conn.execute(
+            sampling_sql(settings), {"week_start": week_start, "week_end": week_start + WEEK}
+        ).pl()
+    finally:
+        conn.unregister("focus")
+
+
+def week_traffic(conn: duckdb.DuckDBPyConnection, week_start: dt.datetime) -> int:
+    return conn.execute(
+        "SELECT count(*) FROM raw.traces WHERE timestamp >= ? AND timestamp < ?", [week_start, week_start + WEEK]
+    ).fetchone()[0]
+
+
+def detection_probability(traffic: int, random_rate: float, prevalence: float) -> float:
+    """Chance the random slice holds at least one trace of a failure mode at this prevalence.
+
+    The essay's warning in numbers: at 0.5% prevalence a random sample of about 140 traces misses the
+    mode half the time."""
+    if traffic <= 0:
+        return 0.0
+    return 1.0 - math.pow(1.0 - prevalence * random_rate, traffic)
+
+
+def summarize(sample: pl.DataFrame, traffic: int, settings: SamplingSettings) -> dict:
+    """Counts per mode and reason, for the asset's metadata and the CLI."""
+    reasons = sample.select(pl.col("reasons").explode()).to_series().value_counts()
+    modes = sample.select(pl.col("modes").explode()).to_series().value_counts()
+    return {
+        "traffic": traffic,
+        "sampled": sample.height,
+        "per_mode": {r[0]: r[1] for r in modes.iter_rows()},
+        "per_reason": {r[0]: r[1] for r in reasons.iter_rows()},
+        "p_random_sees_rare_failure": detection_probability(
+            traffic, settings.random_rate, settings.rare_failure_prevalence
+        ),
+        "weighted_traffic_estimate": float(sample["weight"].sum()) if sample.height else 0.0,
+    }
+
+
+def week_starts(conn: duckdb.DuckDBPyConnection) -> list[dt.datetime]:
+    """Mondays of every week raw.traces has traffic in."""
+    rows = conn.execute(
+        "SELECT DISTINCT date_trunc('week', timestamp)::TIMESTAMP AS w FROM raw.traces ORDER BY w"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def as_week_start(value: str | dt.date | dt.datetime) -> dt.datetime:
+    if isinstance(value, str):
+        value = dt.date.fromisoformat(value[:10])
+    if isinstance(value, dt.datetime):
+        value = value.date()
+    monday = value - dt.timedelta(days=value.weekday())
+    return dt.datetime.combine(monday, dt.time())

@@ -1,0 +1,167 @@
+"""The trace contract as one DuckDB query.
+
+Validating in SQL keeps intake near DuckDB's own JSON load speed: every record is parsed once into a
+MAP(VARCHAR, JSON), and each field check runs vectorised on the small JSON values it holds. The query
+is generated from ``flywheel.contracts.TRACE_FIELDS``, so the contract is written down once.
+
+Input: a relation named ``chunk`` with columns ``line`` (BIGINT) and ``text`` (VARCHAR, one record).
+Output: one row per non-blank record with ``line``, ``reason`` (NULL when valid), ``text`` and the
+typed trace columns (NULL unless valid).
+"""
+
+from __future__ import annotations
+
+from flywheel.contracts import DUCKDB_TYPES, MESSAGE_ROLES, TRACE_FIELD_NAMES, TRACE_FIELDS, FieldSpec
+
+NUMERIC_JSON_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
+INTEGER_JSON_TYPES = "('BIGINT', 'UBIGINT')"
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _value(name: str) -> str:
+    return f"r[{_sql_str(name)}]"
+
+
+def _got(v: str) -> str:
+    """SQL for ', got <value>' with the offending JSON value cut short."""
+    return f"', got ' || left({v}::VARCHAR, 60)"
+
+
+def _type_check(f: FieldSpec) -> tuple[str, str] | None:
+    """(condition that the present value is wrong, reason SQL) for one field's kind."""
+    v = _value(f.name)
+    t = f"json_type({v})"
+    label = f'field "{f.name}"'
+    if f.kind == "string":
+        allowed = "('VARCHAR', 'BIGINT', 'UBIGINT')" if f.accepts_number else "('VARCHAR')"
+        return f"{t} NOT IN {allowed}", _sql_str(f"{label} must be a string") + " || " + _got(v)
+    if f.kind == "timestamp":
+        return (
+            f"{t} <> 'VARCHAR' OR try_cast(json_extract_string({v}, '$') AS TIMESTAMPTZ) IS NULL",
+            _sql_str(f"{label} must be an ISO 8601 timestamp") + " || " + _got(v),
+        )
+    if f.kind in ("number", "integer"):
+        allowed = NUMERIC_JSON_TYPES if f.kind == "number" else INTEGER_JSON_TYPES
+        bad = [f"{t} NOT IN {allowed}"]
+        bounds = []
+        if f.minimum is not None:
+            bad.append(f"{v}::DOUBLE < {f.minimum}")
+            bounds.append(f">= {f.minimum:g}")
+        if f.maximum is not None:
+            bad.append(f"{v}::DOUBLE > {f.maximum}")
+            bounds.append(f"<= {f.maximum:g}")
+        what = "a number" if f.kind == "number" else "an integer"
+        if bounds:
+            what += " " + " and ".join(bounds)
+        # OR short-circuits per row, so the cast only sees values already known to be numeric.
+        return " OR ".join(bad), _sql_str(f"{label} must be {what}") + " || " + _got(v)
+    if f.kind == "boolean":
+        return f"{t} <> 'BOOLEAN'", _sql_str(f"{label} must be true or false") + " || " + _got(v)
+    if f.kind == "object":
+        return f"{t} <> 'OBJECT'", _sql_str(f"{label} must be a JSON object") + " || " + _got(v)
+    if f.kind == "messages":
+        return f"{t} <> 'ARRAY'", _sql_str(f"{label} must be a list of {{role, content}}") + " || " + _got(v)
+    raise ValueError(f"unknown field kind {f.kind!r}")
+
+
+def _checks(max_bytes: int) -> list[tuple[str, str]]:
+    """Ordered (condition, reason) pairs; the first that holds names the record's fault."""
+    checks: list[tuple[str, str]] = [
+        ("oversize", f"'record is ' || strlen(text) || ' bytes, over the limit of {int(max_bytes)} bytes'"),
+        ("NOT is_json", "'not valid JSON'"),
+        ("r IS NULL", "'record is not a JSON object'"),
+    ]
+    for f in TRACE_FIELDS:
+        v = _value(f.name)
+        present = f"({v} IS NOT NULL AND json_type({v}) <> 'NULL')"
+        if f.required:
+            checks.append((f"NOT {present}", _sql_str(f'missing required field "{f.name}"')))
+        cond, reason = _type_check(f)
+        checks.append((f"{present} AND ({cond})", reason))
+        if f.required and f.kind == "string":
+            checks.append((f"json_extract_string({v}, '$') = ''", _sql_str(f'field "{f.name}" must not be empty')))
+        if f.kind == "messages":
+            checks += [
+                ("len(msgs) = 0", _sql_str('field "messages" must not be empty')),
+                (
+                    "bad_role_at > 0",
+                    "'messages[' || (bad_role_at - 1) || '] has ' || "
+                    "coalesce('role ' || msgs[bad_role_at].role::VARCHAR, 'no role') || "
+                    + _sql_str(", expected one of " + ", ".join(MESSAGE_ROLES)),
+                ),
+                (
+                    "bad_content_at > 0",
+                    "'messages[' || (bad_content_at - 1) || '].content must be a string, got ' || "
+                    "coalesce(left(msgs[bad_content_at].content::VARCHAR, 60), 'nothing')",
+                ),
+            ]
+    return checks
+
+
+def _typed_column(f: FieldSpec) -> str:
+    v = _value(f.name)
+    if f.kind == "string":
+        expr = f"json_extract_string({v}, '$')"
+    elif f.kind == "timestamp":
+        expr = f"CAST(try_cast(json_extract_string({v}, '$') AS TIMESTAMPTZ) AS TIMESTAMP)"
+    elif f.kind == "messages":
+        expr = (
+            "list_transform(msgs, lambda m: {'role': json_extract_string(m.role, '$'), "
+            "'content': json_extract_string(m.content, '$')})"
+        )
+    elif f.kind == "object":
+        # Unknown top-level fields are kept in metadata; an explicit metadata key wins a clash.
+        expr = (
+            f"CASE WHEN cardinality(extras) > 0 THEN json_merge_patch(to_json(extras), coalesce({v}, '{{}}')) "
+            f"ELSE {v} END"
+        )
+    else:
+        expr = f"CAST({v} AS {DUCKDB_TYPES[f.kind]})"
+    if f.name == "turns":
+        # Counted from the conversation when the producer did not say.
+        expr = f"coalesce({expr}, len(list_filter(msgs, lambda m: json_extract_string(m.role, '$') = 'user')))"
+    return f"CASE WHEN reason IS NULL THEN {expr} END AS {f.name}"
+
+
+def validation_sql(max_bytes: int) -> str:
+    roles = "(" + ", ".join(_sql_str(r) for r in MESSAGE_ROLES) + ")"
+    known = "(" + ", ".join(_sql_str(n) for n in TRACE_FIELD_NAMES) + ")"
+    case = "\n".join(f"      WHEN {cond} THEN {reason}" for cond, reason in _checks(max_bytes))
+    typed = ",\n  ".join(_typed_column(f) for f in TRACE_FIELDS)
+    return f"""
+WITH parsed AS (
+  SELECT line, text,
+    strlen(text) > {int(max_bytes)} AS oversize,
+    CASE WHEN strlen(text) <= {int(max_bytes)} THEN json_valid(text) END AS is_json
+  FROM chunk
+  WHERE trim(text, E' \\t\\r\\n') <> ''
+), records AS (
+  SELECT *, CASE WHEN is_json THEN try_cast(text::JSON AS MAP(VARCHAR, JSON)) END AS r
+  FROM parsed
+), conversations AS (
+  SELECT *,
+    CASE WHEN json_type(r['messages']) = 'ARRAY'
+         THEN try_cast(r['messages'] AS STRUCT(role JSON, content JSON)[]) END AS msgs,
+    map_from_entries(list_filter(map_entries(r), lambda e: e.key NOT IN {known})) AS extras
+  FROM records
+), located AS (
+  SELECT *,
+    list_position(list_transform(msgs, lambda m: coalesce(json_extract_string(m.role, '$') NOT IN {roles}, true)), true)
+      AS bad_role_at,
+    list_position(list_transform(msgs, lambda m: json_type(m.content) IS DISTINCT FROM 'VARCHAR'), true)
+      AS bad_content_at
+  FROM conversations
+), checked AS (
+  SELECT *,
+    CASE
+{case}
+    END AS reason
+  FROM located
+)
+SELECT line, reason, rtrim(text, E'\\r\\n') AS text,
+  {typed}
+FROM checked
+"""

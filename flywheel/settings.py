@@ -1,0 +1,98 @@
+"""Every knob, with the essay's defaults, in one place.
+
+Each group is a pydantic model so the same class serves three readers: the pure logic in
+``flywheel.core``, the CLI, and the Dagster launchpad (``flywheel.defs`` subclasses these as run
+config, so a knob is declared once).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+DATA_DIR_ENV = "FLYWHEEL_DATA"
+DEFAULT_DATA_DIR = "data"
+# Weekly partitions start here; set FLYWHEEL_PARTITIONS_START (a Monday, YYYY-MM-DD) for older traffic.
+PARTITIONS_START_ENV = "FLYWHEEL_PARTITIONS_START"
+DEFAULT_PARTITIONS_START = "2026-03-02"
+
+
+def resolve_data_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """The one data directory: an explicit path, else $FLYWHEEL_DATA, else ./data."""
+    raw = explicit or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
+    return Path(raw).expanduser().resolve()
+
+
+def partitions_start() -> str:
+    return os.environ.get(PARTITIONS_START_ENV, DEFAULT_PARTITIONS_START)
+
+
+class Paths:
+    """Where everything lives under the data directory."""
+
+    def __init__(self, data_dir: str | os.PathLike | None = None):
+        self.data_dir = resolve_data_dir(data_dir)
+
+    @property
+    def warehouse(self) -> Path:
+        return self.data_dir / "flywheel.duckdb"
+
+    @property
+    def inbox_traces(self) -> Path:
+        return self.data_dir / "inbox" / "traces"
+
+    @property
+    def inbox_incidents(self) -> Path:
+        return self.data_dir / "inbox" / "incidents"
+
+    @property
+    def reference(self) -> Path:
+        return self.data_dir / "reference"
+
+    @property
+    def demo(self) -> Path:
+        return self.data_dir / "demo"
+
+    @property
+    def exports(self) -> Path:
+        return self.data_dir / "exports"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.data_dir / "dagster"
+
+
+class IntakeSettings(BaseModel):
+    max_line_bytes: int = Field(
+        1_048_576, description="A record larger than this is quarantined unread (1 MiB)."
+    )
+    chunk_records: int = Field(
+        250_000, description="Records validated and loaded per DuckDB transaction."
+    )
+
+
+class SamplingSettings(BaseModel):
+    """Station 1. Rates are per-trace inclusion probabilities of each mode."""
+
+    salt: str = Field("flywheel", description="Changing the salt draws a different, still deterministic, sample.")
+    random_rate: float = Field(0.02, ge=0.0, le=1.0, description="Uniform random share of traffic (essay: 1-5%).")
+    # Stratified: over-sample the cohorts where the model is suspected weakest.
+    borderline_low: float = Field(0.4, description="Judge scores in [low, high] count as borderline.")
+    borderline_high: float = Field(0.7)
+    borderline_rate: float = Field(0.25, ge=0.0, le=1.0)
+    rare_intent_max_share: float = Field(
+        0.03, description="An intent under this share of the week's traffic is low-frequency."
+    )
+    rare_intent_rate: float = Field(0.25, ge=0.0, le=1.0)
+    long_conversation_turns: int = Field(8, description="Essay: anything that took eight turns.")
+    long_conversation_rate: float = Field(0.25, ge=0.0, le=1.0)
+    drift_focus_rate: float = Field(
+        1.0, ge=0.0, le=1.0, description="Share of last month's high-distance traces taken into the next week."
+    )
+    # Anomaly: production already did the filtering, so take all of them.
+    anomaly_rate: float = Field(1.0, ge=0.0, le=1.0)
+    rare_failure_prevalence: float = Field(
+        0.005, description="Prevalence used to report the chance the random slice sees such a failure mode."
+    )
