@@ -48,15 +48,14 @@ def _type_check(f: FieldSpec) -> tuple[str, str] | None:
         bad = [f"{t} NOT IN {allowed}"]
         bounds = []
         if f.minimum is not None:
-            bad.append(f"{v}::DOUBLE < {f.minimum}")
+            bad.append(f"try_cast({v} AS DOUBLE) < {f.minimum}")
             bounds.append(f">= {f.minimum:g}")
         if f.maximum is not None:
-            bad.append(f"{v}::DOUBLE > {f.maximum}")
+            bad.append(f"try_cast({v} AS DOUBLE) > {f.maximum}")
             bounds.append(f"<= {f.maximum:g}")
         what = "a number" if f.kind == "number" else "an integer"
         if bounds:
             what += " " + " and ".join(bounds)
-        # OR short-circuits per row, so the cast only sees values already known to be numeric.
         return " OR ".join(bad), _sql_str(f"{label} must be {what}") + " || " + _got(v)
     if f.kind == "boolean":
         return f"{t} <> 'BOOLEAN'", _sql_str(f"{label} must be true or false") + " || " + _got(v)

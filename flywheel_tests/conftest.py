@@ -1,0 +1,43 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from flywheel.core.db import connect
+from flywheel.core.intake import ensure_raw_tables
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch) -> Path:
+    """A private data directory (warehouse, key, Dagster home) for one test."""
+    d = tmp_path / "data"
+    d.mkdir()
+    monkeypatch.setenv("FLYWHEEL_DATA", str(d))
+    monkeypatch.setenv("DAGSTER_HOME", str(d / "dagster"))
+    monkeypatch.delenv("FLYWHEEL_SECRET", raising=False)
+    return d
+
+
+@pytest.fixture
+def conn(tmp_path):
+    with connect(tmp_path / "test.duckdb") as c:
+        ensure_raw_tables(c)
+        yield c
+
+
+def trace(trace_id="t1", **overrides) -> dict:
+    record = {
+        "trace_id": trace_id,
+        "timestamp": "2026-03-02T10:00:00Z",
+        "messages": [{"role": "user", "content": "My invoice is wrong"}, {"role": "assistant", "content": "Let me check."}],
+    }
+    record.update(overrides)
+    return record
+
+
+def write_jsonl(path: Path, records) -> Path:
+    """Records may be dicts (written as JSON) or strings (written verbatim)."""
+    with open(path, "w", encoding="utf-8") as fh:
+        for r in records:
+            fh.write((r if isinstance(r, str) else json.dumps(r)) + "\n")
+    return path

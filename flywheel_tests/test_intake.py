@@ -1,0 +1,192 @@
+import csv
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from flywheel.core import intake
+from flywheel.core.intake import ingest_paths
+from flywheel.settings import IntakeSettings
+from flywheel_tests.conftest import trace, write_jsonl
+
+BAD_RECORDS = [
+    ("not json", "{oops", "not valid JSON"),
+    ("truncated json", '{"trace_id": "x", "timestamp": ', "not valid JSON"),
+    ("json array", "[1, 2, 3]", "record is not a JSON object"),
+    ("json string", '"just text"', "record is not a JSON object"),
+    ("missing trace_id", json.dumps({k: v for k, v in trace().items() if k != "trace_id"}), 'missing required field "trace_id"'),
+    ("null trace_id", json.dumps(trace(trace_id=None)), 'missing required field "trace_id"'),
+    ("empty trace_id", json.dumps(trace(trace_id="")), 'field "trace_id" must not be empty'),
+    ("object trace_id", json.dumps(trace(trace_id={"a": 1})), 'field "trace_id" must be a string'),
+    ("missing timestamp", json.dumps({k: v for k, v in trace().items() if k != "timestamp"}), 'missing required field "timestamp"'),
+    ("bad timestamp", json.dumps(trace(timestamp="last tuesday")), 'field "timestamp" must be an ISO 8601 timestamp'),
+    ("numeric timestamp", json.dumps(trace(timestamp=1767225600)), 'field "timestamp" must be an ISO 8601 timestamp'),
+    ("impossible date", json.dumps(trace(timestamp="2026-02-30T10:00:00Z")), 'field "timestamp" must be an ISO 8601 timestamp'),
+    ("missing messages", json.dumps({k: v for k, v in trace().items() if k != "messages"}), 'missing required field "messages"'),
+    ("messages not a list", json.dumps(trace(messages="hello")), 'field "messages" must be a list'),
+    ("empty messages", json.dumps(trace(messages=[])), 'field "messages" must not be empty'),
+    ("unknown role", json.dumps(trace(messages=[{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}])),
+     'messages[1] has role "bot"'),
+    ("missing role", json.dumps(trace(messages=[{"content": "a"}])), "messages[0] has no role"),
+    ("message not an object", json.dumps(trace(messages=["hi"])), "messages[0] has no role"),
+    ("content not a string", json.dumps(trace(messages=[{"role": "user", "content": 42}])), "messages[0].content must be a string"),
+    ("judge score out of range", json.dumps(trace(judge_score=1.5)), 'field "judge_score" must be a number >= 0 and <= 1'),
+    ("judge score text", json.dumps(trace(judge_score="high")), 'field "judge_score" must be a number'),
+    ("turns fractional", json.dumps(trace(turns=2.5)), 'field "turns" must be an integer'),
+    ("flag not boolean", json.dumps(trace(guardrail_tripped="yes")), 'field "guardrail_tripped" must be true or false'),
+    ("metadata not object", json.dumps(trace(metadata=[1])), 'field "metadata" must be a JSON object'),
+    ("cohort not string", json.dumps(trace(cohort=["smb"])), 'field "cohort" must be a string'),
+]
+
+
+@pytest.mark.parametrize("label,line,reason", BAD_RECORDS, ids=[b[0] for b in BAD_RECORDS])
+def test_each_kind_of_bad_record_is_quarantined_with_its_reason(conn, tmp_path, label, line, reason):
+    path = write_jsonl(tmp_path / "in.jsonl", [trace("good-1"), line, trace("good-2")])
+    report = ingest_paths(conn, [path])
+    assert report.ingested == 2, "a bad line must not stop the rest of the file"
+    assert report.quarantined == 1
+    [q] = report.quarantine
+    assert q["line"] == 2 and q["file"] == str(path)
+    assert reason in q["reason"], q["reason"]
+    stored = conn.execute("SELECT line, reason, record FROM raw.quarantine").fetchall()
+    assert stored == [(2, q["reason"], line)]
+
+
+def test_oversize_record_is_quarantined(conn, tmp_path):
+    big = trace("big", messages=[{"role": "user", "content": "x" * 5000}])
+    path = write_jsonl(tmp_path / "in.jsonl", [trace("a"), big, trace("b")])
+    report = ingest_paths(conn, [path], IntakeSettings(max_line_bytes=1000))
+    assert report.ingested == 2
+    assert [q["line"] for q in report.quarantine] == [2]
+    assert "over the limit of 1000 bytes" in report.quarantine[0]["reason"]
+
+
+def test_oversize_line_longer_than_a_read_block_is_skipped_without_holding_it(conn, tmp_path, monkeypatch):
+    monkeypatch.setattr(intake, "BLOCK_BYTES", 256)
+    big = trace("big", messages=[{"role": "user", "content": "y" * 4000}])
+    path = write_jsonl(tmp_path / "in.jsonl", [trace("a"), big, trace("b"), trace("c")])
+    report = ingest_paths(conn, [path], IntakeSettings(max_line_bytes=1000))
+    assert report.ingested == 3
+    assert [(q["line"], "over the limit" in q["reason"]) for q in report.quarantine] == [(2, True)]
+    lines = conn.execute("SELECT trace_id, source_line FROM raw.traces ORDER BY source_line").fetchall()
+    assert lines == [("a", 1), ("b", 3), ("c", 4)]
+
+
+def test_invalid_utf8_line_is_quarantined_and_the_rest_loaded(conn, tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(
+        (json.dumps(trace("a")) + "\n").encode() + b'{"trace_id": "\xff\xfe"}\n' + (json.dumps(trace("b")) + "\n").encode()
+    )
+    report = ingest_paths(conn, [path])
+    assert report.ingested == 2
+    assert report.quarantine[0]["line"] == 2 and "UTF-8" in report.quarantine[0]["reason"]
+
+
+def test_valid_record_is_typed_and_unknown_fields_kept_in_metadata(conn, tmp_path):
+    rec = trace("t9", timestamp="2026-03-02T12:00:00+02:00", judge_score=0.55, customer_id=1234,
+                metadata={"channel": "chat"}, region="eu", tags=["vip"])
+    ingest_paths(conn, [write_jsonl(tmp_path / "in.jsonl", [rec])])
+    row = conn.execute(
+        "SELECT trace_id, timestamp::VARCHAR, judge_score, customer_id, turns, metadata, messages FROM raw.traces"
+    ).fetchone()
+    assert row[0] == "t9"
+    assert row[1] == "2026-03-02 10:00:00", "timestamps are stored in UTC"
+    assert row[2] == 0.55
+    assert row[3] == "1234"
+    assert row[4] == 1, "turns are counted from user messages when absent"
+    assert json.loads(row[5]) == {"channel": "chat", "region": "eu", "tags": ["vip"]}
+    assert row[6][0] == {"role": "user", "content": "My invoice is wrong"}
+
+
+def test_blank_lines_are_not_records(conn, tmp_path):
+    path = write_jsonl(tmp_path / "in.jsonl", [trace("a"), "", "   ", trace("b")])
+    report = ingest_paths(conn, [path])
+    assert (report.ingested, report.quarantined) == (2, 0)
+
+
+def test_reingesting_a_file_adds_nothing_and_quarantines_nothing_twice(conn, tmp_path):
+    path = write_jsonl(tmp_path / "in.jsonl", [trace("a"), "garbage", trace("b")])
+    first = ingest_paths(conn, [path])
+    second = ingest_paths(conn, [path])
+    assert (first.ingested, first.duplicates, first.quarantined) == (2, 0, 1)
+    assert (second.ingested, second.duplicates) == (0, 2)
+    assert conn.execute("SELECT count(*) FROM raw.traces").fetchone()[0] == 2
+    assert conn.execute("SELECT count(*) FROM raw.quarantine").fetchone()[0] == 1
+
+
+def test_same_trace_id_within_and_across_files_is_counted_as_duplicate(conn, tmp_path):
+    one = write_jsonl(tmp_path / "one.jsonl", [trace("a"), trace("a", messages=[{"role": "user", "content": "again"}])])
+    two = write_jsonl(tmp_path / "two.jsonl", [trace("a"), trace("b")])
+    report = ingest_paths(conn, [one, two])
+    assert (report.ingested, report.duplicates) == (2, 2)
+    kept = conn.execute("SELECT messages[1].content FROM raw.traces WHERE trace_id = 'a'").fetchall()
+    assert kept == [("My invoice is wrong",)], "the first occurrence wins"
+
+
+def test_skip_known_files_uses_the_manifest(conn, tmp_path):
+    path = write_jsonl(tmp_path / "in.jsonl", [trace("a")])
+    ingest_paths(conn, [path], skip_known=True)
+    again = ingest_paths(conn, [path], skip_known=True)
+    assert again.skipped_files == 1 and again.files == []
+    write_jsonl(path, [trace("a"), trace("b")])  # changed content: a new manifest entry
+    changed = ingest_paths(conn, [path], skip_known=True)
+    assert (changed.ingested, changed.duplicates) == (1, 1)
+
+
+def test_folder_is_expanded_to_trace_files(conn, tmp_path):
+    folder = tmp_path / "inbox"
+    (folder / "sub").mkdir(parents=True)
+    write_jsonl(folder / "a.jsonl", [trace("a")])
+    write_jsonl(folder / "sub" / "b.jsonl", [trace("b")])
+    (folder / "notes.txt").write_text("not a trace file")
+    assert ingest_paths(conn, [folder]).ingested == 2
+
+
+def test_unreadable_files_are_reported_not_raised(conn, tmp_path):
+    (tmp_path / "bad.parquet").write_text("this is not parquet")
+    report = ingest_paths(conn, [tmp_path / "missing.jsonl", tmp_path / "bad.parquet"])
+    assert len(report.errors) == 2
+    assert "missing.jsonl" in report.errors[0]["error"] and "Parquet" in report.errors[1]["error"]
+
+
+def test_csv_input_with_bad_rows(conn, tmp_path):
+    path = tmp_path / "in.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["trace_id", "timestamp", "messages", "judge_score", "guardrail_tripped", "team"])
+        w.writerow(["c1", "2026-03-02T10:00:00Z", json.dumps(trace()["messages"]), "0.5", "true", "ops"])
+        w.writerow(["c2", "2026-03-02T10:00:00Z", "{not json", "0.5", "false", "ops"])
+        w.writerow(["c3", "2026-03-02T10:00:00Z", json.dumps(trace()["messages"]), "very", "no", "ops"])
+        w.writerow(["c4", "2026-03-02T10:00:00Z", json.dumps(trace()["messages"]), "", "", ""])
+    report = ingest_paths(conn, [path])
+    assert report.ingested == 2
+    assert [(q["line"], q["reason"].split(":")[0]) for q in report.quarantine] == [
+        (3, 'column "messages" is not valid JSON'),
+        (4, 'field "judge_score" must be a number >= 0 and <= 1, got "very"'),
+    ]
+    row = conn.execute("SELECT judge_score, guardrail_tripped, metadata FROM raw.traces WHERE trace_id = 'c1'").fetchone()
+    assert row[0] == 0.5 and row[1] is True and json.loads(row[2]) == {"team": "ops"}
+
+
+def test_parquet_input(conn, tmp_path):
+    path = tmp_path / "in.parquet"
+    good = trace("p1")
+    table = pa.table({
+        "trace_id": ["p1", "p2"],
+        "timestamp": ["2026-03-02T10:00:00Z", "not a time"],
+        "messages": [good["messages"], good["messages"]],
+        "judge_score": [0.7, None],
+    })
+    pq.write_table(table, path)
+    report = ingest_paths(conn, [path])
+    assert report.ingested == 1
+    assert report.quarantine[0]["line"] == 2 and "timestamp" in report.quarantine[0]["reason"]
+    assert conn.execute("SELECT judge_score FROM raw.traces").fetchone()[0] == 0.7
+
+
+def test_report_json_contract(conn, tmp_path):
+    path = write_jsonl(tmp_path / "in.jsonl", [trace("a"), "nope"])
+    out = ingest_paths(conn, [path]).to_json()
+    assert set(out) >= {"ingested", "duplicates", "quarantined", "quarantine"}
+    assert out["quarantine"] == [{"file": str(path), "line": 2, "reason": out["quarantine"][0]["reason"]}]

@@ -1,0 +1,160 @@
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+import pytest
+from dagster_duckdb_polars import DuckDBPolarsIOManager
+
+from flywheel.core import sampling
+from flywheel.core.db import connect
+from flywheel.core.intake import ensure_raw_tables
+from flywheel.defs.sampling import sampled_traces
+from flywheel.resources.warehouse import Warehouse
+from flywheel.settings import SamplingSettings
+
+WEEK = dt.datetime(2026, 3, 2)
+N = 100_000
+
+
+def fill_week(conn, n=N, week=WEEK):
+    """n traces spread over one week with known strata: every 10th borderline, every 50th anomalous,
+    every 25th long, intent 'rare' on 1%."""
+    conn.execute(
+        f"""INSERT INTO raw.traces (trace_id, timestamp, messages, cohort, intent, judge_score, turns,
+                                   guardrail_tripped, retried, handed_off)
+            SELECT 'tr-' || i, TIMESTAMP '{week}' + to_seconds(i * 604800 // {n}),
+                   [{{'role': 'user', 'content': 'q' || i}}], 'smb',
+                   CASE WHEN i % 100 = 7 THEN 'rare' ELSE 'common_' || (i % 4) END,
+                   CASE WHEN i % 10 = 0 THEN 0.55 ELSE 0.93 END,
+                   CASE WHEN i % 25 = 3 THEN 9 ELSE 2 END,
+                   i % 50 = 1, i % 50 = 11, i % 50 = 21
+            FROM range({n}) t(i)"""
+    )
+
+
+@pytest.fixture(scope="module")
+def week_db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sampling") / "w.duckdb"
+    with connect(path) as conn:
+        ensure_raw_tables(conn)
+        fill_week(conn)
+        # One trace the week after, to prove the window is respected.
+        fill_week(conn, n=1, week=WEEK + dt.timedelta(days=7))
+    return path
+
+
+@pytest.fixture(scope="module")
+def sample(week_db):
+    with connect(week_db) as conn:
+        return sampling.sample_week(conn, WEEK)
+
+
+def _has(reason):
+    return pl.col("reasons").list.contains(reason)
+
+
+def test_random_rate_within_tolerance(sample):
+    picked = sample.filter(_has("random")).height
+    # Binomial(100k, 2%): sd ~44, so +-300 is about 7 sd.
+    assert abs(picked - 0.02 * N) < 300, picked
+
+
+def test_every_anomaly_is_included(sample, week_db):
+    with connect(week_db) as conn:
+        anomalies = conn.execute(
+            f"SELECT count(*) FROM raw.traces WHERE (guardrail_tripped OR retried OR handed_off) AND timestamp < '{WEEK + dt.timedelta(days=7)}'"
+        ).fetchone()[0]
+    assert anomalies == 3 * N // 50
+    got = sample.filter(pl.col("modes").list.contains("anomaly"))
+    assert got.height == anomalies
+    assert got.filter(pl.col("inclusion_probability") != 1.0).height == 0
+
+
+@pytest.mark.parametrize("reason,population,rate", [
+    ("borderline_judge", N // 10, 0.25), ("long_conversation", N // 25, 0.25), ("rare_intent", N // 100, 0.25),
+])
+def test_strata_are_over_sampled(sample, reason, population, rate):
+    picked = sample.filter(_has(reason)).height
+    assert abs(picked / population - rate) < 0.05, (reason, picked)
+    assert picked / population > 5 * 0.02, "a stratum is sampled well above the random rate"
+
+
+def test_each_trace_once_with_all_reasons_and_its_probability(sample):
+    assert sample["trace_id"].n_unique() == sample.height
+    multi = sample.filter(pl.col("reasons").list.len() > 1)
+    assert multi.height > 0
+    # trace 'tr-30' is borderline (i % 10 == 0) only: p = 1 - 0.98 * 0.75
+    row = sample.filter(pl.col("trace_id").is_in(["tr-%d" % i for i in range(0, 2000, 10) if i % 25 != 3 and i % 100 != 7]))
+    assert row.height > 0
+    assert row["inclusion_probability"].round(6).unique().to_list() == [round(1 - 0.98 * 0.75, 6)]
+    assert (sample["weight"] * sample["inclusion_probability"]).round(9).unique().to_list() == [1.0]
+
+
+def test_the_week_window_is_respected(sample):
+    assert sample["timestamp"].max() < WEEK + dt.timedelta(days=7)
+    assert sample["week_start"].unique().to_list() == [WEEK]
+
+
+def test_deterministic_and_salt_sensitive(week_db, sample):
+    with connect(week_db) as conn:
+        again = sampling.sample_week(conn, WEEK)
+        salted = sampling.sample_week(conn, WEEK, SamplingSettings(salt="other"))
+    assert again.equals(sample)
+    assert set(salted.filter(_has("random"))["trace_id"]) != set(sample.filter(_has("random"))["trace_id"])
+
+
+def test_zero_rates_turn_modes_off(week_db):
+    off = SamplingSettings(random_rate=0, borderline_rate=0, rare_intent_rate=0, long_conversation_rate=0)
+    with connect(week_db) as conn:
+        only_anomalies = sampling.sample_week(conn, WEEK, off)
+    assert only_anomalies["modes"].list.join(",").unique().to_list() == ["anomaly"]
+
+
+def test_drift_focus_stratum_takes_last_months_high_distance_traces(tmp_path):
+    ref = lambda trace_id: "ref-" + trace_id  # noqa: E731 - stands in for the keyed hash
+    with connect(tmp_path / "d.duckdb") as conn:
+        ensure_raw_tables(conn)
+        fill_week(conn, n=1000, week=dt.datetime(2026, 3, 23))  # last week of March
+        fill_week(conn, n=1000, week=dt.datetime(2026, 4, 6))  # first full week of April
+        conn.execute("UPDATE raw.traces SET trace_id = trace_id || '-' || strftime(timestamp, '%m')")
+        conn.execute("CREATE SCHEMA drift")
+        conn.execute("CREATE TABLE drift.high_distance_traces (month DATE, trace_ref VARCHAR)")
+        conn.execute("INSERT INTO drift.high_distance_traces VALUES ('2026-03-01', 'ref-tr-5-03'), ('2026-03-01', 'ref-tr-6-03')")
+        off = SamplingSettings(random_rate=0, borderline_rate=0, rare_intent_rate=0, long_conversation_rate=0, anomaly_rate=0)
+        # March ends on Wednesday 1 April: the week of Monday 6 April is the first to start after it.
+        straddling_week = sampling.sample_week(conn, dt.datetime(2026, 3, 30), off, trace_ref=ref)
+        april_first_week = sampling.sample_week(conn, dt.datetime(2026, 4, 6), off, trace_ref=ref)
+        april_second_week = sampling.sample_week(conn, dt.datetime(2026, 4, 13), off, trace_ref=ref)
+    assert sorted(april_first_week["trace_id"]) == ["tr-5-03", "tr-6-03"]
+    assert april_first_week["reasons"].to_list() == [["drift_focus"], ["drift_focus"]]
+    assert straddling_week.height == 0 and april_second_week.height == 0, "only the first week after the month"
+
+
+def test_detection_probability_matches_the_essay():
+    # "if a failure mode shows up in 0.5% of tickets, a 1% sample misses it half the time": that is a
+    # sample of ~140 traces, i.e. 1% of ~14k weekly traces.
+    assert sampling.detection_probability(13_800, 0.01, 0.005) == pytest.approx(0.5, abs=0.01)
+    assert sampling.detection_probability(0, 0.02, 0.005) == 0.0
+
+
+@pytest.mark.parametrize("day,monday", [("2026-03-02", "2026-03-02"), ("2026-03-08", "2026-03-02"), ("2026-03-09", "2026-03-09")])
+def test_as_week_start(day, monday):
+    assert sampling.as_week_start(day) == dt.datetime.fromisoformat(monday)
+
+
+def test_materialization_is_idempotent(data_dir):
+    warehouse = Warehouse(data_dir=str(data_dir))
+    with warehouse.connect() as conn:
+        ensure_raw_tables(conn)
+        fill_week(conn, n=5000)
+    resources = {"warehouse": warehouse, "io_manager": DuckDBPolarsIOManager(database=str(warehouse.paths.warehouse))}
+    first = dg.materialize([sampled_traces], partition_key="2026-03-02", resources=resources)
+    second = dg.materialize([sampled_traces], partition_key="2026-03-02", resources=resources)
+    assert first.success and second.success
+    with warehouse.connect() as conn:
+        rows = conn.execute("SELECT count(*), count(DISTINCT trace_id) FROM sample.sampled_traces").fetchone()
+    expected = first.output_for_node("sample__sampled_traces").height
+    assert rows == (expected, expected), "a rerun rewrites the partition instead of appending"
+    meta = first.asset_materializations_for_node("sample__sampled_traces")[0].metadata
+    assert meta["dagster/row_count"].value == expected
+    assert 0 < meta["p_random_sees_0.5pct_failure"].value < 1
