@@ -1,0 +1,21 @@
+import dagster as dg
+
+from flywheel.definitions import build_definitions, defs
+
+
+def test_definitions_load_and_validate():
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_assets_are_grouped_by_station_and_described(tmp_path):
+    d = build_definitions(str(tmp_path))
+    graph = d.resolve_asset_graph()
+    groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    assert groups == {"raw/traces": "intake", "raw/quarantine": "intake", "sample/sampled_traces": "station_1_sample"}
+    for key in graph.get_all_asset_keys():
+        assert graph.get(key).description
+
+
+def test_every_warehouse_asset_is_in_the_duckdb_pool():
+    for asset in [a for a in defs.assets]:
+        assert asset.op.pool == "duckdb"
