@@ -39,6 +39,8 @@ def open_connection(path: str | Path, *, read_only: bool = False, timeout_s: flo
             delay = min(delay * 2, 2.0)
     # Timestamps are stored as UTC; make naive strings mean UTC whatever the machine's zone.
     conn.execute("SET TimeZone = 'UTC'")
+    # DuckDB's own progress bar would interleave with ours and with CI logs.
+    conn.execute("SET enable_progress_bar = false")
     return conn
 
 

@@ -1,7 +1,7 @@
 """Station 1: pick this week's slice of production.
 
-Three modes, each an independent deterministic draw (a hash of salt, mode and trace id), so a rerun
-picks the same traces:
+Three modes, each an independent deterministic draw (its own slice of one hash of salt and trace id),
+so a rerun picks the same traces:
 
 * random: a uniform share of traffic (essay: 1-5%);
 * stratified: over-sample where the model is suspected weakest: borderline judge scores,
@@ -27,7 +27,6 @@ from flywheel.core.db import table_exists
 from flywheel.settings import SamplingSettings
 
 WEEK = dt.timedelta(days=7)
-TWO_TO_64 = float(2**64)
 
 # (reason, mode); the order is the order reasons are listed in.
 STRATA = (
@@ -80,58 +79,70 @@ def drift_focus_ids(
     return [i for (i,) in ids if trace_ref(i) in refs]
 
 
-def _uniform(salt: str, mode: str) -> str:
-    """SQL for a uniform [0, 1) draw from the trace id; md5 is stable across DuckDB versions."""
-    salt_sql = salt.replace("'", "''")
-    return f"md5_number_lower('{salt_sql}' || ':{mode}:' || trace_id)::DOUBLE / {TWO_TO_64}"
+# One md5 per trace gives 128 bits; each mode reads its own 21-bit slice as an independent uniform
+# draw (resolution 1/2,097,152, far below any rate worth setting). md5 is stable across DuckDB versions.
+DRAW_BITS = 21
+DRAW_SLOTS = ("random", "borderline_judge", "rare_intent", "long_conversation", "drift_focus", "anomaly")
+
+
+def _uniform(mode: str) -> str:
+    shift = DRAW_BITS * DRAW_SLOTS.index(mode)
+    return f"((h >> {shift}) & {2**DRAW_BITS - 1})::DOUBLE / {2**DRAW_BITS}"
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def sampling_sql(s: SamplingSettings) -> str:
-    flags = {
+    eligible = {
         "borderline_judge": f"coalesce(judge_score BETWEEN {s.borderline_low} AND {s.borderline_high}, false)",
-        "rare_intent": f"coalesce(intent_share < {s.rare_intent_max_share}, false)",
+        "rare_intent": "coalesce(list_contains($rare_intents, intent), false)",
         "long_conversation": f"coalesce(turns >= {s.long_conversation_turns}, false)",
         "drift_focus": "in_focus",
+        "anomaly": " OR ".join(f"coalesce({a}, false)" for a in ANOMALIES),
     }
     rates = {
         "borderline_judge": s.borderline_rate, "rare_intent": s.rare_intent_rate,
         "long_conversation": s.long_conversation_rate, "drift_focus": s.drift_focus_rate,
+        "anomaly": s.anomaly_rate,
     }
-    anomaly = " OR ".join(f"coalesce({a}, false)" for a in ANOMALIES)
-    picks = [f"CASE WHEN {_uniform(s.salt, 'random')} < {s.random_rate} THEN ['random'] ELSE [] END"]
-    for name, _ in STRATA:
-        picks.append(
-            f"CASE WHEN {flags[name]} AND {_uniform(s.salt, name)} < {rates[name]} THEN ['{name}'] ELSE [] END"
-        )
-    picked_anomaly = f"({anomaly}) AND {_uniform(s.salt, 'anomaly')} < {s.anomaly_rate}"
-    which = ", ".join(f"CASE WHEN coalesce({a}, false) THEN '{a}' END" for a in ANOMALIES)
-    picks.append(f"CASE WHEN {picked_anomaly} THEN list_filter([{which}], lambda a: a IS NOT NULL) ELSE [] END")
-    miss = [f"(1 - {s.random_rate})"]
-    miss += [f"CASE WHEN {flags[n]} THEN 1 - {rates[n]} ELSE 1 END" for n, _ in STRATA]
-    miss.append(f"CASE WHEN {anomaly} THEN 1 - {s.anomaly_rate} ELSE 1 END")
-    stratified = "', '".join(n for n, _ in STRATA)
+    picks = [f"{_uniform('random')} < {s.random_rate} AS pick_random"]
+    picks += [f"({eligible[m]}) AND {_uniform(m)} < {rates[m]} AS pick_{m}" for m in rates]
+    # P(picked) = 1 - P(no mode the trace was eligible for picks it).
+    miss = [f"(1 - {s.random_rate})"] + [f"CASE WHEN {eligible[m]} THEN 1 - {rates[m]} ELSE 1 END" for m in rates]
+    strata = [name for name, _ in STRATA]
+    # Reasons and modes are built only for the few rows picked, not for the whole week.
+    reasons = ["CASE WHEN pick_random THEN 'random' END"]
+    reasons += [f"CASE WHEN pick_{m} THEN '{m}' END" for m in strata]
+    reasons += [f"CASE WHEN pick_anomaly AND coalesce({a}, false) THEN '{a}' END" for a in ANOMALIES]
+    modes = [
+        "CASE WHEN pick_random THEN 'random' END",
+        "CASE WHEN " + " OR ".join(f"pick_{m}" for m in strata) + " THEN 'stratified' END",
+        "CASE WHEN pick_anomaly THEN 'anomaly' END",
+    ]
+    any_pick = " OR ".join(["pick_random"] + [f"pick_{m}" for m in rates])
+    columns = ("trace_id, timestamp, cohort, intent, judge_score, turns, guardrail_tripped, retried, handed_off, "
+               "csat, model_version")
     return f"""
 WITH week AS (
-  SELECT trace_id, timestamp, cohort, intent, judge_score, turns, guardrail_tripped, retried, handed_off,
-         csat, model_version, trace_id IN (SELECT id FROM focus) AS in_focus
-  FROM raw.traces
-  WHERE (timestamp >= $week_start AND timestamp < $week_end) OR trace_id IN (SELECT id FROM focus)
-), shares AS (
-  SELECT intent, count(*) / sum(count(*)) OVER () AS intent_share
-  FROM week WHERE NOT in_focus GROUP BY intent
+  -- Two plain scans rather than one with an OR, so the timestamp filter can skip row groups.
+  SELECT {columns}, false AS in_focus FROM raw.traces
+  WHERE timestamp >= $week_start AND timestamp < $week_end
+  UNION ALL
+  SELECT {columns}, true AS in_focus FROM raw.traces WHERE trace_id IN (SELECT id FROM focus)
+), hashed AS (
+  SELECT *, md5_number({_sql_str(s.salt)} || ':' || trace_id) AS h FROM week
 ), drawn AS (
-  SELECT w.*, s.intent_share,
-    list_concat({', '.join(picks)}) AS reasons,
-    (1.0 - ({' * '.join(miss)}))::DOUBLE AS inclusion_probability
-  FROM week w LEFT JOIN shares s ON w.intent IS NOT DISTINCT FROM s.intent
+  SELECT *, {', '.join(picks)}, (1.0 - ({' * '.join(miss)}))::DOUBLE AS inclusion_probability
+  FROM hashed
 )
-SELECT $week_start::TIMESTAMP AS week_start, trace_id, timestamp, cohort, intent, judge_score, turns,
-  guardrail_tripped, retried, handed_off, csat, model_version, reasons,
-  list_distinct(list_transform(reasons, lambda r: CASE WHEN r = 'random' THEN 'random'
-       WHEN r IN ('{stratified}') THEN 'stratified' ELSE 'anomaly' END)) AS modes,
+SELECT $week_start::TIMESTAMP AS week_start, {columns},
+  list_filter([{', '.join(reasons)}], lambda r: r IS NOT NULL) AS reasons,
+  list_filter([{', '.join(modes)}], lambda r: r IS NOT NULL) AS modes,
   inclusion_probability, 1 / inclusion_probability AS weight
 FROM drawn
-WHERE len(reasons) > 0
+WHERE {any_pick}
 ORDER BY timestamp, trace_id
 """
 
@@ -143,13 +154,24 @@ def sample_week(
     """The sampled traces of the week starting at week_start (a Monday, 00:00 UTC)."""
     settings = settings or SamplingSettings()
     focus = drift_focus_ids(conn, week_start, trace_ref)
+    window = {"week_start": week_start, "week_end": week_start + WEEK}
     conn.register("focus", pl.DataFrame({"id": focus}, schema={"id": pl.String}))
     try:
-        return conn.execute(
-            sampling_sql(settings), {"week_start": week_start, "week_end": week_start + WEEK}
-        ).pl()
+        rare = rare_intents(conn, week_start, settings.rare_intent_max_share)
+        return conn.execute(sampling_sql(settings), {**window, "rare_intents": rare}).pl()
     finally:
         conn.unregister("focus")
+
+
+def rare_intents(conn: duckdb.DuckDBPyConnection, week_start: dt.datetime, max_share: float) -> list[str]:
+    """Intents under max_share of the week's traffic: the low-frequency stratum."""
+    rows = conn.execute(
+        """SELECT intent FROM raw.traces WHERE timestamp >= ? AND timestamp < ? AND intent IS NOT NULL
+           GROUP BY intent HAVING count(*) < ? * (SELECT count(*) FROM raw.traces WHERE timestamp >= ? AND timestamp < ?)
+           ORDER BY intent""",
+        [week_start, week_start + WEEK, max_share, week_start, week_start + WEEK],
+    ).fetchall()
+    return [r[0] for r in rows]
 
 
 def week_traffic(conn: duckdb.DuckDBPyConnection, week_start: dt.datetime) -> int:

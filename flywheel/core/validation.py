@@ -1,8 +1,9 @@
 """The trace contract as one DuckDB query.
 
 Validating in SQL keeps intake near DuckDB's own JSON load speed: every record is parsed once into a
-MAP(VARCHAR, JSON), and each field check runs vectorised on the small JSON values it holds. The query
-is generated from ``flywheel.contracts.TRACE_FIELDS``, so the contract is written down once.
+struct of the contract's fields (each still a small JSON value), each field's JSON type is computed
+once, and the checks run vectorised on those columns. The query is generated from
+``flywheel.contracts.TRACE_FIELDS``, so the contract is written down once.
 
 Input: a relation named ``chunk`` with columns ``line`` (BIGINT) and ``text`` (VARCHAR, one record).
 Output: one row per non-blank record with ``line``, ``reason`` (NULL when valid), ``text`` and the
@@ -10,6 +11,8 @@ typed trace columns (NULL unless valid).
 """
 
 from __future__ import annotations
+
+import json
 
 from flywheel.contracts import DUCKDB_TYPES, MESSAGE_ROLES, TRACE_FIELD_NAMES, TRACE_FIELDS, FieldSpec
 
@@ -22,7 +25,11 @@ def _sql_str(text: str) -> str:
 
 
 def _value(name: str) -> str:
-    return f"r[{_sql_str(name)}]"
+    return f"v_{name}"
+
+
+def _type_of(name: str) -> str:
+    return f"t_{name}"
 
 
 def _got(v: str) -> str:
@@ -33,7 +40,7 @@ def _got(v: str) -> str:
 def _type_check(f: FieldSpec) -> tuple[str, str] | None:
     """(condition that the present value is wrong, reason SQL) for one field's kind."""
     v = _value(f.name)
-    t = f"json_type({v})"
+    t = _type_of(f.name)
     label = f'field "{f.name}"'
     if f.kind == "string":
         allowed = "('VARCHAR', 'BIGINT', 'UBIGINT')" if f.accepts_number else "('VARCHAR')"
@@ -75,7 +82,7 @@ def _checks(max_bytes: int) -> list[tuple[str, str]]:
     ]
     for f in TRACE_FIELDS:
         v = _value(f.name)
-        present = f"({v} IS NOT NULL AND json_type({v}) <> 'NULL')"
+        present = f"coalesce({_type_of(f.name)} <> 'NULL', false)"
         if f.required:
             checks.append((f"NOT {present}", _sql_str(f'missing required field "{f.name}"')))
         cond, reason = _type_check(f)
@@ -113,9 +120,10 @@ def _typed_column(f: FieldSpec) -> str:
         )
     elif f.kind == "object":
         # Unknown top-level fields are kept in metadata; an explicit metadata key wins a clash.
+        # Merge-patching the record with {known: null, ...} leaves exactly its unknown fields.
         expr = (
-            f"CASE WHEN cardinality(extras) > 0 THEN json_merge_patch(to_json(extras), coalesce({v}, '{{}}')) "
-            f"ELSE {v} END"
+            f"CASE WHEN has_extras THEN json_merge_patch(json_merge_patch(text, {_sql_str(_NULL_KNOWN)}), "
+            f"coalesce({v}, '{{}}')) ELSE {v} END"
         )
     else:
         expr = f"CAST({v} AS {DUCKDB_TYPES[f.kind]})"
@@ -125,9 +133,16 @@ def _typed_column(f: FieldSpec) -> str:
     return f"CASE WHEN reason IS NULL THEN {expr} END AS {f.name}"
 
 
+_NULL_KNOWN = json.dumps({name: None for name in TRACE_FIELD_NAMES})
+_STRUCTURE = json.dumps({name: "JSON" for name in TRACE_FIELD_NAMES})
+
+
 def validation_sql(max_bytes: int) -> str:
     roles = "(" + ", ".join(_sql_str(r) for r in MESSAGE_ROLES) + ")"
     known = "(" + ", ".join(_sql_str(n) for n in TRACE_FIELD_NAMES) + ")"
+    fields = ",\n    ".join(
+        f"r.{n} AS {_value(n)}, json_type(r.{n}) AS {_type_of(n)}" for n in TRACE_FIELD_NAMES
+    )
     case = "\n".join(f"      WHEN {cond} THEN {reason}" for cond, reason in _checks(max_bytes))
     typed = ",\n  ".join(_typed_column(f) for f in TRACE_FIELDS)
     return f"""
@@ -136,16 +151,20 @@ WITH parsed AS (
     strlen(text) > {int(max_bytes)} AS oversize,
     CASE WHEN strlen(text) <= {int(max_bytes)} THEN json_valid(text) END AS is_json
   FROM chunk
-  WHERE trim(text, E' \\t\\r\\n') <> ''
+  -- Blank lines are not records. The length test first spares trimming (a copy) of every record.
+  WHERE strlen(text) > 64 OR trim(text, E' \\t\\r\\n') <> ''
 ), records AS (
-  SELECT *, CASE WHEN is_json THEN try_cast(text::JSON AS MAP(VARCHAR, JSON)) END AS r
+  SELECT *, CASE WHEN is_json AND json_type(text) = 'OBJECT' THEN from_json(text, {_sql_str(_STRUCTURE)}) END AS r
   FROM parsed
+), fields AS (
+  SELECT line, text, oversize, is_json, r,
+    {fields},
+    CASE WHEN r IS NOT NULL THEN len(list_filter(json_keys(text), lambda k: k NOT IN {known})) > 0 END AS has_extras
+  FROM records
 ), conversations AS (
   SELECT *,
-    CASE WHEN json_type(r['messages']) = 'ARRAY'
-         THEN try_cast(r['messages'] AS STRUCT(role JSON, content JSON)[]) END AS msgs,
-    map_from_entries(list_filter(map_entries(r), lambda e: e.key NOT IN {known})) AS extras
-  FROM records
+    CASE WHEN t_messages = 'ARRAY' THEN try_cast(v_messages AS STRUCT(role JSON, content JSON)[]) END AS msgs
+  FROM fields
 ), located AS (
   SELECT *,
     list_position(list_transform(msgs, lambda m: coalesce(json_extract_string(m.role, '$') NOT IN {roles}, true)), true)
@@ -160,7 +179,7 @@ WITH parsed AS (
     END AS reason
   FROM located
 )
-SELECT line, reason, rtrim(text, E'\\r\\n') AS text,
+SELECT line, reason, CASE WHEN reason IS NOT NULL THEN rtrim(text, E'\\r\\n') END AS text,
   {typed}
 FROM checked
 """

@@ -1,0 +1,132 @@
+"""Station 1 benchmark: generate N demo traces, ingest them, sample one week.
+
+Each figure is printed next to a baseline measured in the same run on the same data:
+
+* ingest throughput (traces/s, contract validation and quarantine included) as a ratio to a bare
+  DuckDB `read_json` load of the same files into a table: target >= 0.5x;
+* sampling one week, as a ratio to a plain DuckDB full scan of raw.traces: target <= 3x;
+* peak memory (max RSS) of each phase, each run in its own process.
+
+Usage: python benchmarks/sampling.py [--traces 1000000] [--weeks 4] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import multiprocessing as mp
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def phase_generate(out: str, weeks: int, per_day: int) -> dict:
+    from flywheel.demo.generator import write_demo
+
+    t = time.perf_counter()
+    summary = write_demo(Path(out), weeks=weeks, traces_per_day=per_day, seed=1)
+    return {"seconds": time.perf_counter() - t, "traces": summary.traces, "peak_mib": _peak_mib()}
+
+
+def phase_bare_load(traces_dir: str, db: str) -> dict:
+    import duckdb
+
+    conn = duckdb.connect(db)
+    t = time.perf_counter()
+    conn.execute(
+        f"CREATE TABLE bare AS SELECT * FROM read_json('{traces_dir}/*.jsonl', format = 'newline_delimited')"
+    )
+    seconds = time.perf_counter() - t
+    rows = conn.execute("SELECT count(*) FROM bare").fetchone()[0]
+    conn.close()
+    return {"seconds": seconds, "rows": rows, "peak_mib": _peak_mib()}
+
+
+def phase_ingest(traces_dir: str, db: str) -> dict:
+    from flywheel.core.db import connect
+    from flywheel.core.intake import ingest_paths
+
+    with connect(db) as conn:
+        t = time.perf_counter()
+        report = ingest_paths(conn, [traces_dir])
+        seconds = time.perf_counter() - t
+    return {"seconds": seconds, "ingested": report.ingested, "quarantined": report.quarantined, "peak_mib": _peak_mib()}
+
+
+def phase_sample(db: str, week: str, repeats: int = 3) -> dict:
+    from flywheel.core.db import connect
+    from flywheel.core.sampling import as_week_start, sample_week
+
+    with connect(db) as conn:
+        # Warm both once so neither pays for first-touch I/O the other skips.
+        conn.execute("SELECT count(*) FROM raw.traces").fetchone()
+        scans, samples = [], []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            conn.execute(
+                "SELECT count(*), sum(length(trace_id)), sum(judge_score), count(intent), sum(turns) FROM raw.traces"
+            ).fetchone()
+            scans.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            sample = sample_week(conn, as_week_start(week))
+            samples.append(time.perf_counter() - t)
+    return {"scan_s": min(scans), "sample_s": min(samples), "sampled": sample.height, "peak_mib": _peak_mib()}
+
+
+def _in_child(fn, *args) -> dict:
+    """Run one phase in a fresh process so its peak memory is its own."""
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        return pool.apply(fn, args)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--traces", type=int, default=1_000_000)
+    parser.add_argument("--weeks", type=int, default=4)
+    parser.add_argument("--keep", help="Work in this folder and keep it (default: a temporary folder).")
+    args = parser.parse_args()
+    per_day = -(-args.traces // (args.weeks * 7))
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="flywheel-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        print(f"generating {per_day * args.weeks * 7:,} traces ({args.weeks} weeks x {per_day:,}/day) in {work} ...", flush=True)
+        gen = _in_child(phase_generate, str(work / "demo"), args.weeks, per_day)
+        size = sum(f.stat().st_size for f in (work / "demo" / "traces").glob("*.jsonl"))
+        print(f"  {gen['traces']:,} traces, {size / 1e6:,.0f} MB, {gen['seconds']:.1f} s "
+              f"({gen['traces'] / gen['seconds']:,.0f} traces/s), peak {gen['peak_mib']:,.0f} MiB", flush=True)
+
+        traces_dir = str(work / "demo" / "traces")
+        bare = _in_child(phase_bare_load, traces_dir, str(work / "bare.duckdb"))
+        ours = _in_child(phase_ingest, traces_dir, str(work / "flywheel.duckdb"))
+        bare_tps, ours_tps = bare["rows"] / bare["seconds"], ours["ingested"] / ours["seconds"]
+        ratio = ours_tps / bare_tps
+        print("\ningest")
+        print(f"  baseline  DuckDB read_json into a table : {bare_tps:>10,.0f} traces/s  ({bare['seconds']:.1f} s, peak {bare['peak_mib']:,.0f} MiB)")
+        print(f"  flywheel  ingest (validate + quarantine): {ours_tps:>10,.0f} traces/s  ({ours['seconds']:.1f} s, peak {ours['peak_mib']:,.0f} MiB)")
+        print(f"  ratio {ratio:.2f}x  (target >= 0.5x)  {'OK' if ratio >= 0.5 else 'BELOW TARGET'}")
+
+        week = (dt.date(2026, 3, 2) + dt.timedelta(days=7 * (args.weeks - 1))).isoformat()
+        samp = _in_child(phase_sample, str(work / "flywheel.duckdb"), week)
+        s_ratio = samp["sample_s"] / samp["scan_s"]
+        print(f"\nsample one week ({week}, {samp['sampled']:,} traces picked)")
+        print(f"  baseline  full scan of raw.traces : {samp['scan_s'] * 1000:>8.0f} ms")
+        print(f"  flywheel  sample_week             : {samp['sample_s'] * 1000:>8.0f} ms  (peak {samp['peak_mib']:,.0f} MiB)")
+        print(f"  ratio {s_ratio:.2f}x  (target <= 3x)  {'OK' if s_ratio <= 3 else 'ABOVE TARGET'}")
+        print(f"\npeak memory: generate {gen['peak_mib']:,.0f} MiB, ingest {ours['peak_mib']:,.0f} MiB, "
+              f"sample {samp['peak_mib']:,.0f} MiB")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
