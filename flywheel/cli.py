@@ -190,7 +190,8 @@ def demo_generate(out: Path, weeks: int, traces_per_day: int, seed: int, start: 
 
 
 @demo.command("run")
-@click.option("--weeks", type=click.IntRange(1, 520), default=4, show_default=True)
+@click.option("--weeks", type=click.IntRange(1, 520), default=12, show_default=True,
+              help="Weeks of traffic from 2026-03-02; the enterprise cohort arrives in week 11.")
 @click.option("--traces-per-day", type=click.IntRange(1), default=60, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 @data_dir_option

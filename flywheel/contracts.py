@@ -1,7 +1,7 @@
 """The file contracts of DESIGN.md, one definition each.
 
-Validation SQL (flywheel.core.intake), table schemas and the README's contract table are all derived
-from these tuples, so a field is added or changed in exactly one place.
+The validation SQL (flywheel.core.validation) and the table schemas are generated from these tuples,
+and a test holds the README's contract table to them, so a field is changed in one place.
 """
 
 from __future__ import annotations

@@ -19,3 +19,14 @@ def test_assets_are_grouped_by_station_and_described(tmp_path):
 def test_every_warehouse_asset_is_in_the_duckdb_pool():
     for asset in [a for a in defs.assets]:
         assert asset.op.pool == "duckdb"
+
+
+def test_readme_contract_table_matches_the_code():
+    import re
+    from pathlib import Path
+
+    from flywheel.contracts import TRACE_FIELDS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| (yes|no) \|", readme, flags=re.M))
+    assert rows == {f.name: "yes" if f.required else "no" for f in TRACE_FIELDS}
