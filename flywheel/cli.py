@@ -114,12 +114,14 @@ def sample(weeks: tuple[str, ...], random_rate: float | None, salt: str | None, 
             click.echo(f"{r['week']}: {r['sampled']} of {r['traffic']} traces sampled  {r['per_mode']}")
 
 
-def _sample_weeks(paths: Paths, weeks: list[str], overrides: dict) -> list[dict]:
+def _sample_weeks(paths: Paths, weeks: list[str], overrides: dict, job: str = "weekly_sample_job") -> list[dict]:
+    """Run `job` for each week (default: every week with traffic); per-week sampling summaries."""
     from flywheel.core import sampling
     from flywheel.core.db import connect
     from flywheel.core.intake import ensure_raw_tables
     from flywheel.definitions import build_definitions
     from flywheel.defs.runner import run_job
+    from flywheel.settings import SamplingSettings
 
     with connect(paths.warehouse) as conn:
         ensure_raw_tables(conn)
@@ -129,17 +131,172 @@ def _sample_weeks(paths: Paths, weeks: list[str], overrides: dict) -> list[dict]
     defs = build_definitions(str(paths.data_dir))
     run_config = {"ops": {"sample__sampled_traces": {"config": overrides}}} if overrides else None
     results = []
-    for start in tqdm(starts, desc="sample", unit="week", disable=not sys.stderr.isatty(), leave=False):
+    for start in tqdm(starts, desc=job, unit="week", disable=not sys.stderr.isatty(), leave=False):
         key = start.date().isoformat()
-        result = run_job(defs, "weekly_sample_job", paths, partition_key=key, run_config=run_config)
+        # A failed blocking check (a PII leak) stops that week's run; report it and go on with the rest.
+        result = run_job(defs, job, paths, partition_key=key, run_config=run_config, raise_on_error=False)
+        if not result.success and not result.is_node_success("sample__sampled_traces"):
+            raise click.ClickException(f"the {job} run for week {key} failed: see run {result.run_id} in the UI")
         sample = result.output_for_node("sample__sampled_traces")
         with connect(paths.warehouse, read_only=True) as conn:
             traffic = sampling.week_traffic(conn, start)
-        from flywheel.settings import SamplingSettings
-
         summary = sampling.summarize(sample, traffic, SamplingSettings(**overrides))
-        results.append({"week": key, "run_id": result.run_id, **summary})
+        checks = [(c.check_name, c.passed) for c in result.get_asset_check_evaluations()]
+        for name, passed in checks:
+            if not passed:
+                click.echo(f"warning: week {key}: check {name} failed (run {result.run_id})", err=True)
+        results.append({"week": key, "run_id": result.run_id, "success": result.success, **summary, "checks": checks})
     return results
+
+
+# ---------------------------------------------------------------------------------------------
+# scrub, residue
+# ---------------------------------------------------------------------------------------------
+
+SCRUB_BATCH = 256
+
+
+@main.command()
+@click.option("--input", "input_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help='JSON Lines: {"id", "text"} records or traces ({"trace_id", "messages"}).')
+@click.option("--output", "output_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where the scrubbed JSON Lines go.")
+@click.option("--vocabulary", type=click.Path(dir_okay=False, path_type=Path),
+              help="Customer vocabulary CSV (a CRM export with contact_name / company columns).")
+@data_dir_option
+def scrub(input_path: Path, output_path: Path, vocabulary: Path | None, data_dir: Path | None) -> None:
+    """Scrub customer data out of texts or traces; stateless (touches no warehouse).
+
+    Each output line keeps its id and gives the scrubbed `text` (or `messages`) and `spans`
+    ([{start, end, entity_type, layer}], offsets into the original text; one list per message for
+    traces). Bad lines are reported by number on stderr and skipped. A throughput line goes to stderr.
+    """
+    import time
+
+    from flywheel.core.scrub import Scrubber
+    from flywheel.core.scrub.vocabulary import CustomerVocabulary, VocabularyError
+
+    try:
+        vocab = CustomerVocabulary.from_csv(vocabulary) if vocabulary else None
+    except VocabularyError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        source = open(input_path, encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise click.ClickException(f"{input_path}: {exc.strerror}") from None
+    scrubber = Scrubber(vocabulary=vocab)
+    started, texts_done, records, bad = time.perf_counter(), 0, 0, 0
+    with source, open(output_path, "w", encoding="utf-8") as out, _progress("scrub", unit="rec") as bar:
+        batch: list[tuple[dict, list[str]]] = []
+
+        def flush():
+            nonlocal texts_done
+            for (record, _), scrubbed in zip(batch, scrubber.scrub_conversations(texts for _, texts in batch)):
+                out.write(json.dumps(_scrub_output(record, scrubbed), ensure_ascii=False) + "\n")
+                texts_done += len(scrubbed)
+            bar.update(len(batch))
+            batch.clear()
+
+        for number, line in enumerate(source, 1):
+            if not line.strip():
+                continue
+            parsed, reason = _scrub_input(line)
+            if reason:
+                bad += 1
+                click.echo(f"{input_path}:{number}: {reason}; skipped", err=True)
+                continue
+            batch.append(parsed)
+            records += 1
+            if len(batch) >= SCRUB_BATCH:
+                flush()
+        flush()
+    seconds = time.perf_counter() - started
+    click.echo(
+        f"scrubbed {records} records ({texts_done} texts) in {seconds:.1f} s: {texts_done / max(seconds, 1e-9):.1f} texts/s"
+        + (f"; {bad} bad lines skipped" if bad else ""),
+        err=True,
+    )
+
+
+def _scrub_input(line: str) -> tuple[tuple[dict, list[str]] | None, str | None]:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON ({exc.msg} at column {exc.colno})"
+    if not isinstance(record, dict):
+        return None, "not a JSON object"
+    if "messages" in record:
+        msgs = record["messages"]
+        if not isinstance(msgs, list) or not all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in msgs):
+            return None, 'field "messages" must be a list of {role, content} with string content'
+        if "trace_id" not in record:
+            return None, 'a trace needs "trace_id"'
+        return (record, [m["content"] for m in msgs]), None
+    if not isinstance(record.get("text"), str):
+        return None, 'expected {"id", "text"} with a string text, or a trace with "messages"'
+    if "id" not in record:
+        return None, 'missing "id"'
+    return (record, [record["text"]]), None
+
+
+def _scrub_output(record: dict, scrubbed) -> dict:
+    if "messages" in record:
+        return {
+            "trace_id": record["trace_id"],
+            "messages": [{**m, "content": s.text} for m, s in zip(record["messages"], scrubbed)],
+            "spans": [[span.to_json() for span in s.spans] for s in scrubbed],
+        }
+    return {"id": record["id"], "text": scrubbed[0].text, "spans": [span.to_json() for span in scrubbed[0].spans]}
+
+
+@main.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+@data_dir_option
+@click.pass_context
+def residue(ctx: click.Context, as_json: bool, data_dir: Path | None) -> None:
+    """Misses per PII class: traces scrubbed, misses reviewers reported, miss rate.
+
+    `flywheel residue add` records a miss; the review workflow records them too.
+    """
+    if ctx.invoked_subcommand:
+        return
+    from flywheel.core.db import connect
+    from flywheel.core.markdown import table
+    from flywheel.core.scrub.residue import summary
+
+    paths = _paths(data_dir)
+    with connect(paths.warehouse) as conn:
+        rows = summary(conn)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("Nothing scrubbed yet: run the weekly loop (make demo, or flywheel sample + the scrub asset).")
+        return
+    click.echo(table(
+        ["entity class", "traces scrubbed", "traces with findings", "findings", "misses reported", "miss rate"],
+        [(r["entity_type"], r["traces_scrubbed"], r["traces_with_findings"], r["findings"], r["misses_reported"],
+          f"{r['miss_rate']:.2%}") for r in rows],
+    ))
+
+
+@residue.command("add")
+@click.option("--trace-ref", required=True, help="The scrubbed trace's reference (scrub.anonymized_traces.trace_ref).")
+@click.option("--entity-type", required=True, help="Class of what leaked, e.g. PERSON, EMAIL_ADDRESS. Never the value.")
+@click.option("--note", help="What kind of miss, in words (no customer data).")
+@click.option("--reviewer", help="Who found it.")
+@data_dir_option
+def residue_add(trace_ref: str, entity_type: str, note: str | None, reviewer: str | None, data_dir: Path | None) -> None:
+    """Record a scrubber miss found in a scrubbed trace."""
+    from flywheel.core.db import connect
+    from flywheel.core.scrub.residue import record_miss
+
+    with connect(_paths(data_dir).warehouse) as conn:
+        try:
+            version = record_miss(conn, trace_ref, entity_type, note=note, reported_by=reviewer)
+        except KeyError as exc:
+            raise click.ClickException(str(exc.args[0])) from None
+    click.echo(f"Recorded a {entity_type.upper()} miss on {trace_ref} (scrubber version {version}).")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,34 +355,63 @@ def demo_generate(out: Path, weeks: int, traces_per_day: int, seed: int, start: 
 def demo_run(weeks: int, traces_per_day: int, seed: int, data_dir: Path | None) -> None:
     """Generate demo traffic into the inbox and run the loop on it as Dagster runs.
 
-    For now: ingest (raw/traces) and the weekly sample (station 1) for every week; later stations
-    join as they land. Rerunning is safe: files already ingested are skipped, partitions rewritten.
+    For now: ingest (raw/traces), then for every week the sample (station 1) and the scrub
+    (station 2); later stations join as they land. Rerunning is safe: files already ingested are
+    skipped, partitions rewritten.
     """
+    import shutil
+
     from flywheel.definitions import build_definitions
-    from flywheel.demo.generator import write_demo
     from flywheel.defs.runner import run_job
+    from flywheel.demo.generator import write_demo
 
     paths = _paths(data_dir)
     click.echo(f"[1/3] Generating {weeks} weeks x {traces_per_day} traces/day of SIMULATED traffic ...")
     with _progress("generate", total=weeks * 7 * traces_per_day, unit="trace") as bar:
         summary = write_demo(paths.demo, weeks=weeks, traces_per_day=traces_per_day, seed=seed,
                              traces_dir=paths.inbox_traces, progress=bar.update)
+    # The simulated CRM export becomes the scrubber's customer vocabulary.
+    paths.reference.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(summary.vocabulary_file, paths.customer_vocabulary)
     click.echo(f"      {summary.traces} traces into {paths.inbox_traces}; truth in {summary.answers_file}")
 
     click.echo("[2/3] Ingesting the inbox (Dagster run of raw/traces) ...")
-    defs = build_definitions(str(paths.data_dir))
-    result = run_job(defs, "ingest_job", paths)
+    result = run_job(build_definitions(str(paths.data_dir)), "ingest_job", paths)
     meta = _materialization_metadata(result, "raw/traces")
     click.echo(
         f"      ingested {meta.get('ingested')} new, {meta.get('duplicates')} duplicates, "
         f"{meta.get('quarantined')} quarantined; raw/traces holds {meta.get('dagster/row_count')} traces"
     )
 
-    click.echo("[3/3] Sampling every week (Dagster runs of sample/sampled_traces) ...")
-    results = _sample_weeks(paths, [], {})
+    click.echo("[3/3] Weekly loop for every week: sample, then scrub (Dagster runs of weekly_loop_job) ...")
+    results = _sample_weeks(paths, [], {}, job="weekly_loop_job")
     click.echo("")
     click.echo(_demo_summary(results))
-    click.echo(f"\nWarehouse: {paths.warehouse}\nSee the runs and lineage: make ui  (http://127.0.0.1:3000)")
+    click.echo("")
+    click.echo(_scrub_summary(paths, results))
+    click.echo(f"\nWarehouse: {paths.warehouse}\nSee the runs, lineage and checks: make ui  (http://127.0.0.1:3000)")
+
+
+def _scrub_summary(paths: Paths, results: list[dict]) -> str:
+    from flywheel.core import markdown
+    from flywheel.core.db import connect
+    from flywheel.core.scrub.residue import summary
+
+    with connect(paths.warehouse, read_only=True) as conn:
+        rows = summary(conn)
+        layers = conn.execute(
+            """SELECT c.layer, sum(c.n) FROM scrub.scrub_report r, unnest(r.entity_counts) AS u(c) GROUP BY 1 ORDER BY 1"""
+        ).fetchall()
+    failed = [r["week"] for r in results for name, passed in r["checks"] if name == "no_pii_canary_leak" and not passed]
+    leak_line = ("PII canary leak check: passed every week (no demo PII value or vocabulary entry in any scrubbed trace)."
+                 if not failed else f"PII canary leak check FAILED for weeks {', '.join(failed)}: see the UI.")
+    return (
+        "Station 2 - scrubbed before anyone reads them\n"
+        + markdown.table(["entity class", "findings", "traces with findings", "misses reported"],
+                         [(r["entity_type"], r["findings"], r["traces_with_findings"], r["misses_reported"]) for r in rows])
+        + "\n\nFindings per layer: " + ", ".join(f"{layer} {n}" for layer, n in layers)
+        + "\n" + leak_line
+    )
 
 
 def _materialization_metadata(result, key: str) -> dict:

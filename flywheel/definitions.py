@@ -3,18 +3,21 @@
 import dagster as dg
 from dagster_duckdb_polars import DuckDBPolarsIOManager
 
-from flywheel.defs import intake, sampling
+from flywheel.defs import intake, jobs, sampling, scrub
+from flywheel.resources.scrubber import ScrubberResource
 from flywheel.resources.warehouse import Warehouse
 from flywheel.settings import Paths
 
 
-def build_definitions(data_dir: str | None = None) -> dg.Definitions:
+def build_definitions(data_dir: str | None = None, scrubber: dg.ConfigurableResource | None = None) -> dg.Definitions:
+    """All of flywheel's Dagster definitions on one data directory; tests pass a fake scrubber."""
     paths = Paths(data_dir)
     return dg.Definitions(
-        assets=[intake.raw_traces, sampling.sampled_traces],
-        jobs=[intake.ingest_job, sampling.weekly_sample_job],
+        assets=[intake.raw_traces, sampling.sampled_traces, scrub.scrub_week, scrub.residue],
+        jobs=[intake.ingest_job, sampling.weekly_sample_job, jobs.weekly_loop_job],
         resources={
             "warehouse": Warehouse(data_dir=str(paths.data_dir)),
+            "scrubber": scrubber or ScrubberResource(vocabulary_path=str(paths.customer_vocabulary)),
             # Asset key prefix -> schema: sample/sampled_traces is table sample.sampled_traces.
             "io_manager": DuckDBPolarsIOManager(database=str(paths.warehouse)),
         },

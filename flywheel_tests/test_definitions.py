@@ -11,13 +11,19 @@ def test_assets_are_grouped_by_station_and_described(tmp_path):
     d = build_definitions(str(tmp_path))
     graph = d.resolve_asset_graph()
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
-    assert groups == {"raw/traces": "intake", "raw/quarantine": "intake", "sample/sampled_traces": "station_1_sample"}
+    assert groups == {
+        "raw/traces": "intake", "raw/quarantine": "intake", "sample/sampled_traces": "station_1_sample",
+        "scrub/anonymized_traces": "station_2_scrub", "scrub/scrub_report": "station_2_scrub",
+        "scrub/residue": "station_2_scrub",
+    }
     for key in graph.get_all_asset_keys():
         assert graph.get(key).description
 
 
-def test_every_warehouse_asset_is_in_the_duckdb_pool():
-    for asset in [a for a in defs.assets]:
+def test_every_computed_asset_is_in_the_duckdb_pool():
+    computed = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition) and a.is_executable]
+    assert len(computed) == 3
+    for asset in computed:
         assert asset.op.pool == "duckdb"
 
 

@@ -1,0 +1,9 @@
+"""Station 2: layered anonymization (regex, NER, customer-vocabulary lookup).
+
+The only code besides raw intake that ever reads customer text. What leaves it is scrubbed text with
+typed, numbered placeholders and the spans that were replaced.
+"""
+
+from flywheel.core.scrub.scrubber import SCRUBBER_VERSION, Scrubber, ScrubbedText, Span
+
+__all__ = ["SCRUBBER_VERSION", "Scrubber", "ScrubbedText", "Span"]

@@ -1,0 +1,248 @@
+"""The scrubber: three layers, merged spans, typed and numbered placeholders.
+
+1. regex: Presidio's pattern recognizers (email, phone, card, IBAN, IP, SSN, URL...) plus flywheel's
+   own (ticket, account, order, invoice and PO ids, API keys and tokens, addresses, postcodes);
+2. NER: spaCy through Presidio (persons, organisations, locations), batched with nlp.pipe, with the
+   pipes NER does not need disabled;
+3. lookup: the customer vocabulary from the CRM (flywheel.core.scrub.vocabulary).
+
+Overlapping findings merge into one span covering all of them, so no fragment of a value survives.
+Within one conversation the same value gets the same placeholder across turns ("[PERSON_1]" stays the
+same person), and a bare first or last name joins the full name it belongs to.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from flywheel.core.scrub import vocabulary as vocab_mod
+from flywheel.core.scrub.offline import load_spacy, use_bundled_public_suffix_list
+from flywheel.core.scrub.recognizers import all_recognizers
+from flywheel.settings import ScrubSettings
+
+# Bump when recognizers or merging change: each scrub report records the version that produced it.
+SCRUBBER_VERSION = "1"
+
+NER_RECOGNIZER = "SpacyRecognizer"
+
+# entity type -> placeholder stem. Unlisted types use their own name.
+PLACEHOLDER = {
+    "PERSON": "PERSON", "EMAIL_ADDRESS": "EMAIL", "PHONE_NUMBER": "PHONE", "CREDIT_CARD": "CREDIT_CARD",
+    "IBAN_CODE": "IBAN", "IP_ADDRESS": "IP_ADDRESS", "US_SSN": "SSN", "URL": "URL", "DOMAIN_NAME": "URL",
+    "ORGANIZATION": "ORG", "LOCATION": "LOCATION", "GPE": "LOCATION", "STREET_ADDRESS": "ADDRESS",
+    "ZIP_CODE": "POSTCODE", "US_DRIVER_LICENSE": "DRIVER_LICENSE", "US_PASSPORT": "PASSPORT",
+    "US_BANK_NUMBER": "BANK_ACCOUNT", "CRYPTO": "CRYPTO_WALLET",
+    vocab_mod.CUSTOMER: "CUSTOMER", vocab_mod.CUSTOMER_ORG: "CUSTOMER_ORG", vocab_mod.CUSTOMER_PRODUCT: "CUSTOMER_PRODUCT",
+}
+# The essay's "Sarah from Acme becomes [CUSTOMER] from [CUSTOMER_ORG]": known customers are not numbered.
+UNNUMBERED = {"CUSTOMER", "CUSTOMER_ORG", "CUSTOMER_PRODUCT"}
+
+# When findings overlap, the merged span takes the type of the most specific finding.
+PRIORITY = [
+    vocab_mod.CUSTOMER, vocab_mod.CUSTOMER_ORG, vocab_mod.CUSTOMER_PRODUCT,
+    "API_KEY", "EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS", "CRYPTO",
+    "TICKET_ID", "ACCOUNT_ID", "ORDER_ID", "INVOICE_ID", "PO_NUMBER", "US_BANK_NUMBER", "US_PASSPORT",
+    "US_DRIVER_LICENSE", "STREET_ADDRESS", "PHONE_NUMBER", "URL", "DOMAIN_NAME", "ZIP_CODE",
+    "PERSON", "ORGANIZATION", "LOCATION", "GPE",
+]
+_RANK = {t: i for i, t in enumerate(PRIORITY)}
+
+# What the analyzer is asked for; anything else Presidio knows (dates, NRP...) stays in the text.
+PRESIDIO_ENTITIES = [
+    "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "US_SSN", "URL", "CRYPTO",
+    "US_DRIVER_LICENSE", "US_PASSPORT", "US_BANK_NUMBER", "PERSON", "ORGANIZATION", "LOCATION",
+]
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+    entity_type: str
+    layer: str  # "regex" | "ner" | "lookup"
+
+    def to_json(self) -> dict:
+        return {"start": self.start, "end": self.end, "entity_type": self.entity_type, "layer": self.layer}
+
+
+@dataclass
+class ScrubbedText:
+    text: str
+    spans: list[Span] = field(default_factory=list)
+    placeholders: list[str] = field(default_factory=list)  # one per span, same order
+
+
+def merge_spans(spans: Iterable[Span]) -> list[Span]:
+    """Union overlapping spans; the merged span keeps the highest-priority type (and its layer)."""
+    merged: list[Span] = []
+    for s in sorted(spans, key=lambda s: (s.start, -s.end)):
+        if merged and s.start < merged[-1].end:
+            last = merged[-1]
+            best = min((last, s), key=lambda x: _RANK.get(x.entity_type, len(_RANK)))
+            merged[-1] = Span(last.start, max(last.end, s.end), best.entity_type, best.layer)
+        else:
+            merged.append(s)
+    return merged
+
+
+_EDGE = " \t\r\n,;:!?\"“”"
+_POSSESSIVE = re.compile(r"['’]s?$")
+
+
+def _tidy(text: str, span: Span) -> Span | None:
+    """Drop whitespace, punctuation and a possessive a recognizer swept in ("Acme's" -> "Acme"), so
+    the placeholder reads "[CUSTOMER_ORG]'s"; brackets and dots stay, they belong to phone numbers
+    and initials."""
+    value = text[span.start : span.end]
+    start = span.start + len(value) - len(value.lstrip(_EDGE))
+    end = span.end - (len(value) - len(value.rstrip(_EDGE)))
+    if span.layer != "regex":
+        possessive = _POSSESSIVE.search(text, start, end)
+        if possessive and possessive.start() > start:
+            end = possessive.start()
+    if end <= start:
+        return None
+    return Span(start, end, span.entity_type, span.layer)
+
+
+class Placeholders:
+    """Typed, numbered placeholders, consistent across the turns of one conversation."""
+
+    PERSONISH = {"PERSON", "CUSTOMER"}
+
+    def __init__(self) -> None:
+        self._numbers: dict[tuple[str, str], int] = {}
+        self._counts: dict[str, int] = {}
+        self._person_words: list[tuple[str, set[str], int]] = []
+        self._customer_words: list[set[str]] = []
+
+    def _is_known_customer(self, value: str) -> bool:
+        """'Sarah' in a conversation where the CRM's 'Sarah Connor' already appeared."""
+        words = set(vocab_mod.WORD.findall(vocab_mod.normalize(value)))
+        return bool(words) and any(words <= known for known in self._customer_words)
+
+    def __call__(self, entity_type: str, value: str) -> str:
+        stem = PLACEHOLDER.get(entity_type, entity_type)
+        if stem == "CUSTOMER":
+            self._customer_words.append(set(vocab_mod.WORD.findall(vocab_mod.normalize(value))))
+        if stem == "PERSON" and self._is_known_customer(value):
+            return "[CUSTOMER]"
+        if stem in UNNUMBERED:
+            return f"[{stem}]"
+        key = (stem, vocab_mod.normalize(value))
+        if key not in self._numbers:
+            self._numbers[key] = self._person_alias(stem, key[1]) or self._next(stem)
+        return f"[{stem}_{self._numbers[key]}]"
+
+    def _next(self, stem: str) -> int:
+        self._counts[stem] = self._counts.get(stem, 0) + 1
+        return self._counts[stem]
+
+    def _person_alias(self, stem: str, value: str) -> int | None:
+        """'Sarah' after 'Sarah Connor' (or before it) is the same person."""
+        if stem != "PERSON":
+            return None
+        words = set(vocab_mod.WORD.findall(value))
+        for _, other, number in self._person_words:
+            if words and (words <= other or other <= words):
+                self._person_words.append((value, words, number))
+                return number
+        self._person_words.append((value, words, self._counts.get(stem, 0) + 1))
+        return None
+
+
+def replace(text: str, spans: Sequence[Span], placeholders: Placeholders) -> ScrubbedText:
+    out, names, cursor = [], [], 0
+    for s in spans:
+        name = placeholders(s.entity_type, text[s.start : s.end])
+        out += [text[cursor : s.start], name]
+        names.append(name)
+        cursor = s.end
+    out.append(text[cursor:])
+    return ScrubbedText("".join(out), list(spans), names)
+
+
+class Scrubber:
+    """Stateless between calls: the models and recognizers are loaded once, nothing is remembered
+    about the texts it has seen."""
+
+    def __init__(self, settings: ScrubSettings | None = None, vocabulary: vocab_mod.CustomerVocabulary | None = None):
+        from presidio_analyzer import AnalyzerEngine
+        from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
+
+        self.settings = settings or ScrubSettings()
+        self.vocabulary = vocabulary or vocab_mod.CustomerVocabulary()
+        use_bundled_public_suffix_list()
+        model_name, disabled = self.settings.spacy_model, tuple(self.settings.disabled_pipes)
+
+        class OfflineSpacyEngine(SpacyNlpEngine):
+            """Presidio's spaCy engine, loading the installed package with unused pipes off and
+            never trying to download a model."""
+
+            def load(self) -> None:
+                self.nlp = {"en": load_spacy(model_name, disable=disabled)}
+
+        ner_config = NerModelConfiguration(labels_to_ignore=["DATE_TIME", "NRP", "CARDINAL", "MONEY", "PERCENT",
+                                                             "ORDINAL", "QUANTITY", "EVENT", "WORK_OF_ART",
+                                                             "LAW", "LANGUAGE", "PRODUCT"])
+        self.nlp_engine = OfflineSpacyEngine(models=[{"lang_code": "en", "model_name": model_name}],
+                                             ner_model_configuration=ner_config)
+        self.nlp_engine.load()
+        self.analyzer = AnalyzerEngine(nlp_engine=self.nlp_engine, supported_languages=["en"])
+        for recognizer in all_recognizers():
+            self.analyzer.registry.add_recognizer(recognizer)
+        self.entities = PRESIDIO_ENTITIES + sorted(
+            {e for r in all_recognizers() for e in r.supported_entities} - set(PRESIDIO_ENTITIES)
+        )
+
+    @property
+    def version(self) -> str:
+        return SCRUBBER_VERSION
+
+    # -- analysis --------------------------------------------------------------------------------
+
+    def find_spans(self, texts: Sequence[str]) -> list[list[Span]]:
+        """Merged spans per text, offsets into that text."""
+        out: list[list[Span]] = []
+        artifacts = self.nlp_engine.process_batch(list(texts), language="en", batch_size=self.settings.batch_size)
+        for text, (_, nlp_artifacts) in zip(texts, artifacts):
+            found: list[Span] = []
+            if text.strip():
+                results = self.analyzer.analyze(
+                    text=text, language="en", entities=self.entities, nlp_artifacts=nlp_artifacts,
+                    score_threshold=self.settings.score_threshold,
+                )
+                for r in results:
+                    name = (r.recognition_metadata or {}).get("recognizer_name", "")
+                    found.append(Span(r.start, r.end, r.entity_type, "ner" if name == NER_RECOGNIZER else "regex"))
+                found += [Span(s, e, kind, "lookup") for s, e, kind in self.vocabulary.find(text)]
+            out.append(merge_spans(t for t in (_tidy(text, s) for s in found) if t))
+        return out
+
+    # -- scrubbing -------------------------------------------------------------------------------
+
+    def scrub_texts(self, texts: Sequence[str]) -> list[ScrubbedText]:
+        """Each text on its own: numbering restarts per text."""
+        return [replace(t, spans, Placeholders()) for t, spans in zip(texts, self.find_spans(texts))]
+
+    def scrub_conversations(self, conversations: Iterable[Sequence[str]]) -> Iterator[list[ScrubbedText]]:
+        """Scrub many conversations (lists of message contents), batching the NLP across them;
+        numbering is shared by the turns of one conversation."""
+        batch: list[Sequence[str]] = []
+        for conv in conversations:
+            batch.append(conv)
+            if sum(len(c) for c in batch) >= self.settings.batch_size * 4:
+                yield from self._scrub_batch(batch)
+                batch = []
+        if batch:
+            yield from self._scrub_batch(batch)
+
+    def _scrub_batch(self, batch: list[Sequence[str]]) -> Iterator[list[ScrubbedText]]:
+        flat = [text for conv in batch for text in conv]
+        spans = iter(self.find_spans(flat))
+        texts = iter(flat)
+        for conv in batch:
+            numbering = Placeholders()
+            yield [replace(next(texts), next(spans), numbering) for _ in conv]

@@ -1,0 +1,99 @@
+"""Station 2 for one week: scrub the sampled traces, report what was found, hash the ids.
+
+Nothing that leaves here holds raw text or a raw id: messages are scrubbed, trace and customer ids
+are keyed hashes (flywheel.core.keys), and the raw trace's free-form metadata is not carried over.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Protocol
+
+import duckdb
+import polars as pl
+
+from flywheel.core.scrub.scrubber import ScrubbedText
+
+MESSAGE_TYPE = pl.List(pl.Struct({"role": pl.String, "content": pl.String}))
+COUNT_TYPE = pl.List(pl.Struct({"entity_type": pl.String, "layer": pl.String, "n": pl.Int64}))
+CARRIED = ("timestamp", "cohort", "intent", "judge_score", "turns", "guardrail_tripped", "retried", "handed_off",
+           "csat", "model_version", "reasons", "modes", "inclusion_probability", "weight")
+
+
+class ConversationScrubber(Protocol):
+    version: str
+
+    def scrub_conversations(self, conversations: Iterable[Sequence[str]]) -> Iterator[list[ScrubbedText]]: ...
+
+
+def raw_conversations(conn: duckdb.DuckDBPyConnection, trace_ids: list[str]) -> dict[str, tuple[list[dict], str | None]]:
+    """trace_id -> (messages, customer_id) from raw.traces."""
+    if not trace_ids:
+        return {}
+    ids = pl.DataFrame({"trace_id": trace_ids})
+    conn.register("wanted", ids)
+    try:
+        rows = conn.execute(
+            "SELECT t.trace_id, t.messages, t.customer_id FROM raw.traces t JOIN wanted USING (trace_id)"
+        ).fetchall()
+    finally:
+        conn.unregister("wanted")
+    return {tid: (msgs, cid) for tid, msgs, cid in rows}
+
+
+def scrub_sample(
+    sample: pl.DataFrame, conversations: dict[str, tuple[list[dict], str | None]], scrubber: ConversationScrubber,
+    ref: Callable[[str, str], str], week_start: dt.datetime, progress: Callable[[int], None] | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(anonymized traces, scrub report) for one week's sample. `ref(kind, value)` makes keyed hashes."""
+    ids = sample["trace_id"].to_list()
+    missing = [i for i in ids if i not in conversations]
+    if missing:
+        raise KeyError(f"{len(missing)} sampled traces are not in raw.traces, e.g. {missing[0]!r}")
+    texts = ([m["content"] for m in conversations[i][0]] for i in ids)
+    anonymized, report = [], []
+    for row, scrubbed in zip(sample.iter_rows(named=True), scrubber.scrub_conversations(texts)):
+        messages, customer_id = conversations[row["trace_id"]]
+        trace_ref = ref("trace", row["trace_id"])
+        anonymized.append({
+            "week_start": week_start, "trace_ref": trace_ref,
+            "customer_ref": ref("customer", customer_id) if customer_id else None,
+            **{k: row[k] for k in CARRIED},
+            "messages": [{"role": m["role"], "content": s.text} for m, s in zip(messages, scrubbed)],
+            "scrubber_version": scrubber.version,
+        })
+        counts = Counter((span.entity_type, span.layer) for s in scrubbed for span in s.spans)
+        report.append({
+            "week_start": week_start, "trace_ref": trace_ref, "scrubber_version": scrubber.version,
+            "total_spans": sum(counts.values()),
+            "entity_counts": [{"entity_type": t, "layer": layer, "n": n} for (t, layer), n in sorted(counts.items())],
+        })
+        if progress:
+            progress(1)
+    anonymized_df = pl.DataFrame(anonymized, schema_overrides={"messages": MESSAGE_TYPE}, infer_schema_length=None)
+    report_df = pl.DataFrame(report, schema_overrides={"entity_counts": COUNT_TYPE}, infer_schema_length=None)
+    if sample.is_empty():
+        anonymized_df = _empty_anonymized(sample)
+        report_df = pl.DataFrame(schema={"week_start": pl.Datetime("us"), "trace_ref": pl.String,
+                                         "scrubber_version": pl.String, "total_spans": pl.Int64,
+                                         "entity_counts": COUNT_TYPE})
+    return anonymized_df, report_df
+
+
+def _empty_anonymized(sample: pl.DataFrame) -> pl.DataFrame:
+    schema = {"week_start": pl.Datetime("us"), "trace_ref": pl.String, "customer_ref": pl.String}
+    schema.update({k: sample.schema[k] for k in CARRIED})
+    schema.update({"messages": MESSAGE_TYPE, "scrubber_version": pl.String})
+    return pl.DataFrame(schema=schema)
+
+
+def report_totals(report: pl.DataFrame) -> dict[str, dict[str, int]]:
+    """{entity_type: {layer: n}} over a scrub report, for metadata and summaries."""
+    out: dict[str, dict[str, int]] = {}
+    for counts in report["entity_counts"].to_list() if not report.is_empty() else []:
+        for c in counts:
+            out.setdefault(c["entity_type"], {}).setdefault(c["layer"], 0)
+            out[c["entity_type"]][c["layer"]] += c["n"]
+    return out

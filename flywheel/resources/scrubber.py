@@ -1,0 +1,67 @@
+"""The scrubber resource: Presidio + spaCy for real, a regex-only fake for fast tests.
+
+The real scrubber is loaded once per process and reused across runs' steps; loading spaCy costs about
+half a second and a few hundred MB.
+"""
+
+import functools
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import dagster as dg
+
+from flywheel.core.scrub.scrubber import Placeholders, ScrubbedText, Span, merge_spans, replace
+from flywheel.core.scrub.vocabulary import CustomerVocabulary
+from flywheel.settings import ScrubSettings
+
+
+@functools.lru_cache(maxsize=4)
+def _load_scrubber(spacy_model: str, vocabulary_path: str | None, mtime: float):
+    from flywheel.core.scrub import Scrubber
+
+    vocabulary = CustomerVocabulary.from_csv(vocabulary_path) if vocabulary_path else None
+    return Scrubber(ScrubSettings(spacy_model=spacy_model), vocabulary)
+
+
+class ScrubberResource(dg.ConfigurableResource):
+    """Station 2's scrubber. The vocabulary is the CRM export at vocabulary_path, if the file exists."""
+
+    spacy_model: str = ScrubSettings().spacy_model
+    vocabulary_path: str | None = None
+
+    def get(self):
+        path = self.vocabulary_path if self.vocabulary_path and Path(self.vocabulary_path).exists() else None
+        mtime = Path(path).stat().st_mtime if path else 0.0
+        return _load_scrubber(self.spacy_model, path, mtime)
+
+
+class RegexOnlyScrubber:
+    """FAKE for fast tests: emails, long digit runs and vocabulary entries only. Its real counterpart,
+    flywheel.core.scrub.Scrubber, is tested on the real spaCy model in flywheel_tests/test_scrubber.py."""
+
+    version = "fake-1"
+    PATTERNS = [("EMAIL_ADDRESS", re.compile(r"\S+@\S+\.\w+")), ("ID", re.compile(r"[#\w-]*\d{4,}[\w-]*"))]
+
+    def __init__(self, vocabulary: CustomerVocabulary | None = None):
+        self.vocabulary = vocabulary or CustomerVocabulary()
+
+    def _spans(self, text: str) -> list[Span]:
+        spans = [Span(m.start(), m.end(), kind, "regex") for kind, rx in self.PATTERNS for m in rx.finditer(text)]
+        spans += [Span(s, e, kind, "lookup") for s, e, kind in self.vocabulary.find(text)]
+        return merge_spans(spans)
+
+    def scrub_conversations(self, conversations: Iterable[Sequence[str]]) -> Iterator[list[ScrubbedText]]:
+        for conv in conversations:
+            numbering = Placeholders()
+            yield [replace(t, self._spans(t), numbering) for t in conv]
+
+
+class FakeScrubberResource(dg.ConfigurableResource):
+    """FAKE: hands out a RegexOnlyScrubber, so asset tests run without loading spaCy."""
+
+    vocabulary_path: str | None = None
+
+    def get(self):
+        path = self.vocabulary_path
+        return RegexOnlyScrubber(CustomerVocabulary.from_csv(path) if path and Path(path).exists() else None)
