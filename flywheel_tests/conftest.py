@@ -41,3 +41,14 @@ def write_jsonl(path: Path, records) -> Path:
         for r in records:
             fh.write((r if isinstance(r, str) else json.dumps(r)) + "\n")
     return path
+
+
+@pytest.fixture(scope="session")
+def real_scrubber(tmp_path_factory):
+    """The real Presidio + spaCy scrubber, loaded once for the whole session."""
+    from flywheel.core.scrub import Scrubber
+    from flywheel.core.scrub.vocabulary import CustomerVocabulary
+
+    crm = tmp_path_factory.mktemp("crm") / "customer_vocabulary.csv"
+    crm.write_text("customer_id,contact_name,company\nc1,Sarah Connor,Acme Bakery Ltd\nc2,Kwame Mensah,Globex Corporation\n")
+    return Scrubber(vocabulary=CustomerVocabulary.from_csv(crm))

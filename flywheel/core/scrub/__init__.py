@@ -4,6 +4,11 @@ The only code besides raw intake that ever reads customer text. What leaves it i
 typed, numbered placeholders and the spans that were replaced.
 """
 
+import logging
+
+# Presidio warns about every recognizer of a language we do not load, on every engine it builds.
+logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
+
 from flywheel.core.scrub.scrubber import SCRUBBER_VERSION, Scrubber, ScrubbedText, Span
 
 __all__ = ["SCRUBBER_VERSION", "Scrubber", "ScrubbedText", "Span"]
