@@ -34,6 +34,8 @@ BAD_RECORDS = [
     ("judge score out of range", json.dumps(trace(judge_score=1.5)), 'field "judge_score" must be a number >= 0 and <= 1'),
     ("judge score text", json.dumps(trace(judge_score="high")), 'field "judge_score" must be a number'),
     ("turns fractional", json.dumps(trace(turns=2.5)), 'field "turns" must be an integer'),
+    ("turns negative", json.dumps(trace(turns=-1)), 'field "turns" must be an integer >= 0'),
+    ("turns in exponent form", json.dumps(trace(turns=1e3)), 'field "turns" must be an integer'),
     ("flag not boolean", json.dumps(trace(guardrail_tripped="yes")), 'field "guardrail_tripped" must be true or false'),
     ("metadata not object", json.dumps(trace(metadata=[1])), 'field "metadata" must be a JSON object'),
     ("cohort not string", json.dumps(trace(cohort=["smb"])), 'field "cohort" must be a string'),
@@ -190,3 +192,13 @@ def test_report_json_contract(conn, tmp_path):
     out = ingest_paths(conn, [path]).to_json()
     assert set(out) >= {"ingested", "duplicates", "quarantined", "quarantine"}
     assert out["quarantine"] == [{"file": str(path), "line": 2, "reason": out["quarantine"][0]["reason"]}]
+
+
+@pytest.mark.parametrize("field,value,stored", [
+    ("judge_score", 1, 1.0), ("judge_score", 0, 0.0), ("judge_score", 2.5e-1, 0.25), ("csat", -2, -2.0),
+    ("turns", 0, 0), ("cohort", "", ""), ("guardrail_tripped", False, False),
+])
+def test_edge_values_that_are_valid(conn, tmp_path, field, value, stored):
+    report = ingest_paths(conn, [write_jsonl(tmp_path / "in.jsonl", [trace("e", **{field: value})])])
+    assert report.quarantined == 0, report.quarantine
+    assert conn.execute(f"SELECT {field} FROM raw.traces").fetchone()[0] == stored

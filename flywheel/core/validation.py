@@ -133,6 +133,18 @@ def _typed_column(f: FieldSpec) -> str:
     return f"CASE WHEN reason IS NULL THEN {expr} END AS {f.name}"
 
 
+def _json_kind(v: str) -> str:
+    """The JSON type of a serialized value from its first character: from_json re-serializes the
+    values it returns compactly, so this replaces a json_type() call, which would parse the value
+    again (for messages, the whole conversation)."""
+    return (
+        f"CASE left({v}, 1) WHEN '\"' THEN 'VARCHAR' WHEN '{{' THEN 'OBJECT' WHEN '[' THEN 'ARRAY' "
+        f"WHEN 't' THEN 'BOOLEAN' WHEN 'f' THEN 'BOOLEAN' WHEN 'n' THEN 'NULL' "
+        f"WHEN '-' THEN CASE WHEN regexp_matches({v}, '[.eE]') THEN 'DOUBLE' ELSE 'BIGINT' END "
+        f"ELSE CASE WHEN {v} IS NULL THEN NULL WHEN regexp_matches({v}, '[.eE]') THEN 'DOUBLE' ELSE 'UBIGINT' END END"
+    )
+
+
 _NULL_KNOWN = json.dumps({name: None for name in TRACE_FIELD_NAMES})
 _STRUCTURE = json.dumps({name: "JSON" for name in TRACE_FIELD_NAMES})
 
@@ -141,7 +153,7 @@ def validation_sql(max_bytes: int) -> str:
     roles = "(" + ", ".join(_sql_str(r) for r in MESSAGE_ROLES) + ")"
     known = "(" + ", ".join(_sql_str(n) for n in TRACE_FIELD_NAMES) + ")"
     fields = ",\n    ".join(
-        f"r.{n} AS {_value(n)}, json_type(r.{n}) AS {_type_of(n)}" for n in TRACE_FIELD_NAMES
+        f"r.{n} AS {_value(n)}, {_json_kind(f'r.{n}')} AS {_type_of(n)}" for n in TRACE_FIELD_NAMES
     )
     case = "\n".join(f"      WHEN {cond} THEN {reason}" for cond, reason in _checks(max_bytes))
     typed = ",\n  ".join(_typed_column(f) for f in TRACE_FIELDS)
@@ -154,7 +166,7 @@ WITH parsed AS (
   -- Blank lines are not records. The length test first spares trimming (a copy) of every record.
   WHERE strlen(text) > 64 OR trim(text, E' \\t\\r\\n') <> ''
 ), records AS (
-  SELECT *, CASE WHEN is_json AND json_type(text) = 'OBJECT' THEN from_json(text, {_sql_str(_STRUCTURE)}) END AS r
+  SELECT *, CASE WHEN is_json AND left(ltrim(text, E' \\t\\r\\n'), 1) = '{{' THEN from_json(text, {_sql_str(_STRUCTURE)}) END AS r
   FROM parsed
 ), fields AS (
   SELECT line, text, oversize, is_json, r,
@@ -169,7 +181,7 @@ WITH parsed AS (
   SELECT *,
     list_position(list_transform(msgs, lambda m: coalesce(json_extract_string(m.role, '$') NOT IN {roles}, true)), true)
       AS bad_role_at,
-    list_position(list_transform(msgs, lambda m: json_type(m.content) IS DISTINCT FROM 'VARCHAR'), true)
+    list_position(list_transform(msgs, lambda m: coalesce(left(m.content, 1) <> '"', true)), true)
       AS bad_content_at
   FROM conversations
 ), checked AS (
