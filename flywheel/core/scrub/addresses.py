@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 
 STREET_ADDRESS = "STREET_ADDRESS"
+ZIP_CODE = "ZIP_CODE"
 
 # Words that end (or, in Romance and Slavic languages, start) a street name. Short on purpose: the
 # number-first and number-last shapes do most of the work, these only vouch for the weaker shapes.
@@ -43,6 +44,9 @@ UNIT_WORDS = {"apt", "apartment", "suite", "ste", "unit", "flat", "floor", "fl",
               "building", "box", "no"}
 # A number-last street needs one of these just before it, or a street word inside it.
 CUES = {"at", "on", "to", "of", "in", "address", "addresses", "is"}
+YEAR = re.compile(r"(?:19|20)\d\d\.?")
+STRONG_CUE = re.compile(r"(?i)(?:\b(?:live[sd]?|living|located|situated|address(?:es)?(?: is)?|corner of)\s+(?:\w+\s+)?"
+                        r"(?:at|on|in|of)?|address(?:es)?\s*:)\s*$")
 # Lower-case words that may sit inside a place name ("Mora de Rubielos", "Chiclana de la Frontera").
 PARTICLES = {"de", "la", "del", "do", "da", "di", "dei", "der", "den", "van", "von", "le", "les", "e", "y",
              "am", "im", "upon", "sur", "el"}
@@ -54,7 +58,8 @@ FUNCTION_WORDS = {
     "not", "no", "all", "any", "some", "then", "than", "when", "where", "which", "who", "what", "there",
 }
 
-TOKEN = re.compile(r"\d[\w\-]*\.?|[^\W\d_][\w'’\-]*\.?|\n|[^\w\s]")
+# Words may carry "∆", which some Greek exports use for "Δ".
+TOKEN = re.compile(r"\d[\w\-]*\.?|[^\W\d_][\w'’\-∆]*\.?|\n|[^\w\s]")
 MILITARY = re.compile(
     r"(?i)\b(?:(?:PSC|CMR|Unit)\s+\d{3,5},?\s+Box\s+\d{3,5}|(?:USNS|USS|USNV|USCGC)\s+[^\W\d_][\w'-]*)"
     r"\s*\n?\s*[ADF]PO\s+A[AEP]\s+\d{5}\b"
@@ -69,6 +74,8 @@ class _Tokens:
     def __init__(self, text: str):
         self.text = text
         self.items = [(m.start(), m.end(), m.group()) for m in TOKEN.finditer(text)]
+        # In a text written all in lower case, capitals cannot mark names and places.
+        self.lower_case = not any(c.isupper() for c in text)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -88,7 +95,22 @@ class _Tokens:
         return bool(w) and w[0].isalpha()
 
     def is_cap(self, i: int) -> bool:
+        if self.lower_case:
+            return self.is_word(i) and self.bare(i) not in FUNCTION_WORDS
         return self.is_word(i) and self.word(i)[0].isupper()
+
+    def starts_fresh(self, i: int) -> bool:
+        """Token i is not glued to the one before it ('96' in '41.173.96.26')."""
+        before = self.word(i - 1)
+        return i == 0 or self.gap(i - 1, i) != "" or not (before[-1].isalnum() or before[-1] in ".-")
+
+    def is_state(self, i: int) -> bool:
+        """'OR', 'NO', 'ON': a two- or three-letter region code, even when it spells a word."""
+        w = self.word(i)
+        return 2 <= len(w) <= 3 and w.isalpha() and w.isupper()
+
+    def same_line(self, i: int, j: int) -> bool:
+        return "\n" not in self.gap(i, j)
 
     def is_label(self, i: int) -> bool:
         """'Mobile' in 'Mobile: 555...' starts a new field, not a place."""
@@ -119,40 +141,56 @@ def _street_words(t: _Tokens, i: int, limit: int = 5) -> int:
 
 def _number_first(t: _Tokens, i: int) -> int | None:
     """'1234 Maple Street', '17151 2450 Crown St', '28245 Puruntie 82': end index or None."""
-    if not t.is_num(i):
-        return None
+    if not t.is_num(i) or not t.starts_fresh(i) or (t.is_num(i - 1) and t.same_line(i - 1, i)):
+        return None  # part of a phone number, an IP address or a decimal
     j = i + 1
-    if t.is_num(j) and t.word(j)[-1] != ".":
+    two_numbers = t.is_num(j) and t.gap(i, j) == " " and "." not in (t.word(i)[-1], t.word(j)[-1])
+    if two_numbers:  # "<postcode or building> <house number> <street>"
         j += 1
-    words_end = _street_words(t, j)
+    words_end = _street_words(t, j, limit=6)
     if words_end == j:
         return None
-    has_street_word = any(t.is_street_word(k) for k in range(j, words_end))
-    if t.is_num(words_end, 5):  # house number after the street name
+    if t.is_num(words_end, 5) and t.same_line(words_end - 1, words_end):  # house number after the name
         return _tail(t, words_end + 1)
-    if has_street_word:
-        # Stop at the last street word: "Avenue Teboulbi St. the first..." keeps "Avenue Teboulbi St."
-        last = max(k for k in range(j, words_end) if t.is_street_word(k))
-        if all(t.is_cap(k) for k in range(j, words_end)):
-            last = words_end - 1
-        return last + 1
-    if _is_unit(t, words_end):
+    street = [k for k in range(j, words_end) if t.is_street_word(k)]
+    if street:
+        # Keep the name up to its street word, and capitalised words after it ("Devon Street West"),
+        # not the sentence that follows ("Main Street bridge").
+        end = words_end
+        while end - 1 > street[-1] and not t.is_cap(end - 1):
+            end -= 1
+        return end
+    if (two_numbers and t.is_cap(j) and len(t.bare(j)) > 2) or _is_unit(t, words_end):
         return words_end
     return None
 
 
 def _number_last(t: _Tokens, i: int) -> int | None:
-    """'Villacher Strasse 89', 'ul. Biskupa Bogedaina 118' after a cue, or with a street word."""
-    if not (t.is_cap(i) or t.is_street_word(i)):
+    """'Villacher Strasse 89', 'ul. Biskupa Bogedaina 118', 'hegyalja út 98.': the house number is
+    token i; the street name is the run of words before it. Returns the start index or None."""
+    if not t.is_num(i, 5) or t.is_num(i + 1) and t.same_line(i, i + 1):
         return None
-    words_end = _street_words(t, i, limit=4)
-    if words_end == i or not t.is_num(words_end, 5) or t.is_num(words_end + 1):
+    start = i
+    while start > 0 and i - start < 4 and t.is_name_word(start - 1) and t.same_line(start - 1, start) \
+            and t.bare(start - 1) not in CUES:
+        start -= 1
+    if start == i:
         return None
-    has_street_word = any(t.is_street_word(k) for k in range(i, words_end))
-    cued = t.bare(i - 1) in CUES or t.word(i - 1) == ":"
-    if not (has_street_word or (cued and words_end - i >= 1)):
-        return None
-    return _tail(t, words_end + 1)
+    has_street_word = any(t.is_street_word(k) for k in range(start, i))
+    cued = t.bare(start - 1) in CUES or t.word(start - 1) == ":" or (
+        t.bare(start - 1) == "and" and t.is_cap(start - 2)  # "Katrina and Rua do Paseo 46": a corner
+    )
+    # One capitalised word and a number after "to" is as often "Windows 10" as a street: a single
+    # word needs a street word after the number or a cue that speaks of living or addresses.
+    one_word_ok = (i - start > 1 or t.is_street_word(i + 1) or t.bare(start - 1) == "and"
+                   or STRONG_CUE.search(t.text, 0, t.items[start][0]))
+    # Without a street word the name must look like one: capitalised words ("Joaquin Suarez 2906"),
+    # not "Denver since 2019".
+    name_like = all((t.is_cap(k) and len(t.bare(k)) > 1) or t.bare(k) in PARTICLES for k in range(start, i)) \
+        and not YEAR.fullmatch(t.word(i))
+    if has_street_word or (cued and t.is_cap(start) and one_word_ok and name_like):
+        return start
+    return None
 
 
 def _tail(t: _Tokens, j: int) -> int:
@@ -165,15 +203,28 @@ def _tail(t: _Tokens, j: int) -> int:
     return j
 
 
+def _lead(t: _Tokens, start: int) -> int:
+    """Words that belong before a street line: 'Serenade Opus 420 Gairbekov Rapids' (a street name
+    before the house number) and 'Katrina and Rua do Paseo 46' (two streets of a corner)."""
+    k = start
+    while k > 0 and start - k < 3 and t.is_cap(k - 1) and t.bare(k - 1) not in CUES | FUNCTION_WORDS \
+            and t.same_line(k - 1, k) and not t.is_label(k - 1) and not t.word(k - 1).endswith("."):
+        k -= 1
+    if k == start and t.bare(start - 1) == "and" and t.is_cap(start - 2) and t.same_line(start - 2, start):
+        k = start - 2
+    return k
+
+
 def _is_unit(t: _Tokens, i: int) -> bool:
     return (t.bare(i) in UNIT_WORDS and t.is_num(i + 1)) or (t.word(i) == "#" and t.is_num(i + 1))
 
 
 def _separator(t: _Tokens, i: int) -> int | None:
-    """Skip a comma or line breaks (and '>' quote marks) between address parts; None if none."""
-    j, breaks = i, 0
-    while j < len(t) and (t.word(j) in ("\n", ">") or (t.word(j) == "," and j == i)):
+    """Skip a comma and line breaks (and '>' quote marks) between address parts; None if none."""
+    j, breaks, commas = i, 0, 0
+    while j < len(t) and (t.word(j) in ("\n", ">") or (t.word(j) == "," and commas == 0)):
         breaks += t.word(j) == "\n"
+        commas += t.word(j) == ","
         j += 1
     if breaks > 2:
         return None
@@ -190,6 +241,43 @@ def _units(t: _Tokens, j: int) -> int:
             return j
 
 
+# Digits ("97201", "53-320"), or the second half of a UK or Canadian postcode ("6XE", "2H0").
+POSTCODE_NUMBER = re.compile(r"\d{1,6}(?:-\d{2,4})?\.?|\d[A-Z]{2}|\d[A-Z]\d")
+
+
+def _place_words(t: _Tokens, k: int) -> int:
+    """End of a place name starting at k: 'Mora de Rubielos', 'Ostrov nad Ohri', 'KRISTIANSUND N'."""
+    m = k + 1
+    while m < len(t) and t.same_line(m - 1, m) and t.gap(m - 1, m) == " " and not t.is_label(m):
+        if t.word(m - 1).endswith(".") and len(t.word(m - 1)) > 4:
+            break  # "New Zealand. Please call me": the sentence ended
+        if t.is_cap(m):
+            m += 1
+        elif t.is_word(m) and len(t.bare(m)) <= 3 and t.bare(m) not in FUNCTION_WORDS and t.is_cap(m + 1):
+            m += 2  # a short particle between two capitalised words
+        else:
+            break
+    return m
+
+
+def _postcode(t: _Tokens, k: int, loose: bool) -> int | None:
+    """End of a postcode or state number at k ('97201', '53-320', '394 13', ', 32'), else None."""
+    if not (t.is_num(k, 6) and POSTCODE_NUMBER.fullmatch(t.word(k))):
+        return None
+    digits = sum(c.isdigit() for c in t.word(k))
+    if loose and digits < 3 and not t.word(k)[-1].isalpha():
+        return None
+    nxt = k + 1
+    if t.is_num(nxt) and t.same_line(k, nxt):
+        # "394 13" and "840 24" are postcodes; "21 253 109 8211" is a phone number, not ours.
+        if digits == 3 and len(t.word(nxt)) == 2 and not t.is_num(nxt + 1):
+            return nxt + 1
+        if digits <= 3 and not (t.is_num(nxt + 1) and t.same_line(nxt, nxt + 1)):  # ", 43 73313"
+            return nxt + 1
+        return None
+    return nxt
+
+
 def _locality(t: _Tokens, j: int) -> int:
     """City, state, country and postcode after a street line: 'Portland, OR 97201', '\\n LONDON\\n
     United Kingdom 75419', ', nan\\n 51971'. Returns the end index of what belongs to the address."""
@@ -198,21 +286,13 @@ def _locality(t: _Tokens, j: int) -> int:
         sep = _separator(t, end)
         k = sep if sep is not None else end
         loose = sep is None  # only a space: accept only clearly place-like parts
-        if k >= len(t):
+        if k >= len(t) or (loose and t.word(end - 1).endswith(".") and len(t.word(end - 1)) > 4):
             break
-        if t.is_cap(k) and not t.is_label(k) and t.bare(k) not in FUNCTION_WORDS:
-            m = k + 1
-            while m < len(t) and (t.is_cap(m) or t.bare(m) in PARTICLES) and not t.is_label(m) and \
-                    "\n" not in t.gap(m - 1, m) and t.gap(m - 1, m) in (" ", ""):
-                m += 1
-            while t.bare(m - 1) in PARTICLES:
-                m -= 1
-            end = m
-        elif t.is_num(k, 6) and (not loose or sum(c.isdigit() for c in t.word(k)) >= 3):
-            end = k + 1
-            if t.is_num(end, 3) and t.gap(k, end) == " ":  # "394 13", "840 24"
-                end += 1
-        elif t.word(k) == "nan" and not loose:
+        if (t.is_cap(k) and not t.is_label(k) and t.bare(k) not in FUNCTION_WORDS) or t.is_state(k):
+            end = _place_words(t, k)
+        elif _postcode(t, k, loose):
+            end = _postcode(t, k, loose)
+        elif t.word(k) == "nan":  # an empty field in exported data
             end = k + 1
         elif t.word(k) == "(" and t.is_cap(k + 1) and t.word(k + 2) == ")":  # "Cyprus (Greek)"
             end = k + 3
@@ -221,11 +301,7 @@ def _locality(t: _Tokens, j: int) -> int:
     return end
 
 
-def _street_end(t: _Tokens, i: int) -> int | None:
-    return _number_first(t, i) or _number_last(t, i)
-
-
-def _corner(t: _Tokens, text: str, start: int) -> tuple[int, int] | None:
+def _corner(t: _Tokens, start: int) -> tuple[int, int] | None:
     """'the corner of X and Y': both street names, up to the end of the second one."""
     i = next((k for k, (s, _, _) in enumerate(t.items) if s >= start), None)
     if i is None:
@@ -245,18 +321,29 @@ def _corner(t: _Tokens, text: str, start: int) -> tuple[int, int] | None:
     return t.items[i][0], t.items[k - 1][1]
 
 
+# "in Bjert 6091", "in OVERTURINGEN 840 24": a postcode right after a place name. Years are left alone.
+PLACE_POSTCODE = re.compile(r"\bin\s+(?:[^\W\d_][\w'-]*\s+){1,3}?((?!19\d\d\b|20\d\d\b)\d{4,5}|\d{3}\s\d{2})(?![\w.,-]?\d)")
+
+
+def find_postcodes(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, ZIP_CODE) of postcodes that follow a place name after "in"."""
+    return [(m.start(1), m.end(1), ZIP_CODE) for m in PLACE_POSTCODE.finditer(text)
+            if all(w[0].isupper() or text.islower() for w in m.group(0).split()[1:-1] if w[0].isalpha())]
+
+
 def find_addresses(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, STREET_ADDRESS) for each address block in text."""
+    """(start, end, STREET_ADDRESS) for each address block in text, and (start, end, ZIP_CODE) for
+    postcodes standing after a place name."""
     if not any(c.isdigit() for c in text):
         return []
+    t = _Tokens(text)
     found: list[tuple[int, int]] = []
     for m in MILITARY.finditer(text):
         found.append((m.start(), m.end()))
     for m in CORNER.finditer(text):
-        corner = _corner(_Tokens(text), text, m.end())
+        corner = _corner(t, m.end())
         if corner:
             found.append((m.start(), corner[1]))
-    t = _Tokens(text)
     for m in PO_BOX.finditer(text):
         k = next((idx for idx, (_, e, _) in enumerate(t.items) if e >= m.end()), None)
         if k is not None:
@@ -264,11 +351,18 @@ def find_addresses(text: str) -> list[tuple[int, int, str]]:
             found.append((m.start(), t.items[end - 1][1]))
     i = 0
     while i < len(t):
-        end = _street_end(t, i)
-        if end is None:
-            i += 1
-            continue
+        # A number ending a street name wins over the same number starting one: in "Via Tasso 129
+        # street" the address is "Via Tasso 129", not "129 street".
+        start, end = _number_last(t, i), i + 1
+        if start is not None:
+            end = _tail(t, end)
+        else:
+            start, end = i, _number_first(t, i)
+            if end is None:
+                i += 1
+                continue
+        start = _lead(t, start)
         end = _locality(t, _units(t, end))
-        found.append((t.items[i][0], t.items[end - 1][1]))
+        found.append((t.items[start][0], t.items[end - 1][1]))
         i = end
-    return [(s, e, STREET_ADDRESS) for s, e in found]
+    return [(s, e, STREET_ADDRESS) for s, e in found] + find_postcodes(text)

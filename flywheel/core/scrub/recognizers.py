@@ -6,6 +6,8 @@ pattern recognizers (email, phone, credit card, IBAN, IP, SSN, URL...).
 
 from __future__ import annotations
 
+import re
+
 from presidio_analyzer import Pattern, PatternRecognizer
 
 # entity type -> [(pattern name, regex, score)]
@@ -43,6 +45,103 @@ def helpdesk_recognizers() -> list[PatternRecognizer]:
     ]
 
 
+class CardNumberRecognizer(PatternRecognizer):
+    """Any 12-19 digit number (grouped by spaces or dashes or not) that passes the Luhn checksum.
+
+    Presidio's own card recognizer only knows some issuer prefixes and scores below our threshold
+    without context words; a Luhn-valid number of card length is a card whatever its issuer.
+    """
+
+    PATTERN = r"(?<![\w-])\d(?:[ -]?\d){11,18}(?![\w]|[ -]?\d)"
+
+    def __init__(self) -> None:
+        super().__init__(supported_entity="CREDIT_CARD", name="flywheel_card_number",
+                         patterns=[Pattern("luhn card number", self.PATTERN, 0.5)])
+
+    def validate_result(self, pattern_text: str) -> bool:
+        digits = [int(c) for c in pattern_text if c.isdigit()]
+        total = 0
+        for i, d in enumerate(reversed(digits)):
+            if i % 2:
+                d = d * 2 - 9 if d > 4 else d * 2
+            total += d
+        return total % 10 == 0
+
+
+class PhoneNumberRecognizer(PatternRecognizer):
+    """Phone numbers as people write them: '(415) 555-0134', '+44 20 7946 0958', '0494 92 82 32',
+    '+41 (0)96 471 07 95', '03.93.92.16.85', '345-899-3560x4587', '9498777106'.
+
+    Replaces Presidio's PhoneRecognizer, which parses every digit run with libphonenumber once per
+    region (the slowest recognizer by far) and still misses national formats of other regions.
+    A match needs 7-15 digits; dates, times and IP addresses of that length are refused.
+    """
+
+    PATTERN = (
+        r"(?<![\w+$€£./-])"
+        r"(?:\+\d{1,3}[ .-]?|\b00\d{1,3}[ .-])?"  # country code
+        r"(?:\(\d{1,4}\)[ .-]?)?"  # area code in brackets
+        r"\d{1,11}(?:[ .-]\d{1,10}|[ .-]?\(\d{1,4}\)[ .-]?\d{1,10}){0,5}"  # digit groups
+        r"(?:\s?(?:x|ext\.?)\s?\d{1,5})?"  # extension
+        r"(?![\w]|[.-]\d)"
+    )
+    DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}([-/.])\d{1,2}\1\d{2,4}$")
+    IP = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}$")
+    EXTENSION = re.compile(r"\s?(?:x|ext\.?)\s?\d+$", re.IGNORECASE)
+
+    def __init__(self) -> None:
+        super().__init__(supported_entity="PHONE_NUMBER", name="flywheel_phone_number",
+                         patterns=[Pattern("phone number", self.PATTERN, 0.5)])
+
+    def validate_result(self, pattern_text: str) -> bool:
+        number = self.EXTENSION.sub("", pattern_text)
+        digits = sum(c.isdigit() for c in number)
+        if not 7 <= digits <= 15:
+            return False
+        if number.isdigit() and not 10 <= digits <= 11:  # an ungrouped run: only a full national number
+            return False
+        return not (self.DATE.match(number) or self.IP.match(number))
+
+
+# Values that only a cue word marks as PII: a bare "6940579" is anything, after "driver's license
+# number is" it is a licence. Lookbehinds run in Presidio's `regex` engine, which allows any width.
+CUED_PATTERNS: dict[str, list[tuple[str, str, float]]] = {
+    "US_DRIVER_LICENSE": [(
+        "licence after cue",
+        r"(?<=\b(?:driver'?s?|driving)\s+licen[cs]e(?:\s+(?:number|no\.?|#|id))?(?:\s+is|:)?\s{1,3})"
+        r"(?=[a-z-]*\d)[a-z0-9][a-z0-9-]{4,19}\b",
+        0.85,
+    )],
+    "USERNAME": [(
+        "username after cue",
+        r"(?<=\buser\s?name(?:\s+is)?\s*:?\s{1,3})(?=[\w.-]*\d)[a-z][\w.-]{2,40}",  # "Username: cminh730"
+        0.85,
+    )],
+    "ZIP_CODE": [(
+        "postcode after cue",
+        r"(?<=\b(?:zip|postal|post)\s?(?:code)?(?:\s+(?:is|was))?\s?[:#]?\s{0,3})"
+        r"(?:\d{3,6}(?:[- ]\d{2,4})?(?-i:\s?[A-Z]{2}\b)?"  # 97201, 75534-030, 394 13, 7412 SL
+        r"|(?-i:[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}|[A-Z]\d[A-Z]\s?\d[A-Z]\d))\b",  # UK, Canada
+        0.85,
+    )],
+}
+
+
+def cued_recognizers() -> list[PatternRecognizer]:
+    return [
+        PatternRecognizer(
+            supported_entity=entity,
+            name=f"flywheel_cued_{entity.lower()}",
+            patterns=[Pattern(name, regex, score) for name, regex, score in patterns],
+        )
+        for entity, patterns in CUED_PATTERNS.items()
+    ]
+
+
 def all_recognizers() -> list[PatternRecognizer]:
     """Everything this module adds to Presidio's predefined recognizers."""
-    return helpdesk_recognizers()
+    return helpdesk_recognizers() + cued_recognizers() + [CardNumberRecognizer(), PhoneNumberRecognizer()]
+
+
+# Presidio recognizers that ours replace (see PhoneNumberRecognizer).
+REPLACED_PRESIDIO_RECOGNIZERS = ["PhoneRecognizer"]

@@ -1,9 +1,12 @@
 """The scrubber: three layers, merged spans, typed and numbered placeholders.
 
-1. regex: Presidio's pattern recognizers (email, phone, card, IBAN, IP, SSN, URL...) plus flywheel's
-   own (ticket, account, order, invoice and PO ids, API keys and tokens, addresses, postcodes);
+1. regex: Presidio's pattern recognizers (email, card, IBAN, IP, SSN, URL...) plus flywheel's own
+   (flywheel.core.scrub.recognizers: phone numbers, Luhn-checked cards, ticket, account, order, invoice
+   and PO ids, API keys and tokens, cued licences and postcodes; flywheel.core.scrub.addresses: postal
+   address blocks);
 2. NER: spaCy through Presidio (persons, organisations, locations), batched with nlp.pipe, with the
-   pipes NER does not need disabled;
+   pipes neither NER nor the tagger needs disabled, widened by rules (flywheel.core.scrub.rules:
+   proper-noun runs, whole names, names after cue words, lists of names);
 3. lookup: the customer vocabulary from the CRM (flywheel.core.scrub.vocabulary).
 
 Overlapping findings merge into one span covering all of them, so no fragment of a value survives.
@@ -17,13 +20,15 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from flywheel.core.scrub import rules
 from flywheel.core.scrub import vocabulary as vocab_mod
+from flywheel.core.scrub.addresses import find_addresses
 from flywheel.core.scrub.offline import load_spacy, use_bundled_public_suffix_list
-from flywheel.core.scrub.recognizers import all_recognizers
+from flywheel.core.scrub.recognizers import REPLACED_PRESIDIO_RECOGNIZERS, all_recognizers
 from flywheel.settings import ScrubSettings
 
 # Bump when recognizers or merging change: each scrub report records the version that produced it.
-SCRUBBER_VERSION = "1"
+SCRUBBER_VERSION = "2"
 
 NER_RECOGNIZER = "SpacyRecognizer"
 
@@ -33,7 +38,7 @@ PLACEHOLDER = {
     "IBAN_CODE": "IBAN", "IP_ADDRESS": "IP_ADDRESS", "US_SSN": "SSN", "URL": "URL", "DOMAIN_NAME": "URL",
     "ORGANIZATION": "ORG", "LOCATION": "LOCATION", "GPE": "LOCATION", "STREET_ADDRESS": "ADDRESS",
     "ZIP_CODE": "POSTCODE", "US_DRIVER_LICENSE": "DRIVER_LICENSE", "US_PASSPORT": "PASSPORT",
-    "US_BANK_NUMBER": "BANK_ACCOUNT", "CRYPTO": "CRYPTO_WALLET",
+    "US_BANK_NUMBER": "BANK_ACCOUNT", "CRYPTO": "CRYPTO_WALLET", "PROPER_NOUN": "NAME",
     vocab_mod.CUSTOMER: "CUSTOMER", vocab_mod.CUSTOMER_ORG: "CUSTOMER_ORG", vocab_mod.CUSTOMER_PRODUCT: "CUSTOMER_PRODUCT",
 }
 # The essay's "Sarah from Acme becomes [CUSTOMER] from [CUSTOMER_ORG]": known customers are not numbered.
@@ -43,9 +48,9 @@ UNNUMBERED = {"CUSTOMER", "CUSTOMER_ORG", "CUSTOMER_PRODUCT"}
 PRIORITY = [
     vocab_mod.CUSTOMER, vocab_mod.CUSTOMER_ORG, vocab_mod.CUSTOMER_PRODUCT,
     "API_KEY", "EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS", "CRYPTO",
-    "TICKET_ID", "ACCOUNT_ID", "ORDER_ID", "INVOICE_ID", "PO_NUMBER", "US_BANK_NUMBER", "US_PASSPORT",
-    "US_DRIVER_LICENSE", "STREET_ADDRESS", "PHONE_NUMBER", "URL", "DOMAIN_NAME", "ZIP_CODE",
-    "PERSON", "ORGANIZATION", "LOCATION", "GPE",
+    "TICKET_ID", "ACCOUNT_ID", "ORDER_ID", "INVOICE_ID", "PO_NUMBER", "USERNAME", "US_BANK_NUMBER", "US_PASSPORT",
+    "US_DRIVER_LICENSE", "STREET_ADDRESS", "ZIP_CODE", "PHONE_NUMBER", "URL", "DOMAIN_NAME",
+    "PERSON", "ORGANIZATION", "LOCATION", "GPE", "PROPER_NOUN",
 ]
 _RANK = {t: i for i, t in enumerate(PRIORITY)}
 
@@ -191,6 +196,8 @@ class Scrubber:
                                              ner_model_configuration=ner_config)
         self.nlp_engine.load()
         self.analyzer = AnalyzerEngine(nlp_engine=self.nlp_engine, supported_languages=["en"])
+        for name in REPLACED_PRESIDIO_RECOGNIZERS:
+            self.analyzer.registry.remove_recognizer(name)
         for recognizer in all_recognizers():
             self.analyzer.registry.add_recognizer(recognizer)
         self.entities = PRESIDIO_ENTITIES + sorted(
@@ -216,10 +223,30 @@ class Scrubber:
                 )
                 for r in results:
                     name = (r.recognition_metadata or {}).get("recognizer_name", "")
+                    if name == NER_RECOGNIZER and rules.not_a_name(text[r.start : r.end]):
+                        continue
                     found.append(Span(r.start, r.end, r.entity_type, "ner" if name == NER_RECOGNIZER else "regex"))
+                found += [Span(s, e, kind, "regex") for s, e, kind in find_addresses(text)]
+                found = self._widen_names(text, nlp_artifacts.tokens, found)
                 found += [Span(s, e, kind, "lookup") for s, e, kind in self.vocabulary.find(text)]
             out.append(merge_spans(t for t in (_tidy(text, s) for s in found) if t))
         return out
+
+    @staticmethod
+    def _widen_names(text: str, doc, found: list[Span]) -> list[Span]:
+        """The rule-based part of the NER layer (flywheel.core.scrub.rules): whole names around NER's
+        persons, proper-noun runs the model left unlabelled, names after cue words, and the other
+        members of a list of persons."""
+        widened = []
+        for s in found:
+            if s.layer == "ner" and s.entity_type == "PERSON":
+                s = Span(*rules.extend_person(text, s.start, s.end), s.entity_type, s.layer)
+            widened.append(s)
+        widened += [Span(s, e, kind, "ner") for s, e, kind in rules.proper_noun_runs(doc)]
+        widened += [Span(s, e, kind, "ner") for s, e, kind in rules.cued_persons(text)]
+        persons = [(s.start, s.end) for s in widened if s.entity_type == "PERSON"]
+        widened += [Span(s, e, kind, "ner") for s, e, kind in rules.list_persons(text, persons)]
+        return widened
 
     # -- scrubbing -------------------------------------------------------------------------------
 

@@ -1,0 +1,196 @@
+"""Rules that widen what spaCy's small NER model finds (layer "ner").
+
+The statistical NER misses many names it has not seen (rare surnames, company names like "Persint",
+non-English names) and cuts others short ("Batukayev" of "Sieda Batukayev"). Two cheap signals
+recover most of them:
+
+* the tagger: a run of capitalised tokens tagged as proper nouns (NNP/NNPS) is a name of some kind,
+  even when NER gave it no label or no span at all;
+* cue words: what follows "my name is", "Mr.", "calls me", "my kid"... is a person, also in text
+  written all in lower case, where capitals mark nothing.
+
+Both yield spans of a generic PROPER_NOUN type unless the cue says "person"; when they overlap an NER
+span the merge keeps NER's more specific type.
+"""
+
+from __future__ import annotations
+
+import re
+
+PERSON = "PERSON"
+ORGANIZATION = "ORGANIZATION"
+PROPER_NOUN = "PROPER_NOUN"
+
+# Capitalised words the tagger calls proper nouns but that name nobody: greetings, form labels and
+# help-desk vocabulary. Short on purpose; labels followed by ":" are skipped anyway.
+NOT_NAMES = {
+    "hi", "hello", "hey", "dear", "thanks", "thank", "thx", "cheers", "regards", "best", "sir", "madam",
+    "ma'am", "cool", "ok", "okay", "yes", "no", "please", "sorry", "email", "e-mail", "ticket", "address",
+    "phone", "mobile", "fax", "desk", "office", "name", "date", "account", "order", "invoice", "support",
+    "team", "customer", "user", "users", "username", "bot", "admin", "st", "st.",
+    # Dates are not names.
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "january", "february",
+    "march", "april", "june", "july", "august", "september", "october", "november", "december",
+}
+# Help-desk jargon spaCy's small model likes to call organisations ("the SSO login", "the SLA breach").
+JARGON = {"sso", "sla", "api", "csv", "pdf", "url", "vat", "faq", "atm", "pin", "vpn", "dns", "mfa", "2fa",
+          "saml", "scim", "crm", "sms", "otp", "eta", "kb", "ui", "ux", "qa", "cc", "bcc", "id", "asap", "fyi",
+          "ssn", "iban", "zip", "swift", "bic"}
+ORG_WORDS = {"inc", "inc.", "llc", "ltd", "ltd.", "corp", "corp.", "corporation", "company", "co.", "group",
+             "partners", "holdings", "gmbh", "plc", "ag", "sa", "bank", "software", "technologies",
+             "systems", "labs", "solutions", "services", "associates", "sons"}
+PROPER_TAGS = {"NNP", "NNPS"}
+
+
+def not_a_name(value: str) -> bool:
+    """An NER finding made only of greetings, labels and jargon ("Email", "Thanks", "SSO")."""
+    words = re.findall(r"[\w'.-]+", value.lower())
+    return bool(words) and all(w.strip(".") in NOT_NAMES | JARGON for w in words)
+
+
+def _is_acronym(word: str) -> bool:
+    """'SSO', 'SLA', 'ATM', 'IBAN': short all-capital words are product and process jargon."""
+    return word.isupper() and len(word) <= 4
+
+
+def _name_token(token) -> bool:
+    text = token.text
+    return (
+        token.tag_ in PROPER_TAGS
+        and text[:1].isupper()
+        and not _is_acronym(text)
+        and text.lower() not in NOT_NAMES
+        and not _is_label(token)
+    )
+
+
+def _is_label(token) -> bool:
+    """'Phone' in 'Phone: 555...' names a field."""
+    nxt = token.nbor(1) if token.i + 1 < len(token.doc) else None
+    return nxt is not None and nxt.text == ":" and not token.whitespace_
+
+
+def proper_noun_runs(doc) -> list[tuple[int, int, str]]:
+    """(start, end, type) of each run of proper-noun tokens, joined across initials ("Hanne I.
+    Kreutzmann") and hyphens; ORGANIZATION when the run ends in a company word."""
+    spans: list[tuple[int, int, str]] = []
+    i = 0
+    while i < len(doc):
+        if not _name_token(doc[i]):
+            i += 1
+            continue
+        j = i + 1
+        while j < len(doc) and (_name_token(doc[j]) or _is_initial(doc[j])):
+            j += 1
+        while j > i + 1 and _is_initial(doc[j - 1]):
+            j -= 1
+        if j == i + 1 and _interjection(doc[i]):
+            i = j
+            continue
+        kind = ORGANIZATION if doc[j - 1].text.lower() in ORG_WORDS else PROPER_NOUN
+        spans.append((doc[i].idx, doc[j - 1].idx + len(doc[j - 1].text), kind))
+        i = j
+    return spans
+
+
+def _interjection(token) -> bool:
+    """'Understood.' or 'Done!' as a sentence of its own: the tagger's NNP there is only the capital."""
+    starts = token.i == 0 or token.nbor(-1).text in (".", "!", "?", "\n") or token.nbor(-1).is_space
+    follows = token.nbor(1).text if token.i + 1 < len(token.doc) else "."
+    return starts and follows in (".", "!", "?", ";")
+
+
+def _is_initial(token) -> bool:
+    t = token.text
+    return len(t) <= 2 and t[:1].isupper() and (len(t) == 1 or t[1] == ".")
+
+
+# "my name is X", "calls me X", "Mr. X", "my kid X": the words after the cue are a person's name.
+_NAME_WORD = r"[^\W\d_][\w'’-]*"
+PERSON_CUES = re.compile(
+    r"(?i:\b(?:my\s+name\s+is|name\s+is|names?:|calls?\s+me|call\s+him|call\s+her|named|"
+    r"my\s+(?:kid|son|daughter|wife|husband|partner|boss|friend|colleague|brother|sister|mother|father)|"
+    r"(?:mr|mrs|ms|miss|dr|prof)\.?)\s+)"
+    rf"({_NAME_WORD}(?:\s+(?:[^\W\d_]\.?\s+)?{_NAME_WORD})?)"
+)
+# Words a cue may be followed by that are not names ("my name is not correct", "my son is ill").
+CUE_STOP = {"is", "was", "not", "the", "a", "an", "and", "in", "on", "at", "to", "from", "for", "of", "has",
+            "had", "will", "would", "can", "could", "should", "but", "as", "with", "who", "that", "it",
+            "this", "i", "me", "you", "he", "she", "they", "we", "my", "your", "his", "her", "our", "their",
+            "correct", "incorrect", "wrong", "right", "misspelled", "spelled", "missing", "changed"}
+
+
+def cued_persons(text: str) -> list[tuple[int, int, str]]:
+    spans = []
+    lower_case = not any(c.isupper() for c in text)
+    for m in PERSON_CUES.finditer(text):
+        words = [w for w in re.finditer(r"\S+", m.group(1))]
+        if not (lower_case or words[0].group()[0].isupper()):
+            continue  # "call me back": in ordinary text a name is capitalised
+        keep = []
+        for w in words:
+            bare = w.group().strip(".,;:!?\"'").lower()
+            if bare in CUE_STOP or not bare:
+                break
+            keep.append(w)
+            if not w.group()[-1].isalnum() and not (len(bare) == 1):  # punctuation ends the name
+                break
+        if keep:
+            spans.append((m.start(1) + keep[0].start(), m.start(1) + keep[-1].end(), PERSON))
+    return spans
+
+
+# Words that never start or continue a name when extending a span ("The", "and", "of"...).
+_STOP = {"the", "a", "an", "and", "or", "of", "in", "on", "at", "to", "for", "from", "by", "with", "is", "was",
+         "my", "your", "his", "her", "our", "their", "this", "that", "i", "we", "you", "he", "she", "they", "it"}
+_WORD_AT = re.compile(r"[^\W\d_][\w'’-]*")
+
+
+def _extendable(word: str) -> bool:
+    base = re.split(r"['’]", word)[0].lower()  # "I'm" is "I"
+    return word[:1].isupper() and not {word.lower(), base} & (_STOP | NOT_NAMES | JARGON) and not _is_acronym(word)
+
+
+def extend_person(text: str, start: int, end: int) -> tuple[int, int]:
+    """Grow a PERSON span to the whole words it cuts ("Hauta" of "Hauta-aho") and to the capitalised
+    words right beside it on the same line ("Sieda" before "Batukayev", "Foldesy" after "Agnes")."""
+    while end < len(text) and (text[end].isalnum() or (text[end] in "-'’" and end + 1 < len(text)
+                                                       and text[end + 1].isalpha())):
+        end += 1
+    while start > 0 and (text[start - 1].isalnum() or (text[start - 1] == "-" and start > 1
+                                                       and text[start - 2].isalpha())):
+        start -= 1
+    for _ in range(2):  # following surname or middle name
+        m = _WORD_AT.match(text, end + 1) if text[end : end + 1] == " " else None
+        if not (m and _extendable(m.group())):
+            break
+        end = m.end()
+    before = re.search(r"([^\W\d_][\w'’-]*) $", text[max(0, start - 40) : start])
+    if before and _extendable(before.group(1)) and not _sentence_start(text, start - 1 - len(before.group(1))):
+        start -= len(before.group(1)) + 1
+    return start, end
+
+
+def _sentence_start(text: str, i: int) -> bool:
+    """Position i begins the text or a sentence: its capital says nothing about a name."""
+    head = text[:i].rstrip(" \t")
+    return not head or head[-1] in ".!?\n:\"“"
+
+
+# "A, B, C and D": members of one list are the same kind of thing.
+_WORD_NOT_AND = r"(?!(?:and|or)\b)[^\W\d_][\w'’-]*"
+_MEMBER = rf"{_WORD_NOT_AND}(?: {_WORD_NOT_AND})?"
+NAME_LIST = re.compile(rf"{_MEMBER}(?:, {_MEMBER})+,? (?:and|or|&) {_MEMBER}")
+
+
+def list_persons(text: str, persons: list[tuple[int, int]]) -> list[tuple[int, int, str]]:
+    """When at least two members of an enumeration are persons, all its members are."""
+    out = []
+    for m in NAME_LIST.finditer(text):
+        members = [(x.start() + m.start(), x.end() + m.start())
+                   for x in re.finditer(rf"(?<![\w'’-]){_MEMBER}", m.group())]
+        members = [(s, e) for s, e in members if text[s:e].split()[0].lower() not in _STOP]
+        hits = sum(any(ps < e and s < pe for ps, pe in persons) for s, e in members)
+        if hits >= 2:
+            out += [(s, e, PERSON) for s, e in members]
+    return out
