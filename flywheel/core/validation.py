@@ -32,6 +32,11 @@ def _type_of(name: str) -> str:
     return f"t_{name}"
 
 
+def _parsed(name: str) -> str:
+    """A timestamp field parsed once, for both its check and its typed column."""
+    return f"p_{name}"
+
+
 def _got(v: str) -> str:
     """SQL for ', got <value>' with the offending JSON value cut short."""
     return f"', got ' || left({v}::VARCHAR, 60)"
@@ -47,7 +52,7 @@ def _type_check(f: FieldSpec) -> tuple[str, str] | None:
         return f"{t} NOT IN {allowed}", _sql_str(f"{label} must be a string") + " || " + _got(v)
     if f.kind == "timestamp":
         return (
-            f"{t} <> 'VARCHAR' OR try_cast(json_extract_string({v}, '$') AS TIMESTAMPTZ) IS NULL",
+            f"{t} <> 'VARCHAR' OR {_parsed(f.name)} IS NULL",
             _sql_str(f"{label} must be an ISO 8601 timestamp") + " || " + _got(v),
         )
     if f.kind in ("number", "integer"):
@@ -112,12 +117,9 @@ def _typed_column(f: FieldSpec) -> str:
     if f.kind == "string":
         expr = f"json_extract_string({v}, '$')"
     elif f.kind == "timestamp":
-        expr = f"CAST(try_cast(json_extract_string({v}, '$') AS TIMESTAMPTZ) AS TIMESTAMP)"
+        expr = f"CAST({_parsed(f.name)} AS TIMESTAMP)"
     elif f.kind == "messages":
-        expr = (
-            "list_transform(msgs, lambda m: {'role': json_extract_string(m.role, '$'), "
-            "'content': json_extract_string(m.content, '$')})"
-        )
+        expr = "typed_msgs"
     elif f.kind == "object":
         # Unknown top-level fields are kept in metadata; an explicit metadata key wins a clash.
         # Merge-patching the record with {known: null, ...} leaves exactly its unknown fields.
@@ -129,7 +131,7 @@ def _typed_column(f: FieldSpec) -> str:
         expr = f"CAST({v} AS {DUCKDB_TYPES[f.kind]})"
     if f.name == "turns":
         # Counted from the conversation when the producer did not say.
-        expr = f"coalesce({expr}, len(list_filter(msgs, lambda m: json_extract_string(m.role, '$') = 'user')))"
+        expr = f"coalesce({expr}, len(list_filter(typed_msgs, lambda m: m.role = 'user')))"
     return f"CASE WHEN reason IS NULL THEN {expr} END AS {f.name}"
 
 
@@ -155,6 +157,11 @@ def validation_sql(max_bytes: int) -> str:
     fields = ",\n    ".join(
         f"r.{n} AS {_value(n)}, {_json_kind(f'r.{n}')} AS {_type_of(n)}" for n in TRACE_FIELD_NAMES
     )
+    parsed_timestamps = ",\n    ".join(
+        f"CASE WHEN {_type_of(f.name)} = 'VARCHAR' THEN try_cast(json_extract_string({_value(f.name)}, '$') AS TIMESTAMPTZ) "
+        f"END AS {_parsed(f.name)}"
+        for f in TRACE_FIELDS if f.kind == "timestamp"
+    )
     case = "\n".join(f"      WHEN {cond} THEN {reason}" for cond, reason in _checks(max_bytes))
     typed = ",\n  ".join(_typed_column(f) for f in TRACE_FIELDS)
     return f"""
@@ -174,12 +181,17 @@ WITH parsed AS (
     CASE WHEN r IS NOT NULL THEN len(list_filter(json_keys(text), lambda k: k NOT IN {known})) > 0 END AS has_extras
   FROM records
 ), conversations AS (
+  -- Messages are read twice: with JSON leaves, to tell a string content from a number, and typed,
+  -- which is both the role check and the stored value (one C++ parse instead of a lambda per message).
   SELECT *,
-    CASE WHEN t_messages = 'ARRAY' THEN try_cast(v_messages AS STRUCT(role JSON, content JSON)[]) END AS msgs
+    CASE WHEN t_messages = 'ARRAY' THEN try_cast(v_messages AS STRUCT(role JSON, content JSON)[]) END AS msgs,
+    CASE WHEN t_messages = 'ARRAY' THEN from_json(v_messages, '[{{"role": "VARCHAR", "content": "VARCHAR"}}]') END
+      AS typed_msgs,
+    {parsed_timestamps}
   FROM fields
 ), located AS (
   SELECT *,
-    list_position(list_transform(msgs, lambda m: coalesce(json_extract_string(m.role, '$') NOT IN {roles}, true)), true)
+    list_position(list_transform(typed_msgs, lambda m: coalesce(m.role NOT IN {roles}, true)), true)
       AS bad_role_at,
     list_position(list_transform(msgs, lambda m: coalesce(left(m.content, 1) <> '"', true)), true)
       AS bad_content_at
