@@ -4,7 +4,8 @@ Each figure is printed next to a baseline measured in the same run on the same d
 
 * ingest throughput (traces/s, contract validation and quarantine included) as a ratio to a bare
   DuckDB `read_json` load of the same files into a table: target >= 0.5x;
-* sampling one week, as a ratio to a plain DuckDB full scan of raw.traces: target <= 3x;
+* sampling one week, as a ratio to a plain DuckDB full scan of raw.traces: target <= 3x (the draw;
+  the draw plus the durable write of the week's partition is printed beside it);
 * peak memory (max RSS) of each phase, each run in its own process.
 
 Usage: python benchmarks/sampling.py [--traces 1000000] [--weeks 4] [--keep DIR]
@@ -62,12 +63,12 @@ def phase_ingest(traces_dir: str, db: str) -> dict:
 
 def phase_sample(db: str, week: str, repeats: int = 3) -> dict:
     from flywheel.core.db import connect
-    from flywheel.core.sampling import as_week_start, sample_week
+    from flywheel.core.sampling import as_week_start, sample_week, write_sample
 
     with connect(db) as conn:
         # Warm both once so neither pays for first-touch I/O the other skips.
         conn.execute("SELECT count(*) FROM raw.traces").fetchone()
-        scans, samples = [], []
+        scans, draws, writes = [], [], []
         for _ in range(repeats):
             t = time.perf_counter()
             conn.execute(
@@ -75,9 +76,13 @@ def phase_sample(db: str, week: str, repeats: int = 3) -> dict:
             ).fetchone()
             scans.append(time.perf_counter() - t)
             t = time.perf_counter()
-            sample = sample_week(conn, as_week_start(week))
-            samples.append(time.perf_counter() - t)
-    return {"scan_s": min(scans), "sample_s": min(samples), "sampled": sample.height, "peak_mib": _peak_mib()}
+            sampled = sample_week(conn, as_week_start(week)).height  # the draw, handed to Python
+            draws.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            write_sample(conn, as_week_start(week))  # the draw written as the asset does it
+            writes.append(time.perf_counter() - t)
+    return {"scan_s": min(scans), "draw_s": min(draws), "write_s": min(writes), "sampled": sampled,
+            "peak_mib": _peak_mib()}
 
 
 def _in_child(fn, *args) -> dict:
@@ -115,11 +120,13 @@ def main() -> int:
 
         week = (dt.date(2026, 3, 2) + dt.timedelta(days=7 * (args.weeks - 1))).isoformat()
         samp = _in_child(phase_sample, str(work / "flywheel.duckdb"), week)
-        s_ratio = samp["sample_s"] / samp["scan_s"]
+        s_ratio = samp["draw_s"] / samp["scan_s"]
         print(f"\nsample one week ({week}, {samp['sampled']:,} traces picked)")
-        print(f"  baseline  full scan of raw.traces : {samp['scan_s'] * 1000:>8.0f} ms")
-        print(f"  flywheel  sample_week             : {samp['sample_s'] * 1000:>8.0f} ms  (peak {samp['peak_mib']:,.0f} MiB)")
-        print(f"  ratio {s_ratio:.2f}x  (target <= 3x)  {'OK' if s_ratio <= 3 else 'ABOVE TARGET'}")
+        print(f"  baseline  full scan of raw.traces          : {samp['scan_s'] * 1000:>8.0f} ms")
+        print(f"  flywheel  sample_week (the draw)           : {samp['draw_s'] * 1000:>8.0f} ms  (peak {samp['peak_mib']:,.0f} MiB)")
+        print(f"  flywheel  write_sample (draw + durable write): {samp['write_s'] * 1000:>6.0f} ms")
+        print(f"  ratio {s_ratio:.2f}x for the draw, {samp['write_s'] / samp['scan_s']:.2f}x with the write "
+              f"(target <= 3x)  {'OK' if s_ratio <= 3 else 'ABOVE TARGET'}")
         print(f"\npeak memory: generate {gen['peak_mib']:,.0f} MiB, ingest {ours['peak_mib']:,.0f} MiB, "
               f"sample {samp['peak_mib']:,.0f} MiB")
     finally:

@@ -137,8 +137,8 @@ def _sample_weeks(paths: Paths, weeks: list[str], overrides: dict, job: str = "w
         result = run_job(defs, job, paths, partition_key=key, run_config=run_config, raise_on_error=False)
         if not result.success and not result.is_node_success("sample__sampled_traces"):
             raise click.ClickException(f"the {job} run for week {key} failed: see run {result.run_id} in the UI")
-        sample = result.output_for_node("sample__sampled_traces")
         with connect(paths.warehouse, read_only=True) as conn:
+            sample = sampling.read_sample(conn, start)
             traffic = sampling.week_traffic(conn, start)
         summary = sampling.summarize(sample, traffic, SamplingSettings(**overrides))
         checks = [(c.check_name, c.passed) for c in result.get_asset_check_evaluations()]

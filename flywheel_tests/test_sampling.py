@@ -3,7 +3,6 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 import pytest
-from dagster_duckdb_polars import DuckDBPolarsIOManager
 
 from flywheel.core import sampling
 from flywheel.core.db import connect
@@ -20,9 +19,9 @@ def fill_week(conn, n=N, week=WEEK):
     """n traces spread over one week with known strata: every 10th borderline, every 50th anomalous,
     every 25th long, intent 'rare' on 1%."""
     conn.execute(
-        f"""INSERT INTO raw.traces (trace_id, timestamp, messages, cohort, intent, judge_score, turns,
+        f"""INSERT INTO raw.traces (sample_key, trace_id, timestamp, messages, cohort, intent, judge_score, turns,
                                    guardrail_tripped, retried, handed_off)
-            SELECT 'tr-' || i, TIMESTAMP '{week}' + to_seconds(i * 604800 // {n}),
+            SELECT md5_number('tr-' || i), 'tr-' || i, TIMESTAMP '{week}' + to_seconds(i * 604800 // {n}),
                    [{{'role': 'user', 'content': 'q' || i}}], 'smb',
                    CASE WHEN i % 100 = 7 THEN 'rare' ELSE 'common_' || (i % 4) END,
                    CASE WHEN i % 10 = 0 THEN 0.55 ELSE 0.93 END,
@@ -117,6 +116,7 @@ def test_drift_focus_stratum_takes_last_months_high_distance_traces(tmp_path):
         fill_week(conn, n=1000, week=dt.datetime(2026, 3, 23))  # last week of March
         fill_week(conn, n=1000, week=dt.datetime(2026, 4, 6))  # first full week of April
         conn.execute("UPDATE raw.traces SET trace_id = trace_id || '-' || strftime(timestamp, '%m')")
+        conn.execute("UPDATE raw.traces SET sample_key = md5_number(trace_id)")
         conn.execute("CREATE SCHEMA drift")
         conn.execute("CREATE TABLE drift.high_distance_traces (month DATE, trace_ref VARCHAR)")
         conn.execute("INSERT INTO drift.high_distance_traces VALUES ('2026-03-01', 'ref-tr-5-03'), ('2026-03-01', 'ref-tr-6-03')")
@@ -147,14 +147,23 @@ def test_materialization_is_idempotent(data_dir):
     with warehouse.connect() as conn:
         ensure_raw_tables(conn)
         fill_week(conn, n=5000)
-    resources = {"warehouse": warehouse, "io_manager": DuckDBPolarsIOManager(database=str(warehouse.paths.warehouse))}
+    resources = {"warehouse": warehouse}
     first = dg.materialize([sampled_traces], partition_key="2026-03-02", resources=resources)
     second = dg.materialize([sampled_traces], partition_key="2026-03-02", resources=resources)
     assert first.success and second.success
     with warehouse.connect() as conn:
         rows = conn.execute("SELECT count(*), count(DISTINCT trace_id) FROM sample.sampled_traces").fetchone()
-    expected = first.output_for_node("sample__sampled_traces").height
+        expected = sampling.sample_week(conn, WEEK).height
     assert rows == (expected, expected), "a rerun rewrites the partition instead of appending"
     meta = first.asset_materializations_for_node("sample__sampled_traces")[0].metadata
     assert meta["dagster/row_count"].value == expected
     assert 0 < meta["p_random_sees_0.5pct_failure"].value < 1
+
+
+def test_write_sample_matches_sample_week_and_replaces_only_its_week(week_db, sample):
+    with connect(week_db) as conn:
+        assert sampling.write_sample(conn, WEEK) == sample.height
+        conn.execute("INSERT INTO sample.sampled_traces (week_start, trace_id) VALUES ('2026-03-09', 'other-week')")
+        sampling.write_sample(conn, WEEK)
+        assert sampling.read_sample(conn, WEEK).select(sample.columns).equals(sample)
+        assert conn.execute("SELECT count(*) FROM sample.sampled_traces WHERE week_start = '2026-03-09'").fetchone()[0] == 1

@@ -417,7 +417,8 @@ def load_chunk(
     first_only = "QUALIFY row_number() OVER (PARTITION BY trace_id ORDER BY line) = 1" if distinct < valid else ""
     inserted = conn.execute(
         f"""INSERT INTO raw.traces
-            SELECT {_TRACE_COLUMNS}, ? AS source_file, line AS source_line, now()::TIMESTAMP AS ingested_at
+            SELECT {_TRACE_COLUMNS}, ? AS source_file, line AS source_line, now()::TIMESTAMP AS ingested_at,
+                   md5_number(trace_id) AS sample_key
             FROM validated v
             WHERE reason IS NULL
               AND NOT EXISTS (SELECT 1 FROM raw.traces t WHERE t.trace_id = v.trace_id)

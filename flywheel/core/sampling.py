@@ -1,7 +1,7 @@
 """Station 1: pick this week's slice of production.
 
-Three modes, each an independent deterministic draw (its own slice of one hash of salt and trace id),
-so a rerun picks the same traces:
+Three modes, each an independent deterministic draw (its own slice of the trace id's md5 mixed with the
+salt), so a rerun picks the same traces:
 
 * random: a uniform share of traffic (essay: 1-5%);
 * stratified: over-sample where the model is suspected weakest: borderline judge scores,
@@ -79,8 +79,10 @@ def drift_focus_ids(
     return [i for (i,) in ids if trace_ref(i) in refs]
 
 
-# One md5 per trace gives 128 bits; each mode reads its own 21-bit slice as an independent uniform
-# draw (resolution 1/2,097,152, far below any rate worth setting). md5 is stable across DuckDB versions.
+# Each trace's md5 (raw.traces.sample_key, computed once at intake) XOR the salt's md5 gives 128 bits;
+# each mode reads its own 21-bit slice as a uniform draw (resolution 1/2,097,152, far below any rate
+# worth setting). XOR with a constant is a bijection on every slice, so each salt draws a different,
+# equally uniform sample; md5 is stable across DuckDB versions, so a rerun draws the same one.
 DRAW_BITS = 21
 DRAW_SLOTS = ("random", "borderline_judge", "rare_intent", "long_conversation", "drift_focus", "anomaly")
 
@@ -123,7 +125,7 @@ def sampling_sql(s: SamplingSettings) -> str:
     ]
     any_pick = " OR ".join(["pick_random"] + [f"pick_{m}" for m in rates])
     columns = ("trace_id, timestamp, cohort, intent, judge_score, turns, guardrail_tripped, retried, handed_off, "
-               "csat, model_version")
+               "csat, model_version, sample_key")
     return f"""
 WITH week AS (
   -- Two plain scans rather than one with an OR, so the timestamp filter can skip row groups.
@@ -132,35 +134,76 @@ WITH week AS (
   UNION ALL
   SELECT {columns}, true AS in_focus FROM raw.traces WHERE trace_id IN (SELECT id FROM focus)
 ), hashed AS (
-  SELECT *, md5_number({_sql_str(s.salt)} || ':' || trace_id) AS h FROM week
+  SELECT *, xor(sample_key, md5_number({_sql_str(s.salt)})) AS h FROM week
 ), drawn AS (
   SELECT *, {', '.join(picks)}, (1.0 - ({' * '.join(miss)}))::DOUBLE AS inclusion_probability
   FROM hashed
 )
-SELECT $week_start::TIMESTAMP AS week_start, {columns},
+SELECT $week_start::TIMESTAMP AS week_start, {columns.removesuffix(", sample_key")},
   list_filter([{', '.join(reasons)}], lambda r: r IS NOT NULL) AS reasons,
   list_filter([{', '.join(modes)}], lambda r: r IS NOT NULL) AS modes,
   inclusion_probability, 1 / inclusion_probability AS weight
 FROM drawn
 WHERE {any_pick}
-ORDER BY timestamp, trace_id
 """
+
+
+def _with_draw_inputs(conn, week_start, settings, trace_ref, run):
+    """Run `run(sql, params)` with the week's drift-focus ids registered and the rare intents found."""
+    focus = drift_focus_ids(conn, week_start, trace_ref)
+    conn.register("focus", pl.DataFrame({"id": focus}, schema={"id": pl.String}))
+    try:
+        params = {"week_start": week_start, "week_end": week_start + WEEK,
+                  "rare_intents": rare_intents(conn, week_start, settings.rare_intent_max_share)}
+        return run(sampling_sql(settings), params)
+    finally:
+        conn.unregister("focus")
 
 
 def sample_week(
     conn: duckdb.DuckDBPyConnection, week_start: dt.datetime, settings: SamplingSettings | None = None,
     *, trace_ref: Callable[[str], str] | None = None,
 ) -> pl.DataFrame:
-    """The sampled traces of the week starting at week_start (a Monday, 00:00 UTC)."""
+    """The sampled traces of the week starting at week_start (a Monday, 00:00 UTC), as a DataFrame."""
     settings = settings or SamplingSettings()
-    focus = drift_focus_ids(conn, week_start, trace_ref)
-    window = {"week_start": week_start, "week_end": week_start + WEEK}
-    conn.register("focus", pl.DataFrame({"id": focus}, schema={"id": pl.String}))
-    try:
-        rare = rare_intents(conn, week_start, settings.rare_intent_max_share)
-        return conn.execute(sampling_sql(settings), {**window, "rare_intents": rare}).pl()
-    finally:
-        conn.unregister("focus")
+    sample = _with_draw_inputs(conn, week_start, settings, trace_ref, lambda sql, p: conn.execute(sql, p).pl())
+    return sample.sort("timestamp", "trace_id")
+
+
+SAMPLE_TABLE_DDL = """CREATE TABLE IF NOT EXISTS sample.sampled_traces (
+  week_start TIMESTAMP, trace_id VARCHAR, timestamp TIMESTAMP, cohort VARCHAR, intent VARCHAR, judge_score DOUBLE,
+  turns BIGINT, guardrail_tripped BOOLEAN, retried BOOLEAN, handed_off BOOLEAN, csat DOUBLE, model_version VARCHAR,
+  reasons VARCHAR[], modes VARCHAR[], inclusion_probability DOUBLE, weight DOUBLE)"""
+
+
+def write_sample(
+    conn: duckdb.DuckDBPyConnection, week_start: dt.datetime, settings: SamplingSettings | None = None,
+    *, trace_ref: Callable[[str], str] | None = None,
+) -> int:
+    """Replace the week's partition of sample.sampled_traces with a fresh draw, in one transaction,
+    without a round trip through Python (delete-then-insert: a rerun rewrites, never appends)."""
+    settings = settings or SamplingSettings()
+    conn.execute("CREATE SCHEMA IF NOT EXISTS sample")
+    conn.execute(SAMPLE_TABLE_DDL)
+
+    def run(sql, params):
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            conn.execute("DELETE FROM sample.sampled_traces WHERE week_start = ?", [week_start])
+            n = conn.execute(f"INSERT INTO sample.sampled_traces {sql}", params).fetchone()[0]
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return n
+
+    return _with_draw_inputs(conn, week_start, settings, trace_ref, run)
+
+
+def read_sample(conn: duckdb.DuckDBPyConnection, week_start: dt.datetime) -> pl.DataFrame:
+    return conn.execute(
+        "SELECT * FROM sample.sampled_traces WHERE week_start = ? ORDER BY timestamp, trace_id", [week_start]
+    ).pl()
 
 
 def rare_intents(conn: duckdb.DuckDBPyConnection, week_start: dt.datetime, max_share: float) -> list[str]:

@@ -2,8 +2,6 @@
 
 
 import dagster as dg
-import polars as pl
-
 from flywheel.core import markdown, sampling
 from flywheel.defs.intake import RAW_TRACES
 from flywheel.defs.partitions import weekly_partitions
@@ -24,21 +22,23 @@ def _counts_table(title: str, counts: dict[str, int]) -> str:
     deps=[RAW_TRACES],
     partitions_def=weekly_partitions,
     group_name="station_1_sample",
-    kinds={"duckdb", "polars"},
+    kinds={"duckdb"},
     pool="duckdb",
-    metadata={"partition_expr": "week_start"},
     description="This week's slice of production: random, stratified and anomaly picks, each trace once "
     "with all its reasons and its inclusion probability (weight = 1/p re-weights to production). Ids and "
     "routing fields only: the text stays in raw/traces until the scrubber reads it.",
 )
-def sampled_traces(context: dg.AssetExecutionContext, config: SamplingConfig, warehouse: Warehouse) -> pl.DataFrame:
+def sampled_traces(context: dg.AssetExecutionContext, config: SamplingConfig, warehouse: Warehouse) -> dg.MaterializeResult:
+    # Written in SQL (delete the week, insert the draw) rather than through the IO manager: the draw
+    # never leaves DuckDB, which keeps a million-trace week to a scan's order of cost.
     week_start = sampling.as_week_start(context.partition_key)
     with warehouse.connect() as conn:
-        sample = sampling.sample_week(conn, week_start, config, trace_ref=warehouse.trace_ref())
+        sampling.write_sample(conn, week_start, config, trace_ref=warehouse.trace_ref())
+        sample = sampling.read_sample(conn, week_start)
         traffic = sampling.week_traffic(conn, week_start)
     summary = sampling.summarize(sample, traffic, config)
-    context.add_output_metadata(
-        {
+    return dg.MaterializeResult(
+        metadata={
             "dagster/row_count": sample.height,
             "week_traffic": traffic,
             "per_mode": dg.MetadataValue.md(_counts_table("mode", summary["per_mode"])),
@@ -50,7 +50,6 @@ def sampled_traces(context: dg.AssetExecutionContext, config: SamplingConfig, wa
             ),
         }
     )
-    return sample
 
 
 weekly_sample_job = dg.define_asset_job(

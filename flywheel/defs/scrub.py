@@ -4,7 +4,7 @@ import polars as pl
 
 import dagster as dg
 
-from flywheel.core import keys, markdown
+from flywheel.core import keys, markdown, sampling
 from flywheel.core.scrub import leaks, station
 from flywheel.core.scrub import residue as residue_table
 from flywheel.defs.partitions import weekly_partitions
@@ -45,7 +45,7 @@ def _canaries(warehouse: Warehouse, vocabulary_entries) -> set[str]:
             "scrubber version.",
         ),
     },
-    ins={"sampled_traces": dg.AssetIn(key=["sample", "sampled_traces"])},
+    deps=[dg.AssetKey(["sample", "sampled_traces"])],
     partitions_def=weekly_partitions,
     group_name=GROUP,
     pool="duckdb",
@@ -57,16 +57,12 @@ def _canaries(warehouse: Warehouse, vocabulary_entries) -> set[str]:
         )
     ],
 )
-def scrub_week(context: dg.AssetExecutionContext, sampled_traces: pl.DataFrame, warehouse: Warehouse,
-               scrubber: ScrubberResource):
-    week_start = sampled_traces["week_start"][0] if sampled_traces.height else None
-    if week_start is None:
-        from flywheel.core.sampling import as_week_start
-
-        week_start = as_week_start(context.partition_key)
+def scrub_week(context: dg.AssetExecutionContext, warehouse: Warehouse, scrubber: ScrubberResource):
+    week_start = sampling.as_week_start(context.partition_key)
     scrub = scrubber.get()
     key = keys.load_key(warehouse.paths.data_dir)
     with warehouse.connect() as conn:
+        sampled_traces = sampling.read_sample(conn, week_start)
         conversations = station.raw_conversations(conn, sampled_traces["trace_id"].to_list())
         residue_table.ensure_residue_table(conn)
     anonymized, report = station.scrub_sample(
