@@ -342,6 +342,7 @@ def demo_generate(out: Path, weeks: int, traces_per_day: int, seed: int, start: 
         f"Wrote {summary.traces} traces in {len(summary.trace_files)} files to {out / 'traces'} "
         f"({summary.failures} failures, {summary.adversarial} adversarial, cohorts {summary.by_cohort}).\n"
         f"Hidden truth: {summary.answers_file}\nCustomer vocabulary: {summary.vocabulary_file}\n"
+        f"Product words for the scrubber to keep: {summary.keep_terms_file}\n"
         f"Starter eval set: {summary.eval_set_file}"
     )
 
@@ -370,9 +371,11 @@ def demo_run(weeks: int, traces_per_day: int, seed: int, data_dir: Path | None) 
     with _progress("generate", total=weeks * 7 * traces_per_day, unit="trace") as bar:
         summary = write_demo(paths.demo, weeks=weeks, traces_per_day=traces_per_day, seed=seed,
                              traces_dir=paths.inbox_traces, progress=bar.update)
-    # The simulated CRM export becomes the scrubber's customer vocabulary.
+    # The simulated CRM export becomes the scrubber's customer vocabulary, and Relay's own words its
+    # keep list.
     paths.reference.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(summary.vocabulary_file, paths.customer_vocabulary)
+    shutil.copyfile(summary.keep_terms_file, paths.keep_terms)
     click.echo(f"      {summary.traces} traces into {paths.inbox_traces}; truth in {summary.answers_file}")
 
     click.echo("[2/3] Ingesting the inbox (Dagster run of raw/traces) ...")

@@ -17,7 +17,9 @@ def build_definitions(data_dir: str | None = None, scrubber: dg.ConfigurableReso
         jobs=[intake.ingest_job, sampling.weekly_sample_job, jobs.weekly_loop_job],
         resources={
             "warehouse": Warehouse(data_dir=str(paths.data_dir)),
-            "scrubber": scrubber or ScrubberResource(vocabulary_path=str(paths.customer_vocabulary)),
+            "scrubber": scrubber or ScrubberResource(
+                vocabulary_path=str(paths.customer_vocabulary), keep_terms_path=str(paths.keep_terms)
+            ),
             # Asset key prefix -> schema: sample/sampled_traces is table sample.sampled_traces.
             "io_manager": DuckDBPolarsIOManager(database=str(paths.warehouse)),
         },

@@ -57,6 +57,11 @@ class Paths:
         return self.reference / "customer_vocabulary.csv"
 
     @property
+    def keep_terms(self) -> Path:
+        """The product's own words the NER layer must leave alone (one a line)."""
+        return self.reference / "keep_terms.txt"
+
+    @property
     def demo(self) -> Path:
         return self.data_dir / "demo"
 
@@ -112,5 +117,10 @@ class ScrubSettings(BaseModel):
     # NER needs tokens and entities, the proper-noun rule needs the tagger (and the tok2vec feeding it);
     # the rest of the pipeline costs time for nothing.
     disabled_pipes: list[str] = Field(default_factory=lambda: ["parser", "lemmatizer", "attribute_ruler"])
+    keep_terms: list[str] = Field(
+        default_factory=list,
+        description="The product's own words (UI labels, feature names) that NER must not mistake for customer "
+        "data; read from <data>/reference/keep_terms.txt, one a line. Regex and vocabulary findings ignore it.",
+    )
     batch_size: int = Field(64, description="Texts per nlp.pipe batch.")
     score_threshold: float = Field(0.35, description="Findings below this Presidio score are ignored.")

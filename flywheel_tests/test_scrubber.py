@@ -112,3 +112,14 @@ def test_demo_weeks_leave_no_pii_in_any_table_downstream_of_raw(data_dir):
     assert found == []
     assert "[LEAK_REDACTED]" not in " ".join(t for _, t in texts), "the scrubber itself caught everything"
     assert "check no_pii_canary_leak failed" not in result.stderr
+
+
+def test_keep_terms_spare_the_products_own_words_but_not_customer_data(real_scrubber):
+    from flywheel.core.scrub import Scrubber
+    from flywheel.settings import ScrubSettings
+
+    text = "Open Settings > Integrations and ask Margaret Thompson; card 4111 1111 1111 1111."
+    keeping = Scrubber(ScrubSettings(keep_terms=["Settings", "Integrations", "4111"]), real_scrubber.vocabulary)
+    [kept] = keeping.scrub_texts([text])
+    assert kept.text.startswith("Open Settings > Integrations and ask [PERSON_1]")
+    assert "4111" not in kept.text, "a keep term never spares a regex finding"

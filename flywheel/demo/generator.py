@@ -86,6 +86,7 @@ class DemoSummary:
     trace_files: list[str] = field(default_factory=list)
     answers_file: str = ""
     vocabulary_file: str = ""
+    keep_terms_file: str = ""
     eval_set_file: str = ""
 
 
@@ -365,6 +366,12 @@ def write_demo(
         writer.writerow(["customer_id", "contact_name", "company", "cohort"])
         for c in traffic.customers:
             writer.writerow([c.customer_id, c.name, c.company, c.cohort])
+
+    summary.keep_terms_file = str(out / "keep_terms.txt")
+    Path(summary.keep_terms_file).write_text(
+        "# Relay's own words: the scrubber's NER layer leaves these alone.\n" + "\n".join(V.PRODUCT_TERMS) + "\n",
+        encoding="utf-8",
+    )
 
     summary.eval_set_file = str(out / "starter_eval_set.csv")
     rows = starter_eval_rows(start, random.Random(seed))

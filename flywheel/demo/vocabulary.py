@@ -167,3 +167,10 @@ CLARIFYING_EXCHANGES = [
     ("Do you have a ticket number for this?", "Yes, {ticket_id}."),
     ("Thanks. Is there anything else about this request I should know?", "No, that's all, thanks."),
 ]
+# The product's own words (Relay's UI, its integrations, support jargon): never customer data, but a
+# small NER model calls many of them names. Written as the demo's keep_terms.txt.
+PRODUCT_TERMS = [
+    "Relay", "Relay Assist", "Settings", "Integrations", "Labs", "Data", "Export", "Starter", "Tier", "Tier 2",
+    "Okta", "Azure AD", "ADFS", "Splunk", "Salesforce", "WhatsApp", "SSO", "SAML", "SCIM", "SIEM", "SLA", "MSA",
+    "DPA", "TAM", "CSM", "RCA", "GDPR", "VAT", "EU", "UTC", "IdP", "API", "CSV", "PO", "P1", "Sev-2", "DevMode",
+]

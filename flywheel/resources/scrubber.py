@@ -12,28 +12,35 @@ from pathlib import Path
 import dagster as dg
 
 from flywheel.core.scrub.scrubber import Placeholders, ScrubbedText, Span, merge_spans, replace
-from flywheel.core.scrub.vocabulary import CustomerVocabulary
+from flywheel.core.scrub.vocabulary import CustomerVocabulary, read_lines
 from flywheel.settings import ScrubSettings
 
 
+def _existing(path: str | None) -> tuple[str | None, float]:
+    """(path, mtime) when the file exists, so an edited file is picked up by the next run."""
+    if path and Path(path).exists():
+        return path, Path(path).stat().st_mtime
+    return None, 0.0
+
+
 @functools.lru_cache(maxsize=4)
-def _load_scrubber(spacy_model: str, vocabulary_path: str | None, mtime: float):
+def _load_scrubber(spacy_model: str, vocabulary: tuple[str | None, float], keep_terms: tuple[str | None, float]):
     from flywheel.core.scrub import Scrubber
 
-    vocabulary = CustomerVocabulary.from_csv(vocabulary_path) if vocabulary_path else None
-    return Scrubber(ScrubSettings(spacy_model=spacy_model), vocabulary)
+    settings = ScrubSettings(spacy_model=spacy_model, keep_terms=sorted(read_lines(keep_terms[0])) if keep_terms[0] else [])
+    return Scrubber(settings, CustomerVocabulary.from_csv(vocabulary[0]) if vocabulary[0] else None)
 
 
 class ScrubberResource(dg.ConfigurableResource):
-    """Station 2's scrubber. The vocabulary is the CRM export at vocabulary_path, if the file exists."""
+    """Station 2's scrubber. The vocabulary is the CRM export at vocabulary_path and the product's own
+    words are in keep_terms_path, each used if the file exists."""
 
     spacy_model: str = ScrubSettings().spacy_model
     vocabulary_path: str | None = None
+    keep_terms_path: str | None = None
 
     def get(self):
-        path = self.vocabulary_path if self.vocabulary_path and Path(self.vocabulary_path).exists() else None
-        mtime = Path(path).stat().st_mtime if path else 0.0
-        return _load_scrubber(self.spacy_model, path, mtime)
+        return _load_scrubber(self.spacy_model, _existing(self.vocabulary_path), _existing(self.keep_terms_path))
 
 
 class RegexOnlyScrubber:

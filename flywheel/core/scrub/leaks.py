@@ -16,6 +16,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from flywheel.core.scrub.vocabulary import read_lines
+
 MIN_CANARY_CHARS = 4
 
 
@@ -30,9 +32,7 @@ def canaries_from_answers(path: Path) -> set[str]:
 
 
 def canaries_from_file(path: Path) -> set[str]:
-    if not path.exists():
-        return set()
-    return {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+    return read_lines(path)
 
 
 def find_leaks(

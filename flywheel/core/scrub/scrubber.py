@@ -179,6 +179,7 @@ class Scrubber:
 
         self.settings = settings or ScrubSettings()
         self.vocabulary = vocabulary or vocab_mod.CustomerVocabulary()
+        self.keep_words = {w for term in self.settings.keep_terms for w in vocab_mod.WORD.findall(vocab_mod.normalize(term))}
         use_bundled_public_suffix_list()
         model_name, disabled = self.settings.spacy_model, tuple(self.settings.disabled_pipes)
 
@@ -228,9 +229,18 @@ class Scrubber:
                     found.append(Span(r.start, r.end, r.entity_type, "ner" if name == NER_RECOGNIZER else "regex"))
                 found += [Span(s, e, kind, "regex") for s, e, kind in find_addresses(text)]
                 found = self._widen_names(text, nlp_artifacts.tokens, found)
+                found = [s for s in found if not self._is_kept(text, s)]
                 found += [Span(s, e, kind, "lookup") for s, e, kind in self.vocabulary.find(text)]
             out.append(merge_spans(t for t in (_tidy(text, s) for s in found) if t))
         return out
+
+    def _is_kept(self, text: str, span: Span) -> bool:
+        """An NER finding made only of the product's own words ("Settings", "Integrations") is not
+        customer data. Regex and lookup findings are never kept."""
+        if span.layer != "ner" or not self.keep_words:
+            return False
+        words = vocab_mod.WORD.findall(vocab_mod.normalize(text[span.start : span.end]))
+        return bool(words) and all(w in self.keep_words for w in words)
 
     @staticmethod
     def _widen_names(text: str, doc, found: list[Span]) -> list[Span]:

@@ -33,6 +33,15 @@ class VocabularyError(ValueError):
     pass
 
 
+def read_lines(path: str | Path) -> set[str]:
+    """Non-empty lines of a plain list file (canaries, keep terms); '#' starts a comment line."""
+    path = Path(path)
+    if not path.exists():
+        return set()
+    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return {line for line in lines if line and not line.startswith("#")}
+
+
 def normalize(text: str) -> str:
     return " ".join(text.split()).casefold()
 
