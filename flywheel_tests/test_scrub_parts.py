@@ -40,6 +40,13 @@ def test_placeholders_are_numbered_consistently_across_turns():
     assert first.placeholders == ["[PERSON_1]", "[PERSON_2]"]
 
 
+def test_name_runs_alias_like_persons_but_stay_their_own_type():
+    numbering = Placeholders()
+    a = replace("Crystal Minh", [Span(0, 12, "PROPER_NOUN", "ner")], numbering)
+    b = replace("thanks Crystal", [Span(7, 14, "PROPER_NOUN", "ner")], numbering)
+    assert (a.text, b.text) == ("[NAME_1]", "thanks [NAME_1]")
+
+
 def test_known_customers_are_not_numbered_and_their_first_name_follows():
     numbering = Placeholders()
     a = replace("Sarah Connor from Acme", [Span(0, 12, CUSTOMER, "lookup"), Span(18, 22, CUSTOMER_ORG, "lookup")], numbering)

@@ -27,6 +27,8 @@ def _found(scrubber, text):
     ("Our key sk_live_4eC39HqLyjWDarjtT1zdp7dc leaked", "sk_live_4eC39HqLyjWDarjtT1zdp7dc", "API_KEY"),
     ("Call me on (415) 555-0134 after five", "(415) 555-0134", "PHONE_NUMBER"),
     ("Server 192.168.14.2 is down", "192.168.14.2", "IP_ADDRESS"),
+    ("Username: cminh730", "cminh730", "USERNAME"),
+    ("aphoenix939", "aphoenix939", "USERNAME"),
 ])
 def test_regex_layer(real_scrubber, text, value, entity_type):
     # The merged span may be wider (an overlapping NER finding joins it), never narrower.

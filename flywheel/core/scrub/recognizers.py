@@ -116,6 +116,11 @@ CUED_PATTERNS: dict[str, list[tuple[str, str, float]]] = {
         "username after cue",
         r"(?<=\buser\s?name(?:\s+is)?\s*:?\s{1,3})(?=[\w.-]*\d)[a-z][\w.-]{2,40}",  # "Username: cminh730"
         0.85,
+    ), (
+        # A bare handle, letters then a short number ("aphoenix939"): how people answer "your username?".
+        "handle with trailing digits",
+        r"(?<![\w@./-])[a-z][a-z._]{3,29}\d{2,4}(?![\w@-])",
+        0.5,
     )],
     "ZIP_CODE": [(
         "postcode after cue",

@@ -28,7 +28,7 @@ from flywheel.core.scrub.recognizers import REPLACED_PRESIDIO_RECOGNIZERS, all_r
 from flywheel.settings import ScrubSettings
 
 # Bump when recognizers or merging change: each scrub report records the version that produced it.
-SCRUBBER_VERSION = "2"
+SCRUBBER_VERSION = "3"
 
 NER_RECOGNIZER = "SpacyRecognizer"
 
@@ -115,12 +115,13 @@ def _tidy(text: str, span: Span) -> Span | None:
 class Placeholders:
     """Typed, numbered placeholders, consistent across the turns of one conversation."""
 
-    PERSONISH = {"PERSON", "CUSTOMER"}
+    # Stems whose values are names: a bare first name joins the full name it belongs to.
+    NAME_LIKE = {"PERSON", "NAME"}
 
     def __init__(self) -> None:
         self._numbers: dict[tuple[str, str], int] = {}
         self._counts: dict[str, int] = {}
-        self._person_words: list[tuple[str, set[str], int]] = []
+        self._name_words: list[tuple[str, set[str], int]] = []  # (stem, words, number)
         self._customer_words: list[set[str]] = []
 
     def _is_known_customer(self, value: str) -> bool:
@@ -132,29 +133,29 @@ class Placeholders:
         stem = PLACEHOLDER.get(entity_type, entity_type)
         if stem == "CUSTOMER":
             self._customer_words.append(set(vocab_mod.WORD.findall(vocab_mod.normalize(value))))
-        if stem == "PERSON" and self._is_known_customer(value):
+        if stem in self.NAME_LIKE and self._is_known_customer(value):
             return "[CUSTOMER]"
         if stem in UNNUMBERED:
             return f"[{stem}]"
         key = (stem, vocab_mod.normalize(value))
         if key not in self._numbers:
-            self._numbers[key] = self._person_alias(stem, key[1]) or self._next(stem)
+            self._numbers[key] = self._name_alias(stem, key[1]) or self._next(stem)
         return f"[{stem}_{self._numbers[key]}]"
 
     def _next(self, stem: str) -> int:
         self._counts[stem] = self._counts.get(stem, 0) + 1
         return self._counts[stem]
 
-    def _person_alias(self, stem: str, value: str) -> int | None:
+    def _name_alias(self, stem: str, value: str) -> int | None:
         """'Sarah' after 'Sarah Connor' (or before it) is the same person."""
-        if stem != "PERSON":
+        if stem not in self.NAME_LIKE:
             return None
         words = set(vocab_mod.WORD.findall(value))
-        for _, other, number in self._person_words:
-            if words and (words <= other or other <= words):
-                self._person_words.append((value, words, number))
+        for other_stem, other, number in self._name_words:
+            if other_stem == stem and words and (words <= other or other <= words):
+                self._name_words.append((stem, words, number))
                 return number
-        self._person_words.append((value, words, self._counts.get(stem, 0) + 1))
+        self._name_words.append((stem, words, self._counts.get(stem, 0) + 1))  # the number _next gives
         return None
 
 
