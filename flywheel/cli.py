@@ -11,7 +11,7 @@ import click
 from tqdm import tqdm
 
 from flywheel import __version__
-from flywheel.settings import DATA_DIR_ENV, IntakeSettings, Paths
+from flywheel.settings import DATA_DIR_ENV, REPO_REFERENCE, IntakeSettings, Paths
 
 MAX_PRINTED_ERRORS = 20
 
@@ -300,6 +300,135 @@ def residue_add(trace_ref: str, entity_type: str, note: str | None, reviewer: st
 
 
 # ---------------------------------------------------------------------------------------------
+# taxonomy, labels
+# ---------------------------------------------------------------------------------------------
+
+
+@main.group()
+def taxonomy() -> None:
+    """The failure taxonomy labels use (seeded from data/reference/taxonomy.yaml)."""
+
+
+def _seeded_connection(paths: Paths):
+    """A warehouse connection with the taxonomy seeded from the data directory's taxonomy.yaml."""
+    from flywheel.core.db import open_connection
+    from flywheel.core.labeling import taxonomy as tax
+
+    conn = open_connection(paths.warehouse)
+    if paths.taxonomy_seed.exists():
+        try:
+            tax.seed(conn, tax.load_seed(paths.taxonomy_seed))
+        except tax.TaxonomyError as exc:
+            conn.close()
+            raise click.ClickException(str(exc)) from None
+    return conn
+
+
+@taxonomy.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@data_dir_option
+def taxonomy_list(as_json: bool, data_dir: Path | None) -> None:
+    """Every failure mode: code, name and where it came from."""
+    from flywheel.core.labeling import taxonomy as tax
+    from flywheel.core.markdown import table
+
+    conn = _seeded_connection(_paths(data_dir))
+    with conn:
+        rows = tax.entries(conn)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+    else:
+        click.echo(table(["code", "name", "from"], [(r["code"], r["name"], r["created_from"]) for r in rows]))
+
+
+@taxonomy.command("show")
+@click.argument("code")
+@data_dir_option
+def taxonomy_show(code: str, data_dir: Path | None) -> None:
+    """One failure mode with its definition."""
+    from flywheel.core.labeling import taxonomy as tax
+
+    conn = _seeded_connection(_paths(data_dir))
+    with conn:
+        found = [r for r in tax.entries(conn) if r["code"] == code]
+    if not found:
+        raise click.ClickException(f"no taxonomy code {code!r}; see flywheel taxonomy list")
+    r = found[0]
+    click.echo(f"{r['code']}: {r['name']}\n\n{r['definition']}\n\nadded {r['created_at']:%Y-%m-%d} from {r['created_from']}")
+
+
+@taxonomy.command("add")
+@click.option("--code", required=True, help="snake_case, e.g. enterprise_sla_ignored")
+@click.option("--name", required=True)
+@click.option("--definition", required=True, help="Two sentences: what goes wrong, and how to tell.")
+@click.option("--from-trace", "created_from", default="manual", help="The trace ref that revealed it.")
+@data_dir_option
+def taxonomy_add(code: str, name: str, definition: str, created_from: str, data_dir: Path | None) -> None:
+    """Add a new failure mode."""
+    from flywheel.core.labeling import taxonomy as tax
+
+    conn = _seeded_connection(_paths(data_dir))
+    with conn:
+        try:
+            tax.add(conn, tax.TaxonomyEntry(code, name, " ".join(definition.split()), created_from))
+        except tax.TaxonomyError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"Added {code}.")
+
+
+@main.group()
+def labels() -> None:
+    """The spreadsheet round trip: export the review queue, fill in labels, import them."""
+
+
+@labels.command("export")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--week", help="Only this week (any day of it); default every week with unlabelled traces.")
+@data_dir_option
+def labels_export(output: Path, week: str | None, data_dir: Path | None) -> None:
+    """Write the unlabelled queue as CSV: context columns, then empty label columns to fill in."""
+    from flywheel.core.labeling.queue import review_queue
+    from flywheel.core.labeling.spreadsheet import LABEL_COLUMNS, export_queue
+    from flywheel.core.sampling import as_week_start
+
+    conn = _seeded_connection(_paths(data_dir))
+    with conn:
+        queue = review_queue(conn, as_week_start(week) if week else None)
+    n = export_queue(queue, output)
+    click.echo(f"Wrote {n} traces to review to {output}. Fill in: {', '.join(LABEL_COLUMNS)}.")
+
+
+@labels.command("import")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--reviewer", help="Used for rows whose reviewer column is empty.")
+@click.option("--json", "as_json", is_flag=True)
+@data_dir_option
+def labels_import(path: Path, reviewer: str | None, as_json: bool, data_dir: Path | None) -> None:
+    """Validate every row and import the valid ones, each whole or not at all.
+
+    Rows with errors are reported by row number and column and left out: fix them and import the same
+    file again (rows already imported add nothing). Rows with an empty bucket are not reviewed yet.
+    Exits 1 when any row had errors.
+    """
+    from flywheel.core.labeling.spreadsheet import import_labels
+
+    conn = _seeded_connection(_paths(data_dir))
+    with conn:
+        try:
+            report = import_labels(conn, path, default_reviewer=reviewer)
+        except FileNotFoundError as exc:
+            raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        click.echo(f"Imported {report.imported} labels ({report.unchanged} unchanged, {report.not_reviewed} rows "
+                   f"not reviewed yet" + (f", new codes: {', '.join(report.new_codes)}" if report.new_codes else "") + ").")
+        for e in report.errors:
+            click.echo(f"{path}: row {e['row']}, column {e['column']}: {e['message']}", err=True)
+    sys.exit(1 if report.errors else 0)
+
+
+# ---------------------------------------------------------------------------------------------
 # demo
 # ---------------------------------------------------------------------------------------------
 
@@ -376,23 +505,61 @@ def demo_run(weeks: int, traces_per_day: int, seed: int, data_dir: Path | None) 
     paths.reference.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(summary.vocabulary_file, paths.customer_vocabulary)
     shutil.copyfile(summary.keep_terms_file, paths.keep_terms)
+    if not paths.taxonomy_seed.exists():
+        shutil.copyfile(REPO_REFERENCE / "taxonomy.yaml", paths.taxonomy_seed)
     click.echo(f"      {summary.traces} traces into {paths.inbox_traces}; truth in {summary.answers_file}")
 
-    click.echo("[2/3] Ingesting the inbox (Dagster run of raw/traces) ...")
-    result = run_job(build_definitions(str(paths.data_dir)), "ingest_job", paths)
+    click.echo("[2/4] Ingesting the inbox (Dagster run of raw/traces) ...")
+    defs = build_definitions(str(paths.data_dir))
+    result = run_job(defs, "ingest_job", paths)
     meta = _materialization_metadata(result, "raw/traces")
     click.echo(
         f"      ingested {meta.get('ingested')} new, {meta.get('duplicates')} duplicates, "
         f"{meta.get('quarantined')} quarantined; raw/traces holds {meta.get('dagster/row_count')} traces"
     )
 
-    click.echo("[3/3] Weekly loop for every week: sample, then scrub (Dagster runs of weekly_loop_job) ...")
+    click.echo("[3/4] Weekly loop for every week: sample, scrub, queue (Dagster runs of weekly_loop_job) ...")
+    run_job(defs, "taxonomy_job", paths)
     results = _sample_weeks(paths, [], {}, job="weekly_loop_job")
+
+    click.echo("[4/4] The SIMULATED reviewer labels the top of each week's queue from the answer file ...")
+    from flywheel.core import keys
+    from flywheel.core.db import connect
+    from flywheel.demo.reviewer import review_weeks
+
+    with connect(paths.warehouse) as conn:
+        labelled = review_weeks(conn, Path(summary.answers_file), keys.load_key(paths.data_dir))
     click.echo("")
     click.echo(_demo_summary(results))
     click.echo("")
     click.echo(_scrub_summary(paths, results))
+    click.echo("")
+    click.echo(_label_summary(paths, labelled))
     click.echo(f"\nWarehouse: {paths.warehouse}\nSee the runs, lineage and checks: make ui  (http://127.0.0.1:3000)")
+
+
+def _label_summary(paths: Paths, labelled) -> str:
+    from flywheel.core import markdown
+    from flywheel.core.db import connect
+
+    with connect(paths.warehouse, read_only=True) as conn:
+        looked = conn.execute("SELECT count(*) FROM label.current_labels").fetchone()[0]
+        queued = conn.execute("SELECT count(*) FROM scrub.anonymized_traces").fetchone()[0]
+        codes = conn.execute(
+            """SELECT taxonomy_code, count(*), any_value(t.created_from) FROM label.current_labels l
+               JOIN label.taxonomy t ON t.code = l.taxonomy_code GROUP BY 1 ORDER BY 2 DESC"""
+        ).fetchall()
+        pii = conn.execute("SELECT count(*) FROM label.current_labels WHERE NOT pii_ok").fetchone()[0]
+        buckets = dict(conn.execute("SELECT bucket, count(*) FROM label.current_labels GROUP BY 1").fetchall())
+    share = buckets.get("not_a_bug", 0) / max(1, looked)
+    return (
+        f"Station 3 - {looked} of {queued} scrubbed traces labelled (reviewer demo-simulated; "
+        f"{sum(labelled.values())} in this run): " + ", ".join(f"{k} {v}" for k, v in sorted(buckets.items()))
+        + f"; {share:.0%} of what was looked at is not a bug (the essay: about a third).\n"
+        + markdown.table(["taxonomy code", "labels", "origin"],
+                         [(c, n, "seed" if origin == "seed" else "new, found in review") for c, n, origin in codes])
+        + f"\nLabels whose scrubbed text still held PII (sent to residue): {pii}"
+    )
 
 
 def _scrub_summary(paths: Paths, results: list[dict]) -> str:

@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 DATA_DIR_ENV = "FLYWHEEL_DATA"
+# The repository's own data/reference (the demo's taxonomy lives there), for data directories elsewhere.
+REPO_REFERENCE = Path(__file__).resolve().parents[1] / "data" / "reference"
 DEFAULT_DATA_DIR = "data"
 # Weekly partitions start here; set FLYWHEEL_PARTITIONS_START (a Monday, YYYY-MM-DD) for older traffic.
 PARTITIONS_START_ENV = "FLYWHEEL_PARTITIONS_START"
@@ -55,6 +57,10 @@ class Paths:
     def customer_vocabulary(self) -> Path:
         """The CRM export the lookup layer reads (customer data: never committed)."""
         return self.reference / "customer_vocabulary.csv"
+
+    @property
+    def taxonomy_seed(self) -> Path:
+        return self.reference / "taxonomy.yaml"
 
     @property
     def keep_terms(self) -> Path:

@@ -1,0 +1,98 @@
+"""SIMULATION. A reviewer who labels the review queue from the generator's answer file.
+
+Recorded as reviewer `demo-simulated`. Like a person with a Monday hour to spare, it looks at the top
+of each week's queue only (anomalies first) and labels what it sees: a failure of a known code, a
+failure nobody has named yet (the enterprise SLA misses: it opens the taxonomy entry the first time),
+or not a bug. It also checks the scrubbed text against the PII it knows the trace held, so a scrubber
+miss becomes a residue entry, as a careful reviewer's would.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import duckdb
+
+from flywheel.core import keys
+from flywheel.core.labeling import labels, taxonomy
+from flywheel.core.labeling.queue import review_queue
+from flywheel.demo.generator import FAILURE_TRUTH
+
+REVIEWER = "demo-simulated"
+NEW_MODE = taxonomy.TaxonomyEntry(
+    code="enterprise_sla_ignored",
+    name="Enterprise SLA ignored",
+    definition=(
+        "An enterprise customer cites their contract, SLA or a priority incident and the assistant answers with "
+        "the standard SMB response time and no escalation. The tell is SLA, P1 or Sev wording in the request and "
+        "a generic 2-3 business days in the reply."
+    ),
+)
+
+
+def _truth_by_ref(answers: Path, key: bytes) -> dict[str, dict]:
+    truth = {}
+    with open(answers, encoding="utf-8") as fh:
+        for line in fh:
+            a = json.loads(line)
+            truth[keys.keyed_hash(key, a["trace_id"])] = a
+    return truth
+
+
+def _pii_left(messages: list[dict], pii: list[dict]) -> str | None:
+    text = "\n".join(m["content"] for m in messages)
+    for p in pii:
+        if re.search(r"(?<!\w)" + re.escape(p["value"]) + r"(?!\w)", text, flags=re.IGNORECASE):
+            return p["type"]
+    return None
+
+
+def review_weeks(conn: duckdb.DuckDBPyConnection, answers: Path, key: bytes, *, per_week: int = 8) -> Counter:
+    """Label up to `per_week` traces of every week's queue; returns counts per bucket.
+
+    The reviewer reads the queue in order and skips what is plainly fine, as people do; of what it
+    opens and labels, about a third turns out not to be a bug (the essay's figure)."""
+    truth = _truth_by_ref(answers, key)
+    queue = review_queue(conn)
+    done: Counter = Counter()
+    labels.ensure_tables(conn)
+    # A rerun continues the same weekly budget instead of labelling further down the queue.
+    already = dict(((w, b), n) for w, b, n in conn.execute(
+        """SELECT a.week_start, l.bucket = 'not_a_bug', count(*) FROM label.current_labels l
+           JOIN scrub.anonymized_traces a USING (trace_ref) WHERE l.reviewer = ? GROUP BY ALL""", [REVIEWER]
+    ).fetchall())
+    for (week,), week_queue in queue.group_by(["week_start"], maintain_order=True):
+        failures, not_bugs = already.get((week, False), 0), already.get((week, True), 0)
+        for row in week_queue.iter_rows(named=True):
+            t = truth.get(row["trace_ref"])
+            if t is None or failures + not_bugs >= per_week:
+                continue
+            if not t["failure"] and not_bugs >= (failures + 1) // 2:
+                continue  # skimmed and skipped: not labelled
+            failures += t["failure"]
+            not_bugs += not t["failure"]
+            leaked = _pii_left(row["messages"], t["pii"])
+            label = labels.Label(trace_ref=row["trace_ref"], bucket="not_a_bug", reviewer=REVIEWER,
+                                 adversarial=t["adversarial"], pii_ok=leaked is None, pii_issue_class=leaked,
+                                 pii_note="scrubbed text still held a value of this class" if leaked else None,
+                                 source="demo")
+            if t["failure"]:
+                code = t["failure_code"]
+                if code not in taxonomy.codes(conn):
+                    if code != NEW_MODE.code:
+                        raise KeyError(f"the seed taxonomy lacks {code!r}; only {NEW_MODE.code!r} is left to discover")
+                    taxonomy.add(conn, taxonomy.TaxonomyEntry(NEW_MODE.code, NEW_MODE.name, NEW_MODE.definition,
+                                                              created_from=row["trace_ref"]))
+                    label.bucket = "new_failure"
+                else:
+                    label.bucket = "known_failure"
+                label.taxonomy_code = code
+                expected, criterion = FAILURE_TRUTH[code]
+                label.expected_behaviour = expected
+                label.criterion_type, label.criterion_value = labels.parse_criterion(criterion)
+            if labels.record(conn, label):
+                done[label.bucket] += 1
+    return done
