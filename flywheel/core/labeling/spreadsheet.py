@@ -78,8 +78,8 @@ def import_labels(conn: duckdb.DuckDBPyConnection, path: str | Path, *, default_
         if missing:
             report.errors.append({"row": 1, "column": ", ".join(missing), "message": "missing column(s) in the header"})
             return report
-        for row in reader:
-            number = reader.line_num  # spreadsheet row as a person sees it (header is row 1)
+        # Rows as a spreadsheet shows them (header is row 1), not file lines: a conversation cell spans many.
+        for number, row in enumerate(reader, start=2):
             _import_row(conn, row, number, report, default_reviewer)
     return report
 
