@@ -11,7 +11,7 @@ import click
 from tqdm import tqdm
 
 from flywheel import __version__
-from flywheel.settings import DATA_DIR_ENV, REPO_REFERENCE, IntakeSettings, Paths
+from flywheel.settings import DATA_DIR_ENV, IntakeSettings, Paths
 
 MAX_PRINTED_ERRORS = 20
 
@@ -428,6 +428,29 @@ def labels_import(path: Path, reviewer: str | None, as_json: bool, data_dir: Pat
     sys.exit(1 if report.errors else 0)
 
 
+@main.command()
+@click.option("--reviewer", help="Your name on the labels (default: your login).")
+@data_dir_option
+def review(reviewer: str | None, data_dir: Path | None) -> None:
+    """Label the review queue from the terminal: anomalies first, one trace at a time.
+
+    For each scrubbed trace: the conversation by role, why it was sampled and its judge score; then
+    known failure / new failure / not a bug, the code (by number or search), expected behaviour, pass
+    criterion, adversarial, and the check that the scrubbed text is clean. s skips, b goes back, q quits;
+    labels are stored as you go, so the next run resumes where you stopped.
+    """
+    from flywheel.review import Session, default_reviewer, run
+
+    paths = _paths(data_dir)
+    conn = _seeded_connection(paths)
+    with conn:
+        run(Session(conn, reviewer or default_reviewer(), siblings=_sibling_finder(paths, conn)))
+
+
+def _sibling_finder(paths: Paths, conn):
+    return None
+
+
 # ---------------------------------------------------------------------------------------------
 # demo
 # ---------------------------------------------------------------------------------------------
@@ -505,8 +528,6 @@ def demo_run(weeks: int, traces_per_day: int, seed: int, data_dir: Path | None) 
     paths.reference.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(summary.vocabulary_file, paths.customer_vocabulary)
     shutil.copyfile(summary.keep_terms_file, paths.keep_terms)
-    if not paths.taxonomy_seed.exists():
-        shutil.copyfile(REPO_REFERENCE / "taxonomy.yaml", paths.taxonomy_seed)
     click.echo(f"      {summary.traces} traces into {paths.inbox_traces}; truth in {summary.answers_file}")
 
     click.echo("[2/4] Ingesting the inbox (Dagster run of raw/traces) ...")

@@ -60,7 +60,10 @@ class Paths:
 
     @property
     def taxonomy_seed(self) -> Path:
-        return self.reference / "taxonomy.yaml"
+        """<data>/reference/taxonomy.yaml, or the repository's (the demo's help-desk taxonomy) when the
+        data directory has none."""
+        own = self.reference / "taxonomy.yaml"
+        return own if own.exists() else REPO_REFERENCE / "taxonomy.yaml"
 
     @property
     def keep_terms(self) -> Path:

@@ -84,7 +84,7 @@ def validate(label: Label, known_codes: set[str]) -> list[FieldError]:
                                      + ", ".join(sorted(known_codes)) + " (add new ones with flywheel taxonomy add)"))
         if _blank(label.expected_behaviour):
             errors.append(FieldError("expected_behaviour", "a failure needs the behaviour the assistant should have shown"))
-        errors += _criterion_errors(label)
+        errors += criterion_errors(label)
     elif not _blank(label.taxonomy_code) and label.taxonomy_code not in known_codes:
         errors.append(FieldError("taxonomy_code", f"unknown code {label.taxonomy_code!r}"))
     if not label.pii_ok and _blank(label.pii_issue_class):
@@ -93,7 +93,7 @@ def validate(label: Label, known_codes: set[str]) -> list[FieldError]:
     return errors
 
 
-def _criterion_errors(label: Label) -> list[FieldError]:
+def criterion_errors(label: Label) -> list[FieldError]:
     kind, value = label.criterion_type, label.criterion_value
     if _blank(kind):
         return [FieldError("criterion_type", f"a failure needs a pass criterion: one of {', '.join(CRITERION_TYPES)}")]
