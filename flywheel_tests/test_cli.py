@@ -6,7 +6,10 @@ from click.testing import CliRunner
 from flywheel.cli import main
 from flywheel_tests.conftest import trace, write_jsonl
 
-VERBS = [[], ["ingest"], ["sample"], ["scrub"], ["residue"], ["residue", "add"], ["demo"], ["demo", "generate"], ["demo", "run"]]
+VERBS = [[], ["ingest"], ["sample"], ["scrub"], ["residue"], ["residue", "add"], ["taxonomy"], ["taxonomy", "list"],
+         ["taxonomy", "show"], ["taxonomy", "add"], ["review"], ["labels"], ["labels", "export"], ["labels", "import"],
+         ["demo"], ["demo", "generate"], ["demo", "run"]]
+GROUPS = [["demo"], ["taxonomy"], ["labels"]]
 
 
 @pytest.mark.parametrize("verb", VERBS, ids=lambda v: " ".join(v) or "flywheel")
@@ -14,7 +17,7 @@ def test_every_verb_has_help(verb):
     result = CliRunner().invoke(main, verb + ["--help"])
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.output
-    if verb and verb != ["demo"]:
+    if verb and verb not in GROUPS:
         assert "--data-dir" in result.output
 
 
