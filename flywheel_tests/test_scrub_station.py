@@ -7,7 +7,6 @@ import pytest
 from dagster_duckdb_polars import DuckDBPolarsIOManager
 
 from flywheel.core import keys
-from flywheel.core.db import connect
 from flywheel.core.intake import ingest_paths
 from flywheel.core.scrub import leaks
 from flywheel.defs.sampling import sampled_traces

@@ -1,0 +1,170 @@
+"""flywheel taxonomy, labels and review: station 3."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from flywheel.cli.common import data_dir_option, main, paths_for
+from flywheel.settings import Paths
+
+
+@main.group()
+def taxonomy() -> None:
+    """The failure taxonomy labels use (seeded from data/reference/taxonomy.yaml)."""
+
+
+def _seeded_connection(paths: Paths):
+    """A warehouse connection with the taxonomy seeded from the data directory's taxonomy.yaml."""
+    from flywheel.core.db import open_connection
+    from flywheel.core.labeling import taxonomy as tax
+
+    conn = open_connection(paths.warehouse)
+    if paths.taxonomy_seed.exists():
+        try:
+            tax.seed(conn, tax.load_seed(paths.taxonomy_seed))
+        except tax.TaxonomyError as exc:
+            conn.close()
+            raise click.ClickException(str(exc)) from None
+    return conn
+
+
+@taxonomy.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@data_dir_option
+def taxonomy_list(as_json: bool, data_dir: Path | None) -> None:
+    """Every failure mode: code, name and where it came from."""
+    from flywheel.core.labeling import taxonomy as tax
+    from flywheel.core.markdown import table
+
+    conn = _seeded_connection(paths_for(data_dir))
+    with conn:
+        rows = tax.entries(conn)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+    else:
+        click.echo(table(["code", "name", "from"], [(r["code"], r["name"], r["created_from"]) for r in rows]))
+
+
+@taxonomy.command("show")
+@click.argument("code")
+@data_dir_option
+def taxonomy_show(code: str, data_dir: Path | None) -> None:
+    """One failure mode with its definition."""
+    from flywheel.core.labeling import taxonomy as tax
+
+    conn = _seeded_connection(paths_for(data_dir))
+    with conn:
+        found = [r for r in tax.entries(conn) if r["code"] == code]
+    if not found:
+        raise click.ClickException(f"no taxonomy code {code!r}; see flywheel taxonomy list")
+    r = found[0]
+    click.echo(f"{r['code']}: {r['name']}\n\n{r['definition']}\n\nadded {r['created_at']:%Y-%m-%d} from {r['created_from']}")
+
+
+@taxonomy.command("add")
+@click.option("--code", required=True, help="snake_case, e.g. enterprise_sla_ignored")
+@click.option("--name", required=True)
+@click.option("--definition", required=True, help="Two sentences: what goes wrong, and how to tell.")
+@click.option("--from-trace", "created_from", default="manual", help="The trace ref that revealed it.")
+@data_dir_option
+def taxonomy_add(code: str, name: str, definition: str, created_from: str, data_dir: Path | None) -> None:
+    """Add a new failure mode."""
+    from flywheel.core.labeling import taxonomy as tax
+
+    conn = _seeded_connection(paths_for(data_dir))
+    with conn:
+        try:
+            tax.add(conn, tax.TaxonomyEntry(code, name, " ".join(definition.split()), created_from))
+        except tax.TaxonomyError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"Added {code}.")
+
+
+@main.group()
+def labels() -> None:
+    """The spreadsheet round trip: export the review queue, fill in labels, import them."""
+
+
+@labels.command("export")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--week", help="Only this week (any day of it); default every week with unlabelled traces.")
+@data_dir_option
+def labels_export(output: Path, week: str | None, data_dir: Path | None) -> None:
+    """Write the unlabelled queue as CSV: context columns, then empty label columns to fill in."""
+    from flywheel.core.labeling.queue import review_queue
+    from flywheel.core.labeling.spreadsheet import LABEL_COLUMNS, export_queue
+    from flywheel.core.sampling import as_week_start
+
+    conn = _seeded_connection(paths_for(data_dir))
+    with conn:
+        queue = review_queue(conn, as_week_start(week) if week else None)
+    n = export_queue(queue, output)
+    click.echo(f"Wrote {n} traces to review to {output}. Fill in: {', '.join(LABEL_COLUMNS)}.")
+
+
+@labels.command("import")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--reviewer", help="Used for rows whose reviewer column is empty.")
+@click.option("--json", "as_json", is_flag=True)
+@data_dir_option
+def labels_import(path: Path, reviewer: str | None, as_json: bool, data_dir: Path | None) -> None:
+    """Validate every row and import the valid ones, each whole or not at all.
+
+    Rows with errors are reported by row number and column and left out: fix them and import the same
+    file again (rows already imported add nothing). Rows with an empty bucket are not reviewed yet.
+    Exits 1 when any row had errors.
+    """
+    from flywheel.core.labeling.spreadsheet import import_labels
+
+    conn = _seeded_connection(paths_for(data_dir))
+    with conn:
+        try:
+            report = import_labels(conn, path, default_reviewer=reviewer)
+        except FileNotFoundError as exc:
+            raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        click.echo(f"Imported {report.imported} labels ({report.unchanged} unchanged, {report.not_reviewed} rows "
+                   f"not reviewed yet" + (f", new codes: {', '.join(report.new_codes)}" if report.new_codes else "") + ").")
+        for e in report.errors:
+            click.echo(f"{path}: row {e['row']}, column {e['column']}: {e['message']}", err=True)
+    sys.exit(1 if report.errors else 0)
+
+
+@main.command()
+@click.option("--reviewer", help="Your name on the labels (default: your login).")
+@data_dir_option
+def review(reviewer: str | None, data_dir: Path | None) -> None:
+    """Label the review queue from the terminal: anomalies first, one trace at a time.
+
+    For each scrubbed trace: the conversation by role, why it was sampled and its judge score; then
+    known failure / new failure / not a bug, the code (by number or search), expected behaviour, pass
+    criterion, adversarial, and the check that the scrubbed text is clean. s skips, b goes back, q quits;
+    labels are stored as you go, so the next run resumes where you stopped.
+    """
+    from flywheel.review import Session, default_reviewer, run
+
+    paths = paths_for(data_dir)
+    conn = _seeded_connection(paths)
+    with conn:
+        run(Session(conn, reviewer or default_reviewer(), siblings=_sibling_finder(paths, conn)))
+
+
+def _sibling_finder(paths: Paths, conn):
+    """Nearest scrubbed traces of the last 30 days by sentence embedding; the model loads on first use."""
+
+    def find(trace_ref: str, k: int) -> list[dict]:
+        from flywheel.core.labeling.siblings import find_siblings
+        from flywheel.resources.embedder import load_embedder
+
+        click.echo("finding siblings (sentence embeddings, cached) ...")
+        return find_siblings(conn, load_embedder(), trace_ref, k)
+
+    return find
+
+
