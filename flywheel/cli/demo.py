@@ -86,6 +86,14 @@ def demo_run(weeks: int, traces_per_day: int, seed: int, data_dir: Path | None) 
     shutil.copyfile(summary.keep_terms_file, paths.keep_terms)
     click.echo(f"      {summary.traces} traces into {paths.inbox_traces}; truth in {summary.answers_file}")
 
+    from flywheel.core import evalset
+    from flywheel.core.db import connect
+
+    with connect(paths.warehouse) as conn:
+        if evalset.latest_version(conn) == 0:
+            evalset.import_starter(conn, summary.eval_set_file)
+            click.echo(f"      the team's March spreadsheet ({summary.eval_set_file}) is eval set version 1")
+
     click.echo("[2/4] Ingesting the inbox (Dagster run of raw/traces) ...")
     defs = build_definitions(str(paths.data_dir))
     result = run_job(defs, "ingest_job", paths)
@@ -109,13 +117,32 @@ def demo_run(weeks: int, traces_per_day: int, seed: int, data_dir: Path | None) 
     with connect(paths.warehouse) as conn:
         labelled = review_weeks(conn, Path(summary.answers_file), keys.load_key(paths.data_dir),
                                 embedder=load_embedder())
+    run_job(defs, "fold_in_job", paths)
     click.echo("")
     click.echo(_demo_summary(results))
     click.echo("")
     click.echo(_scrub_summary(paths, results))
     click.echo("")
     click.echo(_label_summary(paths, labelled))
+    click.echo("")
+    click.echo(_evalset_summary(paths))
     click.echo(f"\nWarehouse: {paths.warehouse}\nSee the runs, lineage and checks: make ui  (http://127.0.0.1:3000)")
+
+
+def _evalset_summary(paths: Paths) -> str:
+    from flywheel.core import evalset, markdown
+    from flywheel.core.db import connect
+
+    with connect(paths.warehouse) as conn:
+        history = evalset.versions(conn)
+    exports = sorted(p.name for p in paths.exports.glob("eval_set_v*.jsonl"))
+    return (
+        "Station 4 - eval set versions\n"
+        + markdown.table(["version", "rows added", "active rows", "adversarial share", "cause"],
+                         [(v["version"], v["rows_added"], v["active_rows"], f"{v['adversarial_share']:.0%}", v["cause"])
+                          for v in history])
+        + f"\nExports (written once each): {', '.join(exports)} in {paths.exports}"
+    )
 
 
 def _label_summary(paths: Paths, labelled) -> str:

@@ -1,0 +1,285 @@
+"""Station 4's store: the versioned eval set.
+
+Every row ever added stays in eval.eval_rows. Which versions a row belongs to is kept as spans in
+eval.row_spans ([version_from, version_to), open-ended while active), so any past version can be
+rebuilt exactly, including rows retired and later reinstated. eval.versions records each version: when,
+why, what it added, retired and reinstated, its active count and adversarial share. A change that adds
+nothing creates no version. Row ids are stable: a hash of the source trace reference (or, for the
+starter spreadsheet, of the input).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from flywheel.contracts import EVAL_ROW_FIELDS
+from flywheel.core.labeling.labels import CRITERION_TYPES, criterion_errors, Label, parse_criterion
+
+EQUALS_MAX_WORDS = 8  # a plain expected answer this short becomes `equals`, a longer one `contains`
+
+
+class EvalSetError(ValueError):
+    pass
+
+
+@dataclass
+class Row:
+    input: list[dict]
+    expected_behaviour: str
+    criterion_type: str
+    criterion_value: str | None
+    taxonomy_code: str | None
+    adversarial: bool
+    source_trace_ref: str | None
+    added_at: dt.date
+    source: str
+
+    @property
+    def row_id(self) -> str:
+        basis = self.source_trace_ref or json.dumps(self.input, sort_keys=True)
+        return "row_" + hashlib.sha256(basis.encode("utf-8")).hexdigest()[:16]
+
+
+def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute("CREATE SCHEMA IF NOT EXISTS eval")
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS eval.eval_rows (
+             row_id VARCHAR PRIMARY KEY, input STRUCT(role VARCHAR, content VARCHAR)[] NOT NULL,
+             expected_behaviour VARCHAR NOT NULL, criterion_type VARCHAR NOT NULL, criterion_value VARCHAR,
+             taxonomy_code VARCHAR, adversarial BOOLEAN NOT NULL, source_trace_ref VARCHAR, added_at DATE NOT NULL,
+             source VARCHAR NOT NULL, version_added INTEGER NOT NULL, version_retired INTEGER)"""
+    )
+    conn.execute("CREATE TABLE IF NOT EXISTS eval.row_spans (row_id VARCHAR, version_from INTEGER, version_to INTEGER)")
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS eval.versions (
+             version INTEGER PRIMARY KEY, created_at TIMESTAMP, rows_added INTEGER, rows_retired INTEGER,
+             rows_reinstated INTEGER, active_rows INTEGER, adversarial_share DOUBLE, cause VARCHAR)"""
+    )
+
+
+def latest_version(conn: duckdb.DuckDBPyConnection) -> int:
+    ensure_tables(conn)
+    return conn.execute("SELECT coalesce(max(version), 0) FROM eval.versions").fetchone()[0]
+
+
+def rows_at(conn: duckdb.DuckDBPyConnection, version: int | None = None) -> pl.DataFrame:
+    """The rows of a version (default the latest), as they were then."""
+    ensure_tables(conn)
+    version = version or latest_version(conn)
+    return conn.execute(
+        """SELECT r.* EXCLUDE (version_added, version_retired), ?::INTEGER AS eval_version FROM eval.eval_rows r
+           WHERE EXISTS (SELECT 1 FROM eval.row_spans s WHERE s.row_id = r.row_id AND s.version_from <= ?
+                         AND (s.version_to IS NULL OR s.version_to > ?))
+           ORDER BY r.added_at, r.row_id""",
+        [version, version, version],
+    ).pl()
+
+
+def add_version(conn: duckdb.DuckDBPyConnection, rows: list[Row], cause: str) -> int | None:
+    """Add the rows not already in the set as a new version; None when nothing is new."""
+    ensure_tables(conn)
+    known = {r[0] for r in conn.execute("SELECT row_id FROM eval.eval_rows").fetchall()}
+    fresh, seen = [], set()
+    for row in rows:
+        if row.row_id not in known and row.row_id not in seen:
+            fresh.append(row)
+            seen.add(row.row_id)
+    if not fresh:
+        return None
+    version = latest_version(conn) + 1
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        for row in fresh:
+            conn.execute(
+                "INSERT INTO eval.eval_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                [row.row_id, row.input, row.expected_behaviour, row.criterion_type, row.criterion_value,
+                 row.taxonomy_code, row.adversarial, row.source_trace_ref, row.added_at, row.source, version],
+            )
+            conn.execute("INSERT INTO eval.row_spans VALUES (?, ?, NULL)", [row.row_id, version])
+        active, adversarial = conn.execute(
+            """SELECT count(*), coalesce(avg(adversarial::INTEGER), 0) FROM eval.eval_rows r
+               WHERE EXISTS (SELECT 1 FROM eval.row_spans s WHERE s.row_id = r.row_id AND s.version_to IS NULL)"""
+        ).fetchone()
+        conn.execute("INSERT INTO eval.versions VALUES (?, now()::TIMESTAMP, ?, 0, 0, ?, ?, ?)",
+                     [version, len(fresh), active, adversarial, cause])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return version
+
+
+# ---------------------------------------------------------------------------------------------
+# The starter spreadsheet (version 1)
+# ---------------------------------------------------------------------------------------------
+
+
+def _criterion_for(expected: str, criterion: str | None) -> tuple[str, str | None]:
+    """An explicit `type:value` criterion wins; a plain expected answer of at most EQUALS_MAX_WORDS
+    words must be matched exactly (equals), a longer one must appear in the reply (contains)."""
+    if criterion and criterion.strip():
+        return parse_criterion(criterion)
+    return ("equals" if len(expected.split()) <= EQUALS_MAX_WORDS else "contains"), expected.strip()
+
+
+def _read_records(path: Path) -> list[tuple[int, dict]]:
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            return list(enumerate(csv.DictReader(fh), start=2))
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    rows.append((number, json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    raise EvalSetError(f"{path}: line {number}: not valid JSON ({exc.msg})") from None
+    return rows
+
+
+def parse_starter(path: str | Path, today: dt.date | None = None) -> tuple[list[Row], list[str]]:
+    """Rows from a team's spreadsheet (CSV or JSONL), and every problem as 'row N, column C: why'."""
+    path = Path(path)
+    if not path.exists():
+        raise EvalSetError(f"{path}: no such file")
+    rows, errors = [], []
+    for number, rec in _read_records(path):
+        problems = []
+        raw_input = rec.get("input")
+        if isinstance(raw_input, str) and raw_input.strip().startswith("["):
+            try:
+                raw_input = json.loads(raw_input)
+            except json.JSONDecodeError:
+                pass
+        if isinstance(raw_input, str) and raw_input.strip():
+            messages = [{"role": "user", "content": raw_input.strip()}]
+        elif isinstance(raw_input, list) and raw_input and all(isinstance(m, dict) and "content" in m for m in raw_input):
+            messages = [{"role": str(m.get("role", "user")), "content": str(m["content"])} for m in raw_input]
+        else:
+            messages = []
+            problems.append(("input", "missing: the user message (text, or a JSON list of {role, content})"))
+        expected = str(rec.get("expected") or rec.get("expected_behaviour") or "").strip()
+        if not expected:
+            problems.append(("expected", "missing: the expected answer or behaviour"))
+        kind, value = _criterion_for(expected, rec.get("criterion") or rec.get("pass_criterion"))
+        if kind not in CRITERION_TYPES:
+            problems.append(("criterion", f"{kind!r} is not one of {', '.join(CRITERION_TYPES)}"))
+        else:
+            probe = Label("x", "known_failure", "x", "x", expected or "x", kind, value)
+            problems += [("criterion", e.message) for e in criterion_errors(probe)]
+        flag = str(rec.get("adversarial", "")).strip().lower()
+        if flag not in ("", "true", "false", "1", "0", "yes", "no"):
+            problems.append(("adversarial", f"{rec.get('adversarial')!r} is not true/false"))
+        added = rec.get("added_at")
+        try:
+            added_at = dt.date.fromisoformat(str(added)[:10]) if added else (today or dt.date.today())
+        except ValueError:
+            problems.append(("added_at", f"{added!r} is not a date (YYYY-MM-DD)"))
+            added_at = today or dt.date.today()
+        if problems:
+            errors += [f"row {number}, column {column}: {why}" for column, why in problems]
+            continue
+        rows.append(Row(messages, expected, kind, value, (rec.get("taxonomy_code") or None), flag in ("true", "1", "yes"),
+                        None, added_at, "starter"))
+    return rows, errors
+
+
+def import_starter(conn: duckdb.DuckDBPyConnection, path: str | Path) -> int:
+    """The team's existing suite as version 1. All or nothing: a starter set with a bad row is fixed
+    first, not half-loaded."""
+    if latest_version(conn) > 0:
+        raise EvalSetError("the eval set already has versions; new rows come in through the fold-in")
+    rows, errors = parse_starter(path)
+    if errors:
+        raise EvalSetError(f"{path}: {len(errors)} problem(s), nothing imported:\n  " + "\n  ".join(errors))
+    if not rows:
+        raise EvalSetError(f"{path}: no rows")
+    return add_version(conn, rows, f"starter import of {Path(path).name}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Fold-in: reviewed failures become rows
+# ---------------------------------------------------------------------------------------------
+
+
+def fold_in(conn: duckdb.DuckDBPyConnection) -> int | None:
+    """Reviewed failure labels (current, pii_ok) whose trace is not yet a row become rows of a new
+    version. The row's input is the conversation up to the reply that failed."""
+    ensure_tables(conn)
+    candidates = conn.execute(
+        """SELECT l.trace_ref, l.expected_behaviour, l.criterion_type, l.criterion_value, l.taxonomy_code,
+                  l.adversarial, l.reviewed_at::DATE, a.messages
+           FROM label.current_labels l JOIN scrub.anonymized_traces a USING (trace_ref)
+           WHERE l.bucket IN ('known_failure', 'new_failure') AND l.pii_ok
+           ORDER BY l.reviewed_at, l.trace_ref"""
+    ).fetchall()
+    rows = []
+    for ref, expected, kind, value, code, adversarial, reviewed, messages in candidates:
+        prompt = messages[:-1] if len(messages) > 1 and messages[-1]["role"] == "assistant" else messages
+        rows.append(Row(prompt, expected, kind, value, code, adversarial, ref, reviewed, "fold-in"))
+    return add_version(conn, rows, f"fold-in of {len(rows)} reviewed failure label(s)") if rows else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Export and diff
+# ---------------------------------------------------------------------------------------------
+
+
+def contract_records(rows: pl.DataFrame) -> list[dict]:
+    """Rows in the eval row contract: one definition in flywheel.contracts.EVAL_ROW_FIELDS."""
+    out = []
+    for r in rows.iter_rows(named=True):
+        criterion = r["criterion_type"] + (f":{r['criterion_value']}" if r["criterion_value"] else "")
+        record = {**r, "pass_criterion": criterion, "added_at": str(r["added_at"])}
+        out.append({k: record[k] for k in EVAL_ROW_FIELDS})
+    return out
+
+
+def export(conn: duckdb.DuckDBPyConnection, path: str | Path, version: int | None = None, fmt: str = "jsonl") -> int:
+    records = contract_records(rows_at(conn, version))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "jsonl":
+        with open(path, "w", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    elif fmt == "csv":
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(EVAL_ROW_FIELDS))
+            writer.writeheader()
+            writer.writerows({**r, "input": json.dumps(r["input"], ensure_ascii=False)} for r in records)
+    else:
+        raise EvalSetError(f"unknown format {fmt!r}: jsonl or csv")
+    return len(records)
+
+
+def export_versions(conn: duckdb.DuckDBPyConnection, exports_dir: Path) -> list[Path]:
+    """Write <exports>/eval_set_v<N>.jsonl for every version that has none; never rewrite one."""
+    written = []
+    for (version,) in conn.execute("SELECT version FROM eval.versions ORDER BY version").fetchall():
+        path = Path(exports_dir) / f"eval_set_v{version}.jsonl"
+        if not path.exists():
+            tmp = path.with_suffix(".jsonl.tmp")
+            export(conn, tmp, version)
+            tmp.rename(path)  # a crash never leaves a half-written export under the final name
+            written.append(path)
+    return written
+
+
+def diff(conn: duckdb.DuckDBPyConnection, a: int, b: int) -> dict[str, list[str]]:
+    before, after = set(rows_at(conn, a)["row_id"]), set(rows_at(conn, b)["row_id"])
+    return {"added": sorted(after - before), "removed": sorted(before - after), "common": sorted(before & after)}
+
+
+def versions(conn: duckdb.DuckDBPyConnection) -> list[dict]:
+    ensure_tables(conn)
+    cur = conn.execute("SELECT * FROM eval.versions ORDER BY version")
+    return [dict(zip([d[0] for d in cur.description], r)) for r in cur.fetchall()]
