@@ -119,3 +119,73 @@ def test_evalset_cli(data_dir, tmp_path):
     assert missing.exit_code == 1 and "no eval set version 7" in missing.output
     diff = runner.invoke(main, ["evalset", "diff", "1", "1", "--json"])
     assert json.loads(diff.stdout)["added"] == []
+
+
+def _results(path, rows):
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_results_import_reports_unknown_rows_and_version_mismatches(labelled, tmp_path):
+    from flywheel.core import regression
+
+    evalset.fold_in(labelled)
+    v1_row = evalset.rows_at(labelled, 1)["row_id"][0]
+    v2_only = evalset.diff(labelled, 1, 2)["added"][0]
+    report = regression.import_results(labelled, _results(tmp_path / "r.jsonl", [
+        {"row_id": v1_row, "eval_version": 1, "model_version": "m1", "passed": True},
+        {"row_id": "row_nope", "eval_version": 1, "model_version": "m1", "passed": True},
+        {"row_id": v2_only, "eval_version": 1, "model_version": "m1", "passed": False},
+        {"row_id": v1_row, "eval_version": 9, "model_version": "m1", "passed": True},
+        {"row_id": v1_row, "eval_version": 2, "model_version": "m1", "passed": "maybe"},
+        "{broken",
+    ]))
+    assert report.loaded == 1
+    reasons = {r["line"]: r["reason"] for r in report.rejected}
+    assert "unknown row_id" in reasons[2] and "version mismatch" in reasons[3] and "does not exist" in reasons[4]
+    assert "not true/false" in reasons[5] and "not valid JSON" in reasons[6]
+
+
+def test_gate_fails_on_the_adversarial_slice_alone_and_says_why(conn, tmp_path):
+    from flywheel.core import regression
+
+    rows = [{"input": f"question {i}", "expected": "ok", "criterion": "", "adversarial": "true" if i < 2 else "false",
+             "added_at": "2026-03-02"} for i in range(20)]
+    evalset.import_starter(conn, write_csv(tmp_path / "s.csv", rows))
+    assert regression.gate(conn).exit_code == regression.EXIT_NO_RESULTS
+    v1 = evalset.rows_at(conn, 1)
+    results = [{"row_id": r["row_id"], "eval_version": 1, "model_version": "m1",
+                "passed": not (r["adversarial"] and r["input"][0]["content"] == "question 0")}
+               for r in v1.iter_rows(named=True)]
+    regression.import_results(conn, _results(tmp_path / "r.jsonl", results))
+    verdict = regression.gate(conn, threshold=0.9, adversarial_threshold=0.9)
+    assert verdict.pass_rate == pytest.approx(19 / 20) and verdict.adversarial_pass_rate == pytest.approx(0.5)
+    assert verdict.exit_code == regression.EXIT_FAIL and verdict.reasons == ["adversarial pass rate 50.0% is below 90%"]
+    assert regression.gate(conn, adversarial_threshold=0.5).exit_code == regression.EXIT_PASS
+    # A later run of the same row supersedes the failure.
+    failing = [r for r in results if not r["passed"]][0]
+    regression.import_results(conn, _results(tmp_path / "r2.jsonl", [{**failing, "passed": True, "run_at": "2030-01-01T00:00:00Z"}]))
+    assert regression.gate(conn).exit_code == regression.EXIT_PASS
+
+
+def test_gate_and_lookup_cli(data_dir, tmp_path):
+    from flywheel.core import keys
+
+    runner = CliRunner()
+    runner.invoke(main, ["evalset", "import", str(write_csv(tmp_path / "s.csv", STARTER))])
+    assert runner.invoke(main, ["gate"]).exit_code == 2
+    with connect(data_dir / "flywheel.duckdb") as conn:
+        ids = evalset.rows_at(conn, 1)["row_id"].to_list()
+        conn.execute("CREATE SCHEMA scrub")
+        conn.execute("CREATE TABLE scrub.anonymized_traces (trace_ref VARCHAR, customer_ref VARCHAR)")
+        ref = keys.keyed_hash(keys.load_key(data_dir), "cust-42", kind="customer")
+        conn.execute("INSERT INTO scrub.anonymized_traces VALUES ('t_9', ?)", [ref])
+        conn.execute("UPDATE eval.eval_rows SET source_trace_ref = 't_9' WHERE row_id = ?", [ids[0]])
+    res = _results(tmp_path / "r.jsonl", [{"row_id": i, "eval_version": 1, "model_version": "m1", "passed": True} for i in ids])
+    assert runner.invoke(main, ["results", "import", str(res)]).exit_code == 0
+    passed = runner.invoke(main, ["gate", "--threshold", "0.9"])
+    assert passed.exit_code == 0 and "gate passed" in passed.stdout
+    found = runner.invoke(main, ["lookup", "--customer-id", "cust-42"])
+    assert found.exit_code == 0 and ids[0] in found.stdout and "active" in found.stdout
+    none = runner.invoke(main, ["lookup", "--customer-id", "someone-else"])
+    assert "No eval row" in none.stdout

@@ -96,3 +96,88 @@ def evalset_versions(data_dir: Path | None) -> None:
     click.echo(table(["version", "created", "added", "active", "adversarial", "cause"],
                      [(v["version"], f"{v['created_at']:%Y-%m-%d %H:%M}", v["rows_added"], v["active_rows"],
                        f"{v['adversarial_share']:.0%}", v["cause"]) for v in rows]) if rows else "No versions yet.")
+
+
+@main.group("results")
+def results_group() -> None:
+    """Regression results from your own runner (the regression result contract)."""
+
+
+@results_group.command("import")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+@data_dir_option
+def results_import(path: Path, as_json: bool, data_dir: Path | None) -> None:
+    """Load results (JSONL or CSV: row_id, eval_version, model_version, passed, optional score, run_at).
+
+    Unknown row ids and version mismatches are reported by line and not loaded; the rest load.
+    Exits 1 when any line was rejected.
+    """
+    from flywheel.core import regression
+
+    with _connect(data_dir) as conn:
+        try:
+            report = regression.import_results(conn, path)
+        except regression.ResultsError as exc:
+            raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        click.echo(f"Loaded {report.loaded} results; {len(report.rejected)} rejected.")
+        for r in report.rejected:
+            click.echo(f"{path}:{r['line']}: {r['reason']}", err=True)
+    raise SystemExit(1 if report.rejected else 0)
+
+
+@main.command()
+@click.option("--version", type=int, help="Eval set version (default: the latest).")
+@click.option("--model-version", help="Default: the model version with the newest results for that eval version.")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.9, show_default=True)
+@click.option("--adversarial-threshold", type=click.FloatRange(0, 1), default=0.9, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@data_dir_option
+def gate(version: int | None, model_version: str | None, threshold: float, adversarial_threshold: float,
+         as_json: bool, data_dir: Path | None) -> None:
+    """The one gate for CI: exit 1 when the overall pass rate or the adversarial slice is under its
+    threshold, 0 when both pass, 2 when there are no results to judge."""
+    from flywheel.core import regression
+    from flywheel.core.markdown import table
+
+    with _connect(data_dir) as conn:
+        verdict = regression.gate(conn, version, model_version, threshold, adversarial_threshold)
+    if as_json:
+        click.echo(json.dumps(verdict.to_json(), indent=2))
+    elif verdict.exit_code == regression.EXIT_NO_RESULTS:
+        click.echo(f"No results to judge for eval set version {verdict.eval_version} (model {verdict.model_version}).")
+    else:
+        adv = f"{verdict.adversarial_pass_rate:.1%} of {verdict.adversarial_n}" if verdict.adversarial_n else "no rows"
+        click.echo(f"eval set v{verdict.eval_version}, model {verdict.model_version}: overall {verdict.pass_rate:.1%} "
+                   f"of {verdict.n} (threshold {threshold:.0%}); adversarial {adv} (threshold {adversarial_threshold:.0%})")
+        click.echo(table(["taxonomy code", "rows", "pass rate"], [(c, n, f"{r:.1%}") for c, n, r in verdict.per_code]))
+        click.echo("GATE FAILED: " + "; ".join(verdict.reasons) if verdict.reasons else "gate passed")
+    raise SystemExit(verdict.exit_code)
+
+
+@main.command()
+@click.option("--customer-id", required=True, help="The customer's id as your systems know it.")
+@click.option("--json", "as_json", is_flag=True)
+@data_dir_option
+def lookup(customer_id: str, as_json: bool, data_dir: Path | None) -> None:
+    """Is this customer's data in the eval set? Lists rows derived from their traces, in any version or
+    the archive, found through the keyed hash (the id itself is stored nowhere)."""
+    from flywheel.core import keys, regression
+
+    paths = paths_for(data_dir)
+    ref = keys.keyed_hash(keys.load_key(paths.data_dir), customer_id, kind="customer")
+    with _connect(data_dir) as conn:
+        rows = regression.lookup_customer(conn, ref)
+    if as_json:
+        click.echo(json.dumps({"customer_ref": ref, "rows": rows}, indent=2, default=str))
+        return
+    if not rows:
+        click.echo(f"No eval row in any version or the archive comes from customer {customer_id} (ref {ref}).")
+        return
+    click.echo(f"{len(rows)} eval row(s) come from customer {customer_id} (ref {ref}):")
+    for r in rows:
+        where = f"archived in v{r['version_retired']}" if r["archived"] else "active"
+        click.echo(f"  {r['row_id']}  added in v{r['version_added']}, {where}  ({r['taxonomy_code']}, trace {r['source_trace_ref']})")

@@ -1,0 +1,196 @@
+"""Regression results and the one gate.
+
+Results follow the regression result contract (row_id, eval_version, model_version, passed, optional
+score and run_at). A result for a row the eval set does not know, or for a version the row was not yet
+part of, is reported and not loaded. The gate reads the latest result per row for one eval version and
+model version: overall pass rate, the adversarial slice, per taxonomy code, and fails when either the
+overall rate or the adversarial slice is under its threshold. There is no asterisk on adversarial rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from flywheel.contracts import REGRESSION_RESULT_FIELDS
+from flywheel.core import evalset
+
+TRUE, FALSE = {"true", "1", "yes", "pass", "passed"}, {"false", "0", "no", "fail", "failed"}
+EXIT_PASS, EXIT_FAIL, EXIT_NO_RESULTS = 0, 1, 2
+
+
+class ResultsError(ValueError):
+    pass
+
+
+@dataclass
+class ImportReport:
+    loaded: int = 0
+    rejected: list[dict] = field(default_factory=list)  # {"line", "reason"}
+
+    def to_json(self) -> dict:
+        return {"loaded": self.loaded, "rejected": self.rejected}
+
+
+def ensure_table(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute("CREATE SCHEMA IF NOT EXISTS regression")
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS regression.results (
+             row_id VARCHAR NOT NULL, eval_version INTEGER NOT NULL, model_version VARCHAR NOT NULL,
+             passed BOOLEAN NOT NULL, score DOUBLE, run_at TIMESTAMP NOT NULL, source VARCHAR NOT NULL)"""
+    )
+
+
+def _records(path: Path) -> list[tuple[int, dict | str]]:
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            return list(enumerate(csv.DictReader(fh), start=2))
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    out.append((number, json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    out.append((number, f"not valid JSON ({exc.msg})"))
+    return out
+
+
+def _parse(rec: dict | str) -> tuple[dict | None, str | None]:
+    if isinstance(rec, str):
+        return None, rec
+    if not isinstance(rec, dict):
+        return None, "not a JSON object"
+    missing = [f for f in ("row_id", "eval_version", "model_version", "passed") if rec.get(f) in (None, "")]
+    if missing:
+        return None, "missing " + ", ".join(missing)
+    try:
+        version = int(rec["eval_version"])
+    except (TypeError, ValueError):
+        return None, f"eval_version {rec['eval_version']!r} is not an integer"
+    passed = rec["passed"]
+    if not isinstance(passed, bool):
+        low = str(passed).strip().lower()
+        if low not in TRUE | FALSE:
+            return None, f"passed {passed!r} is not true/false"
+        passed = low in TRUE
+    score = rec.get("score")
+    try:
+        score = float(score) if score not in (None, "") else None
+    except (TypeError, ValueError):
+        return None, f"score {score!r} is not a number"
+    try:
+        run_at = dt.datetime.fromisoformat(str(rec["run_at"]).replace("Z", "+00:00")) if rec.get("run_at") else None
+    except ValueError:
+        return None, f"run_at {rec['run_at']!r} is not an ISO 8601 timestamp"
+    if run_at and run_at.tzinfo:
+        run_at = run_at.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return {"row_id": str(rec["row_id"]), "eval_version": version, "model_version": str(rec["model_version"]),
+            "passed": passed, "score": score, "run_at": run_at or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)}, None
+
+
+def import_results(conn: duckdb.DuckDBPyConnection, path: str | Path) -> ImportReport:
+    """Load a results file; every rejected line is reported with its reason, the rest load."""
+    path = Path(path)
+    if not path.exists():
+        raise ResultsError(f"{path}: no such file")
+    ensure_table(conn)
+    evalset.ensure_tables(conn)
+    added = dict(conn.execute("SELECT row_id, version_added FROM eval.eval_rows").fetchall())
+    latest = evalset.latest_version(conn)
+    report = ImportReport()
+    for line, rec in _records(path):
+        result, reason = _parse(rec)
+        if result and result["row_id"] not in added:
+            reason = f"unknown row_id {result['row_id']!r}"
+        elif result and not 1 <= result["eval_version"] <= latest:
+            reason = f"eval_version {result['eval_version']} does not exist (versions 1..{latest})"
+        elif result and added[result["row_id"]] > result["eval_version"]:
+            reason = (f"version mismatch: row {result['row_id']} was added in version {added[result['row_id']]}, "
+                      f"after version {result['eval_version']}")
+        if reason:
+            report.rejected.append({"line": line, "reason": reason})
+            continue
+        conn.execute("INSERT INTO regression.results VALUES (?, ?, ?, ?, ?, ?, 'import')",
+                     [result[k] for k in REGRESSION_RESULT_FIELDS])
+        report.loaded += 1
+    return report
+
+
+@dataclass
+class GateVerdict:
+    eval_version: int
+    model_version: str | None
+    n: int
+    pass_rate: float | None
+    adversarial_n: int
+    adversarial_pass_rate: float | None
+    per_code: list[tuple[str, int, float]]
+    exit_code: int
+    reasons: list[str]
+
+    def to_json(self) -> dict:
+        return {k: getattr(self, k) for k in ("eval_version", "model_version", "n", "pass_rate", "adversarial_n",
+                                              "adversarial_pass_rate", "per_code", "exit_code", "reasons")}
+
+
+def gate(conn: duckdb.DuckDBPyConnection, version: int | None = None, model_version: str | None = None,
+         threshold: float = 0.9, adversarial_threshold: float = 0.9) -> GateVerdict:
+    """The one gate: overall and adversarial pass rates of a version's rows, latest result per row."""
+    ensure_table(conn)
+    version = version or evalset.latest_version(conn)
+    if model_version is None:
+        row = conn.execute("SELECT model_version FROM regression.results WHERE eval_version = ? "
+                           "ORDER BY run_at DESC LIMIT 1", [version]).fetchone()
+        model_version = row[0] if row else None
+    rows = evalset.rows_at(conn, version) if version else None
+    if rows is None or rows.is_empty() or model_version is None:
+        return GateVerdict(version or 0, model_version, 0, None, 0, None, [], EXIT_NO_RESULTS, ["no results to judge"])
+    conn.register("gate_rows", rows.select("row_id", "taxonomy_code", "adversarial"))
+    try:
+        latest = conn.execute(
+            """SELECT g.row_id, g.taxonomy_code, g.adversarial, r.passed FROM gate_rows g
+               JOIN (SELECT * FROM regression.results WHERE eval_version = ? AND model_version = ?
+                     QUALIFY row_number() OVER (PARTITION BY row_id ORDER BY run_at DESC) = 1) r USING (row_id)""",
+            [version, model_version],
+        ).fetchall()
+    finally:
+        conn.unregister("gate_rows")
+    if not latest:
+        return GateVerdict(version, model_version, 0, None, 0, None, [], EXIT_NO_RESULTS, ["no results to judge"])
+    rate = sum(p for *_, p in latest) / len(latest)
+    adv = [p for _, _, a, p in latest if a]
+    adv_rate = sum(adv) / len(adv) if adv else None
+    codes: dict[str, list[bool]] = {}
+    for _, code, _, passed in latest:
+        codes.setdefault(code or "(none)", []).append(passed)
+    per_code = [(c, len(v), sum(v) / len(v)) for c, v in sorted(codes.items())]
+    reasons = []
+    if rate < threshold:
+        reasons.append(f"overall pass rate {rate:.1%} is below {threshold:.0%}")
+    if adv_rate is not None and adv_rate < adversarial_threshold:
+        reasons.append(f"adversarial pass rate {adv_rate:.1%} is below {adversarial_threshold:.0%}")
+    return GateVerdict(version, model_version, len(latest), rate, len(adv), adv_rate, per_code,
+                       EXIT_FAIL if reasons else EXIT_PASS, reasons)
+
+
+def lookup_customer(conn: duckdb.DuckDBPyConnection, customer_ref: str) -> list[dict]:
+    """Eval rows derived from a customer's traces (found through the keyed hash), with the versions
+    they were added in and whether they are archived. An empty list is an answer too."""
+    from flywheel.core.db import table_exists
+
+    if not (table_exists(conn, "scrub", "anonymized_traces") and table_exists(conn, "eval", "eval_rows")):
+        return []
+    cur = conn.execute(
+        """SELECT DISTINCT r.row_id, r.source_trace_ref, r.taxonomy_code, r.version_added, r.version_retired,
+                  r.version_retired IS NOT NULL AS archived, r.added_at
+           FROM eval.eval_rows r JOIN scrub.anonymized_traces a ON a.trace_ref = r.source_trace_ref
+           WHERE a.customer_ref = ? ORDER BY r.added_at, r.row_id""",
+        [customer_ref],
+    )
+    return [dict(zip([d[0] for d in cur.description], row)) for row in cur.fetchall()]
