@@ -3,7 +3,7 @@
 import dagster as dg
 from dagster_duckdb_polars import DuckDBPolarsIOManager
 
-from flywheel.defs import evalset, intake, jobs, labeling, sampling, scrub
+from flywheel.defs import evalset, intake, jobs, labeling, regression, sampling, scrub
 from flywheel.resources.scrubber import ScrubberResource
 from flywheel.resources.warehouse import Warehouse
 from flywheel.settings import Paths
@@ -14,9 +14,11 @@ def build_definitions(data_dir: str | None = None, scrubber: dg.ConfigurableReso
     paths = Paths(data_dir)
     return dg.Definitions(
         assets=[intake.raw_traces, sampling.sampled_traces, scrub.scrub_week, scrub.residue,
-                labeling.failure_taxonomy, labeling.labels, labeling.review_queue, evalset.fold_in],
+                labeling.failure_taxonomy, labeling.labels, labeling.review_queue, evalset.fold_in,
+                regression.results, regression.pass_rates, regression.monthly_retirement],
+        asset_checks=[regression.adversarial_share],
         jobs=[intake.ingest_job, sampling.weekly_sample_job, jobs.weekly_loop_job, jobs.taxonomy_job,
-              evalset.fold_in_job],
+              evalset.fold_in_job, regression.monthly_retirement_job, regression.pass_rates_job],
         resources={
             "warehouse": Warehouse(data_dir=str(paths.data_dir)),
             "scrubber": scrubber or ScrubberResource(

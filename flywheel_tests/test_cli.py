@@ -9,7 +9,7 @@ from flywheel_tests.conftest import trace, write_jsonl
 VERBS = [[], ["ingest"], ["sample"], ["scrub"], ["residue"], ["residue", "add"], ["taxonomy"], ["taxonomy", "list"],
          ["taxonomy", "show"], ["taxonomy", "add"], ["review"], ["labels"], ["labels", "export"], ["labels", "import"],
          ["evalset"], ["evalset", "import"], ["evalset", "export"], ["evalset", "diff"], ["evalset", "versions"],
-         ["results"], ["results", "import"], ["gate"], ["lookup"],
+         ["results"], ["results", "import"], ["gate"], ["lookup"], ["regress"],
          ["demo"], ["demo", "generate"], ["demo", "run"]]
 GROUPS = [["demo"], ["taxonomy"], ["labels"], ["evalset"], ["results"]]
 

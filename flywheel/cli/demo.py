@@ -118,6 +118,17 @@ def demo_run(weeks: int, traces_per_day: int, seed: int, data_dir: Path | None) 
         labelled = review_weeks(conn, Path(summary.answers_file), keys.load_key(paths.data_dir),
                                 embedder=load_embedder())
     run_job(defs, "fold_in_job", paths)
+    from flywheel.core import evalset, regression
+    from flywheel.demo import model
+
+    with connect(paths.warehouse) as conn:
+        regression.ensure_table(conn)
+        ran = {v for (v,) in conn.execute("SELECT DISTINCT eval_version FROM regression.results").fetchall()}
+        for version in range(1, evalset.latest_version(conn) + 1):
+            if version not in ran:  # a rerun does not add a second run of the same version
+                regression.run_regression(conn, model.relay_assist, version=version, model_version=model.MODEL_VERSION,
+                                          rubric_judge=model.rubric_judge)
+    run_job(defs, "pass_rates_job", paths, raise_on_error=False)
     click.echo("")
     click.echo(_demo_summary(results))
     click.echo("")
@@ -130,17 +141,28 @@ def demo_run(weeks: int, traces_per_day: int, seed: int, data_dir: Path | None) 
 
 
 def _evalset_summary(paths: Paths) -> str:
-    from flywheel.core import evalset, markdown
+    from flywheel.core import evalset, markdown, regression
     from flywheel.core.db import connect
 
     with connect(paths.warehouse) as conn:
         history = evalset.versions(conn)
+        rates = regression.pass_rates(conn)
     exports = sorted(p.name for p in paths.exports.glob("eval_set_v*.jsonl"))
+    rate = {(r["eval_version"], r["slice"]): r for r in rates}
+
+    def pct(version, slice_):
+        r = rate.get((version, slice_))
+        return f"{r['pass_rate']:.0%} (n={r['n']})" if r else "-"
+
     return (
-        "Station 4 - eval set versions\n"
-        + markdown.table(["version", "rows added", "active rows", "adversarial share", "cause"],
-                         [(v["version"], v["rows_added"], v["active_rows"], f"{v['adversarial_share']:.0%}", v["cause"])
-                          for v in history])
+        "Station 4 - eval set versions and the simulated model's pass rates\n"
+        + markdown.table(["version", "rows added", "active", "adversarial share", "pass rate", "adversarial",
+                          "shared rows: before -> now", "cause"],
+                         [(v["version"], v["rows_added"], v["active_rows"], f"{v['adversarial_share']:.0%}",
+                           pct(v["version"], "overall"), pct(v["version"], "adversarial"),
+                           f"{pct(v['version'], 'shared with previous version: before')} -> "
+                           f"{pct(v['version'], 'shared with previous version: now')}", v["cause"]) for v in history])
+        + "\nA lower pass rate on a new version with the shared rows unchanged is a harder set, not a regression."
         + f"\nExports (written once each): {', '.join(exports)} in {paths.exports}"
     )
 

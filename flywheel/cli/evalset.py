@@ -181,3 +181,33 @@ def lookup(customer_id: str, as_json: bool, data_dir: Path | None) -> None:
     for r in rows:
         where = f"archived in v{r['version_retired']}" if r["archived"] else "active"
         click.echo(f"  {r['row_id']}  added in v{r['version_added']}, {where}  ({r['taxonomy_code']}, trace {r['source_trace_ref']})")
+
+
+@main.command()
+@click.option("--target", required=True, help="module:function taking a list of {role, content} and returning the reply.")
+@click.option("--version", type=int, help="Eval set version (default: the latest).")
+@click.option("--model-version", default="unknown", show_default=True, help="Recorded with each result.")
+@click.option("--judge", help="module:function(row, rubric, reply) -> bool for rubric criteria; without one, "
+              "rubric rows are skipped (and counted).")
+@data_dir_option
+def regress(target: str, version: int | None, model_version: str, judge: str | None, data_dir: Path | None) -> None:
+    """Run the eval set against your model and store a result per row (archived rows included).
+
+    contains / not_contains / equals are case-insensitive text checks, regex is re.search, refusal
+    looks for a declining phrase (see flywheel.core.regression.REFUSAL_PHRASES), rubric asks --judge.
+    """
+    from flywheel.core import regression
+
+    try:
+        fn = regression.load_callable(target)
+        rubric = regression.load_callable(judge) if judge else None
+    except regression.ResultsError as exc:
+        raise click.ClickException(str(exc)) from None
+    with _connect(data_dir) as conn:
+        try:
+            report = regression.run_regression(conn, fn, version=version, model_version=model_version, rubric_judge=rubric)
+        except regression.ResultsError as exc:
+            raise click.ClickException(str(exc)) from None
+    rate = report.passed / report.run if report.run else 0.0
+    click.echo(f"eval set v{report.eval_version}, model {report.model_version}: {report.passed}/{report.run} passed "
+               f"({rate:.1%}); {report.archived_run} archived rows run; {report.skipped} rubric rows skipped (no judge).")

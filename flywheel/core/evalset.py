@@ -55,8 +55,10 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
              row_id VARCHAR PRIMARY KEY, input STRUCT(role VARCHAR, content VARCHAR)[] NOT NULL,
              expected_behaviour VARCHAR NOT NULL, criterion_type VARCHAR NOT NULL, criterion_value VARCHAR,
              taxonomy_code VARCHAR, adversarial BOOLEAN NOT NULL, source_trace_ref VARCHAR, added_at DATE NOT NULL,
-             source VARCHAR NOT NULL, version_added INTEGER NOT NULL, version_retired INTEGER)"""
+             source VARCHAR NOT NULL, version_added INTEGER NOT NULL, version_retired INTEGER, retire_reason VARCHAR)"""
     )
+    # Warehouses made before retirement existed lack the reason column.
+    conn.execute("ALTER TABLE eval.eval_rows ADD COLUMN IF NOT EXISTS retire_reason VARCHAR")
     conn.execute("CREATE TABLE IF NOT EXISTS eval.row_spans (row_id VARCHAR, version_from INTEGER, version_to INTEGER)")
     conn.execute(
         """CREATE TABLE IF NOT EXISTS eval.versions (
@@ -75,7 +77,8 @@ def rows_at(conn: duckdb.DuckDBPyConnection, version: int | None = None) -> pl.D
     ensure_tables(conn)
     version = version or latest_version(conn)
     return conn.execute(
-        """SELECT r.* EXCLUDE (version_added, version_retired), ?::INTEGER AS eval_version FROM eval.eval_rows r
+        """SELECT r.* EXCLUDE (version_added, version_retired, retire_reason), ?::INTEGER AS eval_version
+           FROM eval.eval_rows r
            WHERE EXISTS (SELECT 1 FROM eval.row_spans s WHERE s.row_id = r.row_id AND s.version_from <= ?
                          AND (s.version_to IS NULL OR s.version_to > ?))
            ORDER BY r.added_at, r.row_id""",
@@ -99,17 +102,61 @@ def add_version(conn: duckdb.DuckDBPyConnection, rows: list[Row], cause: str) ->
     try:
         for row in fresh:
             conn.execute(
-                "INSERT INTO eval.eval_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                """INSERT INTO eval.eval_rows (row_id, input, expected_behaviour, criterion_type, criterion_value,
+                     taxonomy_code, adversarial, source_trace_ref, added_at, source, version_added)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [row.row_id, row.input, row.expected_behaviour, row.criterion_type, row.criterion_value,
                  row.taxonomy_code, row.adversarial, row.source_trace_ref, row.added_at, row.source, version],
             )
             conn.execute("INSERT INTO eval.row_spans VALUES (?, ?, NULL)", [row.row_id, version])
-        active, adversarial = conn.execute(
-            """SELECT count(*), coalesce(avg(adversarial::INTEGER), 0) FROM eval.eval_rows r
-               WHERE EXISTS (SELECT 1 FROM eval.row_spans s WHERE s.row_id = r.row_id AND s.version_to IS NULL)"""
-        ).fetchone()
-        conn.execute("INSERT INTO eval.versions VALUES (?, now()::TIMESTAMP, ?, 0, 0, ?, ?, ?)",
-                     [version, len(fresh), active, adversarial, cause])
+        _record_version(conn, version, len(fresh), 0, 0, cause)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return version
+
+
+def _record_version(conn, version: int, added: int, retired: int, reinstated: int, cause: str) -> None:
+    active, adversarial = conn.execute(
+        """SELECT count(*), coalesce(avg(adversarial::INTEGER), 0) FROM eval.eval_rows r
+           WHERE EXISTS (SELECT 1 FROM eval.row_spans s WHERE s.row_id = r.row_id AND s.version_to IS NULL)"""
+    ).fetchone()
+    conn.execute("INSERT INTO eval.versions VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?)",
+                 [version, added, retired, reinstated, active, adversarial, cause])
+
+
+def archived_at(conn: duckdb.DuckDBPyConnection, version: int) -> pl.DataFrame:
+    """Rows added by `version` but not part of it: the archive as of that version."""
+    ensure_tables(conn)
+    return conn.execute(
+        """SELECT r.* EXCLUDE (version_added, version_retired, retire_reason), ?::INTEGER AS eval_version
+           FROM eval.eval_rows r WHERE r.version_added <= ?
+             AND NOT EXISTS (SELECT 1 FROM eval.row_spans s WHERE s.row_id = r.row_id AND s.version_from <= ?
+                             AND (s.version_to IS NULL OR s.version_to > ?))
+           ORDER BY r.row_id""",
+        [version, version, version, version],
+    ).pl()
+
+
+def change_rows(conn: duckdb.DuckDBPyConnection, *, retire: dict[str, str] | None = None,
+                reinstate: list[str] | None = None, cause: str) -> int | None:
+    """Retire rows (moved to the archive, never deleted; reason kept) and reinstate archived ones, as one
+    new version; None when there is nothing to change."""
+    retire, reinstate = retire or {}, reinstate or []
+    if not retire and not reinstate:
+        return None
+    version = latest_version(conn) + 1
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        for row_id, reason in retire.items():
+            conn.execute("UPDATE eval.row_spans SET version_to = ? WHERE row_id = ? AND version_to IS NULL", [version, row_id])
+            conn.execute("UPDATE eval.eval_rows SET version_retired = ?, retire_reason = ? WHERE row_id = ?",
+                         [version, reason, row_id])
+        for row_id in reinstate:
+            conn.execute("INSERT INTO eval.row_spans VALUES (?, ?, NULL)", [row_id, version])
+            conn.execute("UPDATE eval.eval_rows SET version_retired = NULL, retire_reason = NULL WHERE row_id = ?", [row_id])
+        _record_version(conn, version, 0, len(retire), len(reinstate), cause)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

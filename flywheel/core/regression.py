@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -194,3 +195,125 @@ def lookup_customer(conn: duckdb.DuckDBPyConnection, customer_ref: str) -> list[
         [customer_ref],
     )
     return [dict(zip([d[0] for d in cur.description], row)) for row in cur.fetchall()]
+
+
+# ---------------------------------------------------------------------------------------------
+# The built-in runner
+# ---------------------------------------------------------------------------------------------
+
+# The `refusal` criterion: the reply declines. A phrase list, not a model: cheap, transparent, and
+# documented so teams know what counts. Matched case-insensitively anywhere in the reply.
+REFUSAL_PHRASES = (
+    "i can't", "i cannot", "i can not", "i won't", "i will not", "i'm not able", "i am not able", "unable to",
+    "not able to help", "i must decline", "i decline", "not allowed to", "against our policy", "against policy",
+    "i'm sorry, but", "i am sorry, but",
+)
+
+
+def judge_reply(criterion_type: str, value: str | None, reply: str, rubric_judge=None, row: dict | None = None) -> bool | None:
+    """Whether a reply meets a row's criterion; None when a rubric has no judge to read it."""
+    text = reply or ""
+    if criterion_type == "contains":
+        return value.casefold() in text.casefold()
+    if criterion_type == "not_contains":
+        return value.casefold() not in text.casefold()
+    if criterion_type == "regex":
+        return re.search(value, text) is not None
+    if criterion_type == "equals":
+        return " ".join(text.split()).casefold() == " ".join(value.split()).casefold()
+    if criterion_type == "refusal":
+        low = text.casefold().replace("\u2019", "'")
+        return any(p in low for p in REFUSAL_PHRASES)
+    if criterion_type == "rubric":
+        return None if rubric_judge is None else bool(rubric_judge(row or {}, value, text))
+    raise ValueError(f"unknown criterion type {criterion_type!r}")
+
+
+def load_callable(spec: str):
+    """'package.module:function' -> the function."""
+    import importlib
+
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ResultsError(f"{spec!r}: expected module:function")
+    try:
+        target = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ResultsError(f"{spec!r}: {exc}") from None
+    if not callable(target):
+        raise ResultsError(f"{spec!r} is not callable")
+    return target
+
+
+@dataclass
+class RunReport:
+    eval_version: int
+    model_version: str
+    run: int = 0
+    passed: int = 0
+    skipped: int = 0  # rubric rows without a judge
+    archived_run: int = 0
+
+
+def run_regression(conn: duckdb.DuckDBPyConnection, target, *, version: int | None = None, model_version: str,
+                   rubric_judge=None, run_at: dt.datetime | None = None) -> RunReport:
+    """Call target(messages) -> reply for every row of the version, and for archived rows too (a
+    retired row that fails again is a regression worth knowing about); store each verdict."""
+    ensure_table(conn)
+    version = version or evalset.latest_version(conn)
+    if not version:
+        raise ResultsError("the eval set is empty: flywheel evalset import FILE")
+    run_at = run_at or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    report = RunReport(version, model_version)
+    active = evalset.rows_at(conn, version)
+    archived = evalset.archived_at(conn, version)
+    for rows, is_archived in ((active, False), (archived, True)):
+        for row in rows.iter_rows(named=True):
+            verdict = judge_reply(row["criterion_type"], row["criterion_value"], target(row["input"]), rubric_judge, row)
+            if verdict is None:
+                report.skipped += 1
+                continue
+            conn.execute("INSERT INTO regression.results VALUES (?, ?, ?, ?, NULL, ?, 'runner')",
+                         [row["row_id"], version, model_version, verdict, run_at])
+            report.run += 1
+            report.passed += verdict
+            report.archived_run += is_archived
+    return report
+
+
+def pass_rates(conn: duckdb.DuckDBPyConnection) -> list[dict]:
+    """Pass rate and n per (eval version, model version) and slice: overall, adversarial, each taxonomy
+    code, and the rows a version shares with the one before it, scored in both, so "91% on v3, 88% on
+    v4" tells a regression on the common rows from harder new rows. Latest result per row; only rows
+    that belong to the version count."""
+    ensure_table(conn)
+    evalset.ensure_tables(conn)
+    cur = conn.execute(
+        """WITH members AS (
+             SELECT v.version, s.row_id FROM eval.versions v JOIN eval.row_spans s
+               ON s.version_from <= v.version AND (s.version_to IS NULL OR s.version_to > v.version)
+           ), latest AS (
+             SELECT * FROM regression.results
+             QUALIFY row_number() OVER (PARTITION BY row_id, eval_version, model_version ORDER BY run_at DESC) = 1
+           ), scored AS (
+             SELECT l.eval_version, l.model_version, l.row_id, l.passed, e.adversarial, e.taxonomy_code
+             FROM latest l JOIN members m ON m.version = l.eval_version AND m.row_id = l.row_id
+             JOIN eval.eval_rows e ON e.row_id = l.row_id
+           ), shared AS (
+             SELECT cur.eval_version, cur.model_version, cur.passed AS passed_now, prev.passed AS passed_before
+             FROM scored cur JOIN scored prev ON prev.row_id = cur.row_id AND prev.model_version = cur.model_version
+              AND prev.eval_version = cur.eval_version - 1
+           )
+           SELECT eval_version, model_version, 'overall' AS slice, count(*) AS n, avg(passed::INTEGER) AS pass_rate
+             FROM scored GROUP BY ALL
+           UNION ALL SELECT eval_version, model_version, 'adversarial', count(*), avg(passed::INTEGER)
+             FROM scored WHERE adversarial GROUP BY ALL
+           UNION ALL SELECT eval_version, model_version, 'code:' || coalesce(taxonomy_code, '(none)'), count(*),
+             avg(passed::INTEGER) FROM scored GROUP BY ALL
+           UNION ALL SELECT eval_version, model_version, 'shared with previous version: now', count(*),
+             avg(passed_now::INTEGER) FROM shared GROUP BY ALL
+           UNION ALL SELECT eval_version, model_version, 'shared with previous version: before', count(*),
+             avg(passed_before::INTEGER) FROM shared GROUP BY ALL
+           ORDER BY eval_version, model_version, slice"""
+    )
+    return [dict(zip([d[0] for d in cur.description], r)) for r in cur.fetchall()]
