@@ -25,3 +25,9 @@ def frame(df: pl.DataFrame, limit: int = 10) -> str:
     if df.is_empty():
         return "_empty_"
     return table(df.columns, df.head(limit).iter_rows())
+
+
+def bars(items: list[tuple[str, float]], width: int = 30) -> str:
+    """A text bar chart (values 0-1) that reads in the UI's markdown and in a terminal alike."""
+    lines = [f"{label:>12} {'█' * round(value * width):<{width}} {value:.0%}" for label, value in items]
+    return "```\n" + "\n".join(lines) + "\n```" if lines else "_nothing to plot_"
