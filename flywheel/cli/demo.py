@@ -111,7 +111,6 @@ def demo_run(weeks: int, traces_per_day: int, seed: int, data_dir: Path | None) 
     from flywheel.core import keys
     from flywheel.core.db import connect
     from flywheel.demo.reviewer import review_weeks
-
     from flywheel.resources.embedder import load_embedder
 
     with connect(paths.warehouse) as conn:

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import click
 
-from flywheel.cli.common import MAX_PRINTED_ERRORS, data_dir_option, main, paths_for, progress
+from flywheel.cli.common import (
+    MAX_PRINTED_ERRORS,
+    data_dir_option,
+    main,
+    paths_for,
+    progress,
+)
 from flywheel.settings import IntakeSettings
 
 

@@ -9,7 +9,6 @@ import click
 
 from flywheel.cli.common import data_dir_option, main, paths_for, progress
 
-
 SCRUB_BATCH = 256
 
 

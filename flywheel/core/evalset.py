@@ -21,7 +21,13 @@ import duckdb
 import polars as pl
 
 from flywheel.contracts import EVAL_ROW_FIELDS
-from flywheel.core.labeling.labels import CRITERION_TYPES, criterion_errors, Label, parse_criterion
+from flywheel.core.labeling.labels import (
+    CRITERION_TYPES,
+    Label,
+    criterion_errors,
+    parse_criterion,
+)
+from flywheel.core.records import numbered_records
 
 EQUALS_MAX_WORDS = 8  # a plain expected answer this short becomes `equals`, a longer one `contains`
 
@@ -177,28 +183,15 @@ def _criterion_for(expected: str, criterion: str | None) -> tuple[str, str | Non
     return ("equals" if len(expected.split()) <= EQUALS_MAX_WORDS else "contains"), expected.strip()
 
 
-def _read_records(path: Path) -> list[tuple[int, dict]]:
-    if path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            return list(enumerate(csv.DictReader(fh), start=2))
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    rows.append((number, json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    raise EvalSetError(f"{path}: line {number}: not valid JSON ({exc.msg})") from None
-    return rows
-
-
 def parse_starter(path: str | Path, today: dt.date | None = None) -> tuple[list[Row], list[str]]:
     """Rows from a team's spreadsheet (CSV or JSONL), and every problem as 'row N, column C: why'."""
     path = Path(path)
     if not path.exists():
         raise EvalSetError(f"{path}: no such file")
     rows, errors = [], []
-    for number, rec in _read_records(path):
+    for number, rec in numbered_records(path):
+        if isinstance(rec, str):
+            raise EvalSetError(f"{path}: line {number}: {rec}")
         problems = []
         raw_input = rec.get("input")
         if isinstance(raw_input, str) and raw_input.strip().startswith("["):

@@ -9,9 +9,9 @@ line and reason. Re-ingesting a file is idempotent.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import hashlib
 import json
-import datetime as dt
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path

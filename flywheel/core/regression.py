@@ -9,9 +9,7 @@ overall rate or the adversarial slice is under its threshold. There is no asteri
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ import duckdb
 
 from flywheel.contracts import REGRESSION_RESULT_FIELDS
 from flywheel.core import evalset
+from flywheel.core.records import numbered_records
 
 TRUE, FALSE = {"true", "1", "yes", "pass", "passed"}, {"false", "0", "no", "fail", "failed"}
 EXIT_PASS, EXIT_FAIL, EXIT_NO_RESULTS = 0, 1, 2
@@ -45,21 +44,6 @@ def ensure_table(conn: duckdb.DuckDBPyConnection) -> None:
              row_id VARCHAR NOT NULL, eval_version INTEGER NOT NULL, model_version VARCHAR NOT NULL,
              passed BOOLEAN NOT NULL, score DOUBLE, run_at TIMESTAMP NOT NULL, source VARCHAR NOT NULL)"""
     )
-
-
-def _records(path: Path) -> list[tuple[int, dict | str]]:
-    if path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            return list(enumerate(csv.DictReader(fh), start=2))
-    out = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    out.append((number, json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    out.append((number, f"not valid JSON ({exc.msg})"))
-    return out
 
 
 def _parse(rec: dict | str) -> tuple[dict | None, str | None]:
@@ -105,7 +89,7 @@ def import_results(conn: duckdb.DuckDBPyConnection, path: str | Path) -> ImportR
     added = dict(conn.execute("SELECT row_id, version_added FROM eval.eval_rows").fetchall())
     latest = evalset.latest_version(conn)
     report = ImportReport()
-    for line, rec in _records(path):
+    for line, rec in numbered_records(path):
         result, reason = _parse(rec)
         if result and result["row_id"] not in added:
             reason = f"unknown row_id {result['row_id']!r}"

@@ -14,7 +14,13 @@ from __future__ import annotations
 
 import json
 
-from flywheel.contracts import DUCKDB_TYPES, MESSAGE_ROLES, TRACE_FIELD_NAMES, TRACE_FIELDS, FieldSpec
+from flywheel.contracts import (
+    DUCKDB_TYPES,
+    MESSAGE_ROLES,
+    TRACE_FIELD_NAMES,
+    TRACE_FIELDS,
+    FieldSpec,
+)
 
 NUMERIC_JSON_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
 INTEGER_JSON_TYPES = "('BIGINT', 'UBIGINT')"

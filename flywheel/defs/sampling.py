@@ -2,6 +2,7 @@
 
 
 import dagster as dg
+
 from flywheel.core import markdown, sampling
 from flywheel.defs.intake import RAW_TRACES
 from flywheel.defs.partitions import weekly_partitions

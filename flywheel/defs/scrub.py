@@ -1,8 +1,7 @@
 """Station 2: scrub the week's sample before any human reads it."""
 
-import polars as pl
-
 import dagster as dg
+import polars as pl
 
 from flywheel.core import keys, markdown, sampling
 from flywheel.core.scrub import leaks, station

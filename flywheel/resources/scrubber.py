@@ -11,7 +11,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from flywheel.core.scrub.scrubber import Placeholders, ScrubbedText, Span, merge_spans, replace
+from flywheel.core.scrub.scrubber import (
+    Placeholders,
+    ScrubbedText,
+    Span,
+    merge_spans,
+    replace,
+)
 from flywheel.core.scrub.vocabulary import CustomerVocabulary, read_lines
 from flywheel.settings import ScrubSettings
 

@@ -9,6 +9,6 @@ import logging
 # Presidio warns about every recognizer of a language we do not load, on every engine it builds.
 logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
 
-from flywheel.core.scrub.scrubber import SCRUBBER_VERSION, Scrubber, ScrubbedText, Span
+from flywheel.core.scrub.scrubber import SCRUBBER_VERSION, ScrubbedText, Scrubber, Span
 
 __all__ = ["SCRUBBER_VERSION", "Scrubber", "ScrubbedText", "Span"]

@@ -24,7 +24,10 @@ from flywheel.core.scrub import rules
 from flywheel.core.scrub import vocabulary as vocab_mod
 from flywheel.core.scrub.addresses import find_addresses
 from flywheel.core.scrub.offline import load_spacy, use_bundled_public_suffix_list
-from flywheel.core.scrub.recognizers import REPLACED_PRESIDIO_RECOGNIZERS, all_recognizers
+from flywheel.core.scrub.recognizers import (
+    REPLACED_PRESIDIO_RECOGNIZERS,
+    all_recognizers,
+)
 from flywheel.settings import ScrubSettings
 
 # Bump when recognizers or merging change: each scrub report records the version that produced it.
