@@ -75,7 +75,7 @@ def demo_run(weeks: int, traces_per_day: int, seed: int, data_dir: Path | None) 
     from flywheel.demo.generator import write_demo
 
     paths = paths_for(data_dir)
-    click.echo(f"[1/3] Generating {weeks} weeks x {traces_per_day} traces/day of SIMULATED traffic ...")
+    click.echo(f"[1/4] Generating {weeks} weeks x {traces_per_day} traces/day of SIMULATED traffic ...")
     with progress("generate", total=weeks * 7 * traces_per_day, unit="trace") as bar:
         summary = write_demo(paths.demo, weeks=weeks, traces_per_day=traces_per_day, seed=seed,
                              traces_dir=paths.inbox_traces, progress=bar.update)
@@ -107,7 +107,7 @@ def demo_run(weeks: int, traces_per_day: int, seed: int, data_dir: Path | None) 
     run_job(defs, "taxonomy_job", paths)
     results = run_weeks(paths, [], {}, job="weekly_loop_job")
 
-    click.echo("[4/4] The SIMULATED reviewer labels the top of each week's queue from the answer file ...")
+    click.echo("[4/4] The SIMULATED reviewer labels each week's queue; fold-in; the SIMULATED model runs every version ...")
     from flywheel.core import keys
     from flywheel.core.db import connect
     from flywheel.demo.reviewer import review_weeks

@@ -19,6 +19,9 @@ class SentenceTransformerEmbedder:
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model ships in a package; never reach a hub
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # its weight-loading bar would interleave with our output
 
         self.settings = settings or EmbeddingSettings()
         try:
