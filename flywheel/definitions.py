@@ -3,27 +3,30 @@
 import dagster as dg
 from dagster_duckdb_polars import DuckDBPolarsIOManager
 
-from flywheel.defs import evalset, intake, jobs, labeling, regression, sampling, scrub
+from flywheel.defs import drift, evalset, intake, jobs, labeling, regression, sampling, scrub
+from flywheel.resources.embedder import EmbedderResource
 from flywheel.resources.scrubber import ScrubberResource
 from flywheel.resources.warehouse import Warehouse
 from flywheel.settings import Paths
 
 
-def build_definitions(data_dir: str | None = None, scrubber: dg.ConfigurableResource | None = None) -> dg.Definitions:
-    """All of flywheel's Dagster definitions on one data directory; tests pass a fake scrubber."""
+def build_definitions(data_dir: str | None = None, scrubber: dg.ConfigurableResource | None = None,
+                      embedder: dg.ConfigurableResource | None = None) -> dg.Definitions:
+    """All of flywheel's Dagster definitions on one data directory; tests pass fakes."""
     paths = Paths(data_dir)
     return dg.Definitions(
         assets=[intake.raw_traces, sampling.sampled_traces, scrub.scrub_week, scrub.residue,
                 labeling.failure_taxonomy, labeling.labels, labeling.review_queue, evalset.fold_in,
-                regression.results, regression.pass_rates, regression.monthly_retirement],
+                regression.results, regression.pass_rates, regression.monthly_retirement, drift.monthly_drift],
         asset_checks=[regression.adversarial_share],
         jobs=[intake.ingest_job, sampling.weekly_sample_job, jobs.weekly_loop_job, jobs.taxonomy_job,
-              evalset.fold_in_job, regression.monthly_retirement_job, regression.pass_rates_job],
+              evalset.fold_in_job, regression.monthly_retirement_job, regression.pass_rates_job, drift.monthly_drift_job],
         resources={
             "warehouse": Warehouse(data_dir=str(paths.data_dir)),
             "scrubber": scrubber or ScrubberResource(
                 vocabulary_path=str(paths.customer_vocabulary), keep_terms_path=str(paths.keep_terms)
             ),
+            "embedder": embedder or EmbedderResource(),
             # Asset key prefix -> schema: sample/sampled_traces is table sample.sampled_traces.
             "io_manager": DuckDBPolarsIOManager(database=str(paths.warehouse)),
         },

@@ -144,3 +144,12 @@ class EmbeddingSettings(BaseModel):
     model_name: str = Field("all-MiniLM-L6-v2", description="Cache key: vectors of different models never mix.")
     batch_size: int = Field(64)
     sibling_window_days: int = Field(30, description="Siblings come from the scrubbed traces of the last N days.")
+
+
+class DriftSettings(BaseModel):
+    """Station 5."""
+
+    traces_per_month: int = Field(100, description="Production traces embedded per month (essay: 100).")
+    alpha: float = Field(0.01, description="Alert when the permutation p-value is below this.")
+    high_distance_traces: int = Field(50, description="The month's most distant traces that feed the next weekly sample.")
+    coverage_distance: float = Field(0.5, description="An eval row counts as covered by a trace within this distance.")

@@ -128,6 +128,12 @@ def demo_run(weeks: int, traces_per_day: int, seed: int, data_dir: Path | None) 
                 regression.run_regression(conn, model.relay_assist, version=version, model_version=model.MODEL_VERSION,
                                           rubric_judge=model.rubric_judge)
     run_job(defs, "pass_rates_job", paths, raise_on_error=False)
+    # Monthly drift over the demo's months, each against the current eval set.
+    last_day = dt.date(2026, 3, 2) + dt.timedelta(weeks=weeks) - dt.timedelta(days=1)
+    month = dt.date(2026, 3, 1)
+    while month <= last_day:
+        run_job(defs, "monthly_drift_job", paths, partition_key=month.isoformat())
+        month = (month + dt.timedelta(days=32)).replace(day=1)
     click.echo("")
     click.echo(_demo_summary(results))
     click.echo("")
@@ -136,7 +142,25 @@ def demo_run(weeks: int, traces_per_day: int, seed: int, data_dir: Path | None) 
     click.echo(_label_summary(paths, labelled))
     click.echo("")
     click.echo(_evalset_summary(paths))
+    click.echo("")
+    click.echo(_drift_summary(paths))
     click.echo(f"\nWarehouse: {paths.warehouse}\nSee the runs, lineage and checks: make ui  (http://127.0.0.1:3000)")
+
+
+def _drift_summary(paths: Paths) -> str:
+    from flywheel.core import drift_station, markdown
+    from flywheel.core.db import connect
+
+    with connect(paths.warehouse) as conn:
+        months = drift_station.history(conn)
+    return (
+        "Station 5 - drift per month (100 production traces against the current eval set)\n"
+        + markdown.table(["month", "score", "95% CI", "p vs previous month", "alert", "tail share", "reverse coverage"],
+                         [(f"{m['month']:%Y-%m}", f"{m['score']:.3f}", f"{m['ci_low']:.3f}-{m['ci_high']:.3f}",
+                           "-" if m["p_value"] is None else f"{m['p_value']:.4f}", "ALERT" if m["alert"] else "",
+                           "-" if m["tail_share"] is None else f"{m['tail_share']:.0%}", f"{m['reverse_coverage']:.0%}")
+                          for m in months])
+    )
 
 
 def _evalset_summary(paths: Paths) -> str:

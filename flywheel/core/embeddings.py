@@ -30,6 +30,11 @@ class CacheStats:
     misses: int = 0
 
 
+def user_text(messages: list[dict]) -> str:
+    """What a trace or an eval row is about, for embedding: its user turns."""
+    return "\n".join(m["content"] for m in messages if m.get("role") == "user")
+
+
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -59,3 +59,23 @@ class HashingEmbedder:
                 out[i, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.where(norms == 0, 1, norms)
+
+
+import dagster as dg  # noqa: E402 - the Dagster wrappers sit below the plain classes they hand out
+
+
+class EmbedderResource(dg.ConfigurableResource):
+    """all-MiniLM-L6-v2 (configurable), loaded once per process."""
+
+    model_package: str = EmbeddingSettings().model_package
+    model_name: str = EmbeddingSettings().model_name
+
+    def get(self):
+        return load_embedder(EmbeddingSettings(model_package=self.model_package, model_name=self.model_name).model_dump_json())
+
+
+class FakeEmbedderResource(dg.ConfigurableResource):
+    """FAKE: the hashing bag of words, for asset tests without torch."""
+
+    def get(self):
+        return HashingEmbedder()

@@ -8,12 +8,7 @@ import datetime as dt
 import duckdb
 import numpy as np
 
-from flywheel.core.embeddings import Embedder, embed
-
-
-def user_text(messages: list[dict]) -> str:
-    """What a trace is about: its user turns."""
-    return "\n".join(m["content"] for m in messages if m["role"] == "user")
+from flywheel.core.embeddings import Embedder, embed, user_text
 
 
 def find_siblings(

@@ -1,0 +1,99 @@
+"""Station 5 for one month: draw production traces, scrub them, embed, score against the eval set.
+
+The month's traces are drawn from all of production (raw.traces, deterministically by their sample
+key), not from the weekly samples, which over-represent anomalies and strata. They are scrubbed in
+memory before anything is embedded; only keyed references, distances and embeddings of scrubbed text
+are stored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import polars as pl
+
+from flywheel.core import evalset
+from flywheel.core.drift import DriftResult, drift
+from flywheel.core.embeddings import Embedder, embed, user_text
+from flywheel.settings import DriftSettings
+
+
+def month_bounds(month: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime.combine(month.replace(day=1), dt.time())
+    end = (start + dt.timedelta(days=32)).replace(day=1)
+    return start, end
+
+
+def draw_month(conn: duckdb.DuckDBPyConnection, month: dt.date, n: int) -> list[tuple[str, list[dict]]]:
+    """(trace_id, messages) of n traces of the month, the same n on every run."""
+    start, end = month_bounds(month)
+    return conn.execute(
+        "SELECT trace_id, messages FROM raw.traces WHERE timestamp >= ? AND timestamp < ? ORDER BY sample_key LIMIT ?",
+        [start, end, n],
+    ).fetchall()
+
+
+def scrubbed_texts(scrubber, traces: list[tuple[str, list[dict]]]) -> list[str]:
+    conversations = [[m["content"] for m in msgs] for _, msgs in traces]
+    out = []
+    for (_, msgs), scrubbed in zip(traces, scrubber.scrub_conversations(conversations)):
+        out.append(user_text([{"role": m["role"], "content": s.text} for m, s in zip(msgs, scrubbed)]))
+    return out
+
+
+def score_month(
+    conn: duckdb.DuckDBPyConnection, month: dt.date, scrubber, embedder: Embedder, trace_ref,
+    settings: DriftSettings | None = None,
+) -> tuple[DriftResult, pl.DataFrame] | None:
+    """The month's drift against the current eval set (baseline: last month, rescored against the same
+    set) and its traces by distance, most distant first. None when the month or the eval set is empty."""
+    settings = settings or DriftSettings()
+    rows = evalset.rows_at(conn)
+    current = draw_month(conn, month, settings.traces_per_month)
+    if rows.is_empty() or not current:
+        return None
+    eval_vectors = embed(conn, embedder, [user_text(m) for m in rows["input"].to_list()])
+    current_vectors = embed(conn, embedder, scrubbed_texts(scrubber, current))
+    previous = draw_month(conn, (month.replace(day=1) - dt.timedelta(days=1)), settings.traces_per_month)
+    baseline_vectors = embed(conn, embedder, scrubbed_texts(scrubber, previous)) if previous else None
+    result, distances = drift(eval_vectors, current_vectors, baseline_vectors, alpha=settings.alpha,
+                              coverage_distance=settings.coverage_distance)
+    ranked = pl.DataFrame({"trace_ref": [trace_ref(tid) for tid, _ in current], "distance": distances})
+    return result, ranked.sort("distance", descending=True)
+
+
+def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute("CREATE SCHEMA IF NOT EXISTS drift")
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS drift.scores (
+             month DATE, eval_version INTEGER, score DOUBLE, ci_low DOUBLE, ci_high DOUBLE, p_value DOUBLE,
+             alert BOOLEAN, tail_share DOUBLE, reverse_coverage DOUBLE, n_current INTEGER, n_eval INTEGER)"""
+    )
+    conn.execute("CREATE TABLE IF NOT EXISTS drift.high_distance_traces (month DATE, trace_ref VARCHAR, distance DOUBLE)")
+
+
+def store(conn: duckdb.DuckDBPyConnection, month: dt.date, result: DriftResult, ranked: pl.DataFrame, keep: int) -> None:
+    """Replace the month's score and high-distance traces (a rerun rewrites, never appends)."""
+    ensure_tables(conn)
+    month = month.replace(day=1)
+    top = ranked.head(keep)
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.execute("DELETE FROM drift.scores WHERE month = ?", [month])
+        conn.execute("DELETE FROM drift.high_distance_traces WHERE month = ?", [month])
+        conn.execute("INSERT INTO drift.scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     [month, evalset.latest_version(conn), result.score, result.ci_low, result.ci_high, result.p_value,
+                      result.alert, result.tail_share, result.reverse_coverage, result.n_current, result.n_eval])
+        for ref, distance in top.iter_rows():
+            conn.execute("INSERT INTO drift.high_distance_traces VALUES (?, ?, ?)", [month, ref, float(distance)])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def history(conn: duckdb.DuckDBPyConnection) -> list[dict]:
+    ensure_tables(conn)
+    cur = conn.execute("SELECT * FROM drift.scores ORDER BY month")
+    return [dict(zip([d[0] for d in cur.description], r)) for r in cur.fetchall()]

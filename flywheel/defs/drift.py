@@ -1,0 +1,83 @@
+"""Station 5: monthly drift, and the high-distance traces that focus the next weekly sample."""
+
+import dagster as dg
+
+from flywheel.core import drift_station, markdown, regression
+from flywheel.defs.evalset import VERSIONS
+from flywheel.defs.intake import RAW_TRACES
+from flywheel.defs.regression import monthly_partitions
+from flywheel.resources.embedder import EmbedderResource
+from flywheel.resources.scrubber import ScrubberResource
+from flywheel.resources.warehouse import Warehouse
+from flywheel.settings import DriftSettings
+
+GROUP = "station_5_drift"
+SCORES = dg.AssetKey(["drift", "scores"])
+HIGH_DISTANCE = dg.AssetKey(["drift", "high_distance_traces"])
+
+
+class DriftConfig(dg.Config, DriftSettings):
+    """Launchpad overrides for station 5; defaults live in flywheel.settings."""
+
+
+def _trap(conn) -> str:
+    """The essay's trap: after a fold-in, a pass rate that did not drop means the drift was in the eval
+    set alone (the model handles the new distribution)."""
+    overall = [r for r in regression.pass_rates(conn) if r["slice"] == "overall"]
+    if len(overall) < 2:
+        return "Not enough versions with results to compare yet."
+    before, after = overall[-2], overall[-1]
+    if after["pass_rate"] >= before["pass_rate"]:
+        return (f"v{after['eval_version']} passes {after['pass_rate']:.0%} vs {before['pass_rate']:.0%} on "
+                f"v{before['eval_version']}: the pass rate did not drop after the fold-in, so the drift was in the "
+                "eval set alone. Keep the new rows.")
+    return (f"v{after['eval_version']} passes {after['pass_rate']:.0%} vs {before['pass_rate']:.0%} on "
+            f"v{before['eval_version']}: the new rows are harder, and that drop is correct.")
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(SCORES, deps=[RAW_TRACES, VERSIONS], group_name=GROUP, kinds={"duckdb"},
+                     description="Per month: mean distance of 100 production traces (scrubbed, embedded) to their "
+                     "nearest active eval row, a bootstrap 95% interval, the permutation p-value against last month "
+                     "rescored on the current eval set, the alert (p < alpha), tail share and reverse coverage."),
+        dg.AssetSpec(HIGH_DISTANCE, deps=[SCORES], group_name=GROUP, kinds={"duckdb"},
+                     description="The month's most distant traces (keyed refs): the drift-focus stratum the first "
+                     "weekly sample after the month takes in full."),
+    ],
+    partitions_def=monthly_partitions, pool="duckdb",
+)
+def monthly_drift(context: dg.AssetExecutionContext, config: DriftConfig, warehouse: Warehouse,
+                  scrubber: ScrubberResource, embedder: EmbedderResource):
+    month = context.partition_time_window.start.date()
+    with warehouse.connect() as conn:
+        outcome = drift_station.score_month(conn, month, scrubber.get(), embedder.get(), warehouse.trace_ref(), config)
+        if outcome:
+            drift_station.store(conn, month, *outcome, keep=config.high_distance_traces)
+        months = drift_station.history(conn)
+        trap = _trap(conn)
+    if outcome is None:
+        context.log.warning(f"{month:%Y-%m}: no traces or no eval set; nothing scored")
+    result = outcome[0] if outcome else None
+    table = markdown.table(
+        ["month", "eval v", "score", "95% CI", "p", "alert", "tail", "reverse coverage"],
+        [(f"{m['month']:%Y-%m}", m["eval_version"], f"{m['score']:.3f}", f"{m['ci_low']:.3f}-{m['ci_high']:.3f}",
+          "-" if m["p_value"] is None else f"{m['p_value']:.4f}", "ALERT" if m["alert"] else "",
+          "-" if m["tail_share"] is None else f"{m['tail_share']:.0%}", f"{m['reverse_coverage']:.0%}") for m in months],
+    )
+    yield dg.MaterializeResult(asset_key=SCORES, metadata={
+        "score": dg.MetadataValue.float(result.score if result else 0.0),  # plotted per month by the UI
+        "alert": bool(result and result.alert),
+        "p_value": dg.MetadataValue.float(result.p_value if result and result.p_value is not None else 1.0),
+        "drift_per_month": dg.MetadataValue.md(table + "\n\n" + markdown.bars(
+            [(f"{m['month']:%Y-%m}", min(1.0, m["score"])) for m in months])),
+        "essays_trap": dg.MetadataValue.md(trap),
+    })
+    yield dg.MaterializeResult(asset_key=HIGH_DISTANCE, metadata={
+        "dagster/row_count": min(config.high_distance_traces, outcome[1].height) if outcome else 0,
+    })
+
+
+monthly_drift_job = dg.define_asset_job("monthly_drift_job", selection=dg.AssetSelection.assets(SCORES, HIGH_DISTANCE),
+                                        partitions_def=monthly_partitions,
+                                        description="Score the month's drift and pick the traces that focus next week's sample.")
