@@ -70,7 +70,7 @@ def embed(conn: duckdb.DuckDBPyConnection, embedder: Embedder, texts: Sequence[s
         fresh = embedder.encode([first_text[h] for h in missing]).astype(np.float32)
         conn.register("fresh_vectors", pl.DataFrame({
             "model": [embedder.model_name] * len(missing), "text_hash": missing,
-            "vector": pl.Series(fresh.tolist(), dtype=pl.Array(pl.Float32, embedder.dim)),
+            "vector": pl.Series("vector", fresh),  # a 2-D array becomes a fixed-size Array column, no copy to lists
         }))
         try:
             conn.execute("INSERT INTO embed.cache SELECT model, text_hash, vector FROM fresh_vectors")
