@@ -137,3 +137,28 @@ def test_drift_score_cli_json(real_embedder, tmp_path):
     assert (out["n_current"], out["n_eval"]) == (3, 3) and 0 <= out["score"] <= 2
     alone = CliRunner().invoke(main, ["drift", "score", "--eval", str(eval_file), "--current", str(tmp_path / "cur.jsonl"), "--json"])
     assert json.loads(alone.stdout)["p_value"] is None and json.loads(alone.stdout)["alert"] is False
+
+
+def test_monthly_drift_asset_materializes_on_fakes(data_dir):
+    import dagster as dg
+
+    from flywheel.core.intake import ingest_paths
+    from flywheel.defs.drift import monthly_drift
+    from flywheel.demo.generator import write_demo
+    from flywheel.resources.embedder import FakeEmbedderResource
+    from flywheel.resources.scrubber import FakeScrubberResource
+    from flywheel.resources.warehouse import Warehouse
+
+    demo = write_demo(data_dir / "demo", weeks=6, traces_per_day=10, seed=2)
+    warehouse = Warehouse(data_dir=str(data_dir))
+    with warehouse.connect() as conn:
+        ingest_paths(conn, [data_dir / "demo" / "traces"])
+        evalset.import_starter(conn, demo.eval_set_file)
+    resources = {"warehouse": warehouse, "scrubber": FakeScrubberResource(), "embedder": FakeEmbedderResource()}
+    first = dg.materialize([monthly_drift], partition_key="2026-04-01", resources=resources)
+    again = dg.materialize([monthly_drift], partition_key="2026-04-01", resources=resources)
+    meta = again.asset_materializations_for_node("monthly_drift")[0].metadata
+    assert first.success and meta["embedding_cache_misses"].value == 0, "an unchanged month embeds nothing twice"
+    with warehouse.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM drift.scores").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM drift.high_distance_traces").fetchone()[0] == 50

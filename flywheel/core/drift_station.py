@@ -15,7 +15,7 @@ import polars as pl
 
 from flywheel.core import evalset
 from flywheel.core.drift import DriftResult, drift
-from flywheel.core.embeddings import Embedder, embed, user_text
+from flywheel.core.embeddings import CacheStats, Embedder, embed, user_text
 from flywheel.settings import DriftSettings
 
 
@@ -44,7 +44,7 @@ def scrubbed_texts(scrubber, traces: list[tuple[str, list[dict]]]) -> list[str]:
 
 def score_month(
     conn: duckdb.DuckDBPyConnection, month: dt.date, scrubber, embedder: Embedder, trace_ref,
-    settings: DriftSettings | None = None,
+    settings: DriftSettings | None = None, stats: CacheStats | None = None,
 ) -> tuple[DriftResult, pl.DataFrame] | None:
     """The month's drift against the current eval set (baseline: last month, rescored against the same
     set) and its traces by distance, most distant first. None when the month or the eval set is empty."""
@@ -53,10 +53,10 @@ def score_month(
     current = draw_month(conn, month, settings.traces_per_month)
     if rows.is_empty() or not current:
         return None
-    eval_vectors = embed(conn, embedder, [user_text(m) for m in rows["input"].to_list()])
-    current_vectors = embed(conn, embedder, scrubbed_texts(scrubber, current))
+    eval_vectors = embed(conn, embedder, [user_text(m) for m in rows["input"].to_list()], stats)
+    current_vectors = embed(conn, embedder, scrubbed_texts(scrubber, current), stats)
     previous = draw_month(conn, (month.replace(day=1) - dt.timedelta(days=1)), settings.traces_per_month)
-    baseline_vectors = embed(conn, embedder, scrubbed_texts(scrubber, previous)) if previous else None
+    baseline_vectors = embed(conn, embedder, scrubbed_texts(scrubber, previous), stats) if previous else None
     result, distances = drift(eval_vectors, current_vectors, baseline_vectors, alpha=settings.alpha,
                               coverage_distance=settings.coverage_distance)
     ranked = pl.DataFrame({"trace_ref": [trace_ref(tid) for tid, _ in current], "distance": distances})

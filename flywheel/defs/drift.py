@@ -3,6 +3,7 @@
 import dagster as dg
 
 from flywheel.core import drift_station, markdown, regression
+from flywheel.core.embeddings import CacheStats
 from flywheel.defs.evalset import VERSIONS
 from flywheel.defs.intake import RAW_TRACES
 from flywheel.defs.regression import monthly_partitions
@@ -50,8 +51,10 @@ def _trap(conn) -> str:
 def monthly_drift(context: dg.AssetExecutionContext, config: DriftConfig, warehouse: Warehouse,
                   scrubber: ScrubberResource, embedder: EmbedderResource):
     month = context.partition_time_window.start.date()
+    stats = CacheStats()
     with warehouse.connect() as conn:
-        outcome = drift_station.score_month(conn, month, scrubber.get(), embedder.get(), warehouse.trace_ref(), config)
+        outcome = drift_station.score_month(conn, month, scrubber.get(), embedder.get(), warehouse.trace_ref(), config,
+                                            stats)
         if outcome:
             drift_station.store(conn, month, *outcome, keep=config.high_distance_traces)
         months = drift_station.history(conn)
@@ -72,6 +75,7 @@ def monthly_drift(context: dg.AssetExecutionContext, config: DriftConfig, wareho
         "drift_per_month": dg.MetadataValue.md(table + "\n\n" + markdown.bars(
             [(f"{m['month']:%Y-%m}", min(1.0, m["score"])) for m in months])),
         "essays_trap": dg.MetadataValue.md(trap),
+        "embedding_cache_hits": stats.hits, "embedding_cache_misses": stats.misses,
     })
     yield dg.MaterializeResult(asset_key=HIGH_DISTANCE, metadata={
         "dagster/row_count": min(config.high_distance_traces, outcome[1].height) if outcome else 0,
