@@ -10,7 +10,7 @@ VERBS = [[], ["ingest"], ["sample"], ["scrub"], ["residue"], ["residue", "add"],
          ["taxonomy", "show"], ["taxonomy", "add"], ["review"], ["labels"], ["labels", "export"], ["labels", "import"],
          ["evalset"], ["evalset", "import"], ["evalset", "export"], ["evalset", "diff"], ["evalset", "versions"],
          ["results"], ["results", "import"], ["gate"], ["lookup"], ["regress"],
-         ["drift"], ["drift", "score"],
+         ["drift"], ["drift", "score"], ["status"],
          ["demo"], ["demo", "generate"], ["demo", "run"]]
 GROUPS = [["demo"], ["taxonomy"], ["labels"], ["evalset"], ["results"], ["drift"]]
 
@@ -72,6 +72,7 @@ def test_demo_run_end_to_end_records_dagster_runs(data_dir):
     with dg.DagsterInstance.get() as instance:
         jobs = [r.job_name for r in instance.get_runs()]
     assert jobs.count("weekly_loop_job") == 2 and jobs.count("ingest_job") == 1
+    assert "monthly_drift_job" in jobs and "fold_in_job" in jobs
     # Rerun: nothing new ingested, same samples.
     again = CliRunner().invoke(main, ["demo", "run", "--weeks", "2", "--traces-per-day", "20"])
     assert "ingested 0 new" in again.stdout
@@ -80,3 +81,16 @@ def test_demo_run_end_to_end_records_dagster_runs(data_dir):
     with connect(data_dir / "flywheel.duckdb") as conn:
         n, distinct = conn.execute("SELECT count(*), count(DISTINCT trace_id) FROM sample.sampled_traces").fetchone()
     assert n == distinct > 0
+
+
+def test_status_tells_the_story_from_the_warehouse(data_dir):
+    empty = CliRunner().invoke(main, ["status"])
+    assert empty.exit_code == 1 and "no warehouse" in empty.output
+    CliRunner().invoke(main, ["ingest", "--help"])
+    from flywheel.core.db import connect
+    from flywheel.core.intake import ensure_raw_tables
+
+    with connect(data_dir / "flywheel.duckdb") as conn:
+        ensure_raw_tables(conn)
+    early = CliRunner().invoke(main, ["status"])
+    assert early.exit_code == 0 and "Station 1: nothing yet." in early.stdout

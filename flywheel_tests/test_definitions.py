@@ -40,3 +40,16 @@ def test_readme_contract_table_matches_the_code():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     rows = dict(re.findall(r"^\| `(\w+)` \| (yes|no) \|", readme, flags=re.M))
     assert rows == {f.name: "yes" if f.required else "no" for f in TRACE_FIELDS}
+
+
+def test_the_loop_runs_itself_on_schedules():
+    import datetime as dt
+
+    weekly, monthly = defs.resolve_schedule_def("weekly_loop_job_schedule"), defs.resolve_schedule_def("monthly_drift_job_schedule")
+    assert weekly.job_name == "weekly_loop_job" and monthly.job_name == "monthly_drift_job"
+    with dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 5, 11, 5, 0, tzinfo=dt.timezone.utc)) as ctx:
+        [request] = weekly.evaluate_tick(ctx).run_requests
+    assert request.partition_key == "2026-05-04", "the Monday run takes the week that just ended"
+    with dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 6, 2, 6, 0, tzinfo=dt.timezone.utc)) as ctx:
+        [request] = monthly.evaluate_tick(ctx).run_requests
+    assert request.partition_key == "2026-05-01"

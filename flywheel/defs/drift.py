@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from flywheel.core import drift_station, markdown, regression
+from flywheel.core import drift_station, markdown
 from flywheel.core.embeddings import CacheStats
 from flywheel.defs.evalset import VERSIONS
 from flywheel.defs.intake import RAW_TRACES
@@ -19,21 +19,6 @@ HIGH_DISTANCE = dg.AssetKey(["drift", "high_distance_traces"])
 
 class DriftConfig(dg.Config, DriftSettings):
     """Launchpad overrides for station 5; defaults live in flywheel.settings."""
-
-
-def _trap(conn) -> str:
-    """The essay's trap: after a fold-in, a pass rate that did not drop means the drift was in the eval
-    set alone (the model handles the new distribution)."""
-    overall = [r for r in regression.pass_rates(conn) if r["slice"] == "overall"]
-    if len(overall) < 2:
-        return "Not enough versions with results to compare yet."
-    before, after = overall[-2], overall[-1]
-    if after["pass_rate"] >= before["pass_rate"]:
-        return (f"v{after['eval_version']} passes {after['pass_rate']:.0%} vs {before['pass_rate']:.0%} on "
-                f"v{before['eval_version']}: the pass rate did not drop after the fold-in, so the drift was in the "
-                "eval set alone. Keep the new rows.")
-    return (f"v{after['eval_version']} passes {after['pass_rate']:.0%} vs {before['pass_rate']:.0%} on "
-            f"v{before['eval_version']}: the new rows are harder, and that drop is correct.")
 
 
 @dg.multi_asset(
@@ -58,7 +43,7 @@ def monthly_drift(context: dg.AssetExecutionContext, config: DriftConfig, wareho
         if outcome:
             drift_station.store(conn, month, *outcome, keep=config.high_distance_traces)
         months = drift_station.history(conn)
-        trap = _trap(conn)
+        trap = drift_station.essays_trap(conn)
     if outcome is None:
         context.log.warning(f"{month:%Y-%m}: no traces or no eval set; nothing scored")
     result = outcome[0] if outcome else None
@@ -80,8 +65,3 @@ def monthly_drift(context: dg.AssetExecutionContext, config: DriftConfig, wareho
     yield dg.MaterializeResult(asset_key=HIGH_DISTANCE, metadata={
         "dagster/row_count": min(config.high_distance_traces, outcome[1].height) if outcome else 0,
     })
-
-
-monthly_drift_job = dg.define_asset_job("monthly_drift_job", selection=dg.AssetSelection.assets(SCORES, HIGH_DISTANCE),
-                                        partitions_def=monthly_partitions,
-                                        description="Score the month's drift and pick the traces that focus next week's sample.")

@@ -1,22 +1,35 @@
-"""Jobs that span stations."""
+"""Jobs that span stations, and the schedules that make the loop run itself."""
 
 import dagster as dg
 
+from flywheel.defs.drift import HIGH_DISTANCE, SCORES
+from flywheel.defs.evalset import EVAL_ROWS, VERSIONS
+from flywheel.defs.intake import RAW_QUARANTINE, RAW_TRACES
 from flywheel.defs.labeling import failure_taxonomy, review_queue
-from flywheel.defs.partitions import weekly_partitions
+from flywheel.defs.regression import monthly_retirement
 from flywheel.defs.sampling import sampled_traces
 from flywheel.defs.scrub import scrub_week
 
-# The Monday loop, as far as the stations built so far go: sample, scrub before anyone reads it, queue
-# for review.
+# The Monday loop: take in new files, sample the week, scrub it before anyone reads it, queue it for
+# review, and fold in what reviewers labelled since last time.
 weekly_loop_job = dg.define_asset_job(
     "weekly_loop_job",
-    selection=dg.AssetSelection.assets(sampled_traces, scrub_week, review_queue),
-    partitions_def=weekly_partitions,
-    description="One week of the loop: station 1 (sample), station 2 (scrub), station 3's review queue.",
+    selection=dg.AssetSelection.assets(RAW_TRACES, RAW_QUARANTINE, sampled_traces, scrub_week, review_queue,
+                                       EVAL_ROWS, VERSIONS),
+    description="One week of the loop: ingest, sample, scrub, queue, fold in.",
+)
+
+# The monthly job: drift (which focuses next week's sample) and retirement.
+monthly_drift_job = dg.define_asset_job(
+    "monthly_drift_job", selection=dg.AssetSelection.assets(SCORES, HIGH_DISTANCE, monthly_retirement),
+    description="Score the month's drift, pick the traces that focus next week's sample, retire and reinstate rows.",
 )
 
 taxonomy_job = dg.define_asset_job(
     "taxonomy_job", selection=dg.AssetSelection.assets(failure_taxonomy),
     description="Seed the failure taxonomy from data/reference/taxonomy.yaml (existing codes are kept).",
 )
+
+# Mondays 05:00 UTC for the week that just ended; the 2nd of the month for the month that just ended.
+weekly_loop_schedule = dg.build_schedule_from_partitioned_job(weekly_loop_job, hour_of_day=5)
+monthly_drift_schedule = dg.build_schedule_from_partitioned_job(monthly_drift_job, day_of_month=2, hour_of_day=6)
