@@ -153,3 +153,5 @@ class DriftSettings(BaseModel):
     alpha: float = Field(0.01, description="Alert when the permutation p-value is below this.")
     high_distance_traces: int = Field(50, description="The month's most distant traces that feed the next weekly sample.")
     coverage_distance: float = Field(0.5, description="An eval row counts as covered by a trace within this distance.")
+    text_roles: list[str] = Field(default_factory=lambda: ["user"],
+                                  description="Which turns make a trace's (and a row's) text: what it asks, by default.")

@@ -34,11 +34,11 @@ def draw_month(conn: duckdb.DuckDBPyConnection, month: dt.date, n: int) -> list[
     ).fetchall()
 
 
-def scrubbed_texts(scrubber, traces: list[tuple[str, list[dict]]]) -> list[str]:
+def scrubbed_texts(scrubber, traces: list[tuple[str, list[dict]]], roles: tuple[str, ...] = ("user",)) -> list[str]:
     conversations = [[m["content"] for m in msgs] for _, msgs in traces]
     out = []
     for (_, msgs), scrubbed in zip(traces, scrubber.scrub_conversations(conversations)):
-        out.append(user_text([{"role": m["role"], "content": s.text} for m, s in zip(msgs, scrubbed)]))
+        out.append(user_text([{"role": m["role"], "content": s.text} for m, s in zip(msgs, scrubbed)], roles))
     return out
 
 
@@ -53,10 +53,11 @@ def score_month(
     current = draw_month(conn, month, settings.traces_per_month)
     if rows.is_empty() or not current:
         return None
-    eval_vectors = embed(conn, embedder, [user_text(m) for m in rows["input"].to_list()], stats)
-    current_vectors = embed(conn, embedder, scrubbed_texts(scrubber, current), stats)
+    roles = tuple(settings.text_roles)
+    eval_vectors = embed(conn, embedder, [user_text(m, roles) for m in rows["input"].to_list()], stats)
+    current_vectors = embed(conn, embedder, scrubbed_texts(scrubber, current, roles), stats)
     previous = draw_month(conn, (month.replace(day=1) - dt.timedelta(days=1)), settings.traces_per_month)
-    baseline_vectors = embed(conn, embedder, scrubbed_texts(scrubber, previous), stats) if previous else None
+    baseline_vectors = embed(conn, embedder, scrubbed_texts(scrubber, previous, roles), stats) if previous else None
     result, distances = drift(eval_vectors, current_vectors, baseline_vectors, alpha=settings.alpha,
                               coverage_distance=settings.coverage_distance)
     ranked = pl.DataFrame({"trace_ref": [trace_ref(tid) for tid, _ in current], "distance": distances})

@@ -30,9 +30,9 @@ class CacheStats:
     misses: int = 0
 
 
-def user_text(messages: list[dict]) -> str:
-    """What a trace or an eval row is about, for embedding: its user turns."""
-    return "\n".join(m["content"] for m in messages if m.get("role") == "user")
+def user_text(messages: list[dict], roles: tuple[str, ...] = ("user",)) -> str:
+    """What a trace or an eval row is about, for embedding: by default its user turns."""
+    return "\n".join(m["content"] for m in messages if m.get("role") in roles)
 
 
 def text_hash(text: str) -> str:
