@@ -6,19 +6,13 @@ from flywheel.settings import Paths
 
 
 def drift_summary(paths: Paths) -> str:
-    from flywheel.core import drift_station, markdown
+    from flywheel.core import drift_station
     from flywheel.core.db import connect
 
     with connect(paths.warehouse) as conn:
         months = drift_station.history(conn)
-    return (
-        "Station 5 - drift per month (100 production traces against the current eval set)\n"
-        + markdown.table(["month", "score", "95% CI", "p vs previous month", "alert", "tail share", "reverse coverage"],
-                         [(f"{m['month']:%Y-%m}", f"{m['score']:.3f}", f"{m['ci_low']:.3f}-{m['ci_high']:.3f}",
-                           "-" if m["p_value"] is None else f"{m['p_value']:.4f}", "ALERT" if m["alert"] else "",
-                           "-" if m["tail_share"] is None else f"{m['tail_share']:.0%}", f"{m['reverse_coverage']:.0%}")
-                          for m in months])
-    )
+    return ("Station 5 - drift per month (100 production traces against the current eval set)\n"
+            + drift_station.history_markdown(months))
 
 
 def evalset_summary(paths: Paths) -> str:

@@ -13,7 +13,7 @@ import datetime as dt
 import duckdb
 import polars as pl
 
-from flywheel.core import evalset, regression
+from flywheel.core import evalset, markdown, regression
 from flywheel.core.drift import DriftResult, drift
 from flywheel.core.embeddings import CacheStats, Embedder, embed, user_text
 from flywheel.settings import DriftSettings
@@ -92,6 +92,16 @@ def store(conn: duckdb.DuckDBPyConnection, month: dt.date, result: DriftResult, 
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def history_markdown(months: list[dict]) -> str:
+    """The drift history as a table, for the UI and the terminal alike."""
+    return markdown.table(
+        ["month", "eval v", "score", "95% CI", "p vs previous month", "alert", "tail share", "reverse coverage"],
+        [(f"{m['month']:%Y-%m}", m["eval_version"], f"{m['score']:.3f}", f"{m['ci_low']:.3f}-{m['ci_high']:.3f}",
+          "-" if m["p_value"] is None else f"{m['p_value']:.4f}", "ALERT" if m["alert"] else "",
+          "-" if m["tail_share"] is None else f"{m['tail_share']:.0%}", f"{m['reverse_coverage']:.0%}") for m in months],
+    )
 
 
 def history(conn: duckdb.DuckDBPyConnection) -> list[dict]:

@@ -47,12 +47,7 @@ def monthly_drift(context: dg.AssetExecutionContext, config: DriftConfig, wareho
     if outcome is None:
         context.log.warning(f"{month:%Y-%m}: no traces or no eval set; nothing scored")
     result = outcome[0] if outcome else None
-    table = markdown.table(
-        ["month", "eval v", "score", "95% CI", "p", "alert", "tail", "reverse coverage"],
-        [(f"{m['month']:%Y-%m}", m["eval_version"], f"{m['score']:.3f}", f"{m['ci_low']:.3f}-{m['ci_high']:.3f}",
-          "-" if m["p_value"] is None else f"{m['p_value']:.4f}", "ALERT" if m["alert"] else "",
-          "-" if m["tail_share"] is None else f"{m['tail_share']:.0%}", f"{m['reverse_coverage']:.0%}") for m in months],
-    )
+    table = drift_station.history_markdown(months)
     yield dg.MaterializeResult(asset_key=SCORES, metadata={
         "score": dg.MetadataValue.float(result.score if result else 0.0),  # plotted per month by the UI
         "alert": bool(result and result.alert),
