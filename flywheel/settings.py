@@ -112,6 +112,9 @@ class SamplingSettings(BaseModel):
     )
     # Anomaly: production already did the filtering, so take all of them.
     anomaly_rate: float = Field(1.0, ge=0.0, le=1.0)
+    incident_rate: float = Field(
+        0.5, ge=0.0, le=1.0, description="Share of an open incident's window (its cohort and intent) re-sampled."
+    )
     rare_failure_prevalence: float = Field(
         0.005, description="Prevalence used to report the chance the random slice sees such a failure mode."
     )

@@ -10,9 +10,9 @@ VERBS = [[], ["ingest"], ["sample"], ["scrub"], ["residue"], ["residue", "add"],
          ["taxonomy", "show"], ["taxonomy", "add"], ["review"], ["labels"], ["labels", "export"], ["labels", "import"],
          ["evalset"], ["evalset", "import"], ["evalset", "export"], ["evalset", "diff"], ["evalset", "versions"],
          ["results"], ["results", "import"], ["gate"], ["lookup"], ["regress"],
-         ["drift"], ["drift", "score"], ["status"],
+         ["drift"], ["drift", "score"], ["status"], ["incident"], ["incident", "open"], ["incident", "list"],
          ["demo"], ["demo", "generate"], ["demo", "run"]]
-GROUPS = [["demo"], ["taxonomy"], ["labels"], ["evalset"], ["results"], ["drift"]]
+GROUPS = [["demo"], ["taxonomy"], ["labels"], ["evalset"], ["results"], ["drift"], ["incident"]]
 
 
 @pytest.mark.parametrize("verb", VERBS, ids=lambda v: " ".join(v) or "flywheel")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import duckdb
 import polars as pl
@@ -80,11 +80,11 @@ def drift_focus_ids(
 
 
 # Each trace's md5 (raw.traces.sample_key, computed once at intake) XOR the salt's md5 gives 128 bits;
-# each mode reads its own 21-bit slice as a uniform draw (resolution 1/2,097,152, far below any rate
+# each mode reads its own 18-bit slice as a uniform draw (resolution 1/262,144, far below any rate
 # worth setting). XOR with a constant is a bijection on every slice, so each salt draws a different,
 # equally uniform sample; md5 is stable across DuckDB versions, so a rerun draws the same one.
-DRAW_BITS = 21
-DRAW_SLOTS = ("random", "borderline_judge", "rare_intent", "long_conversation", "drift_focus", "anomaly")
+DRAW_BITS = 18
+DRAW_SLOTS = ("random", "borderline_judge", "rare_intent", "long_conversation", "drift_focus", "anomaly", "incident")
 
 
 def _uniform(mode: str) -> str:
@@ -103,11 +103,12 @@ def sampling_sql(s: SamplingSettings) -> str:
         "long_conversation": f"coalesce(turns >= {s.long_conversation_turns}, false)",
         "drift_focus": "in_focus",
         "anomaly": " OR ".join(f"coalesce({a}, false)" for a in ANOMALIES),
+        "incident": "incident_id IS NOT NULL",
     }
     rates = {
         "borderline_judge": s.borderline_rate, "rare_intent": s.rare_intent_rate,
         "long_conversation": s.long_conversation_rate, "drift_focus": s.drift_focus_rate,
-        "anomaly": s.anomaly_rate,
+        "anomaly": s.anomaly_rate, "incident": s.incident_rate,
     }
     picks = [f"{_uniform('random')} < {s.random_rate} AS pick_random"]
     picks += [f"({eligible[m]}) AND {_uniform(m)} < {rates[m]} AS pick_{m}" for m in rates]
@@ -118,9 +119,10 @@ def sampling_sql(s: SamplingSettings) -> str:
     reasons = ["CASE WHEN pick_random THEN 'random' END"]
     reasons += [f"CASE WHEN pick_{m} THEN '{m}' END" for m in strata]
     reasons += [f"CASE WHEN pick_anomaly AND coalesce({a}, false) THEN '{a}' END" for a in ANOMALIES]
+    reasons.append("CASE WHEN pick_incident THEN 'incident:' || incident_id END")
     modes = [
         "CASE WHEN pick_random THEN 'random' END",
-        "CASE WHEN " + " OR ".join(f"pick_{m}" for m in strata) + " THEN 'stratified' END",
+        "CASE WHEN " + " OR ".join(f"pick_{m}" for m in [*strata, "incident"]) + " THEN 'stratified' END",
         "CASE WHEN pick_anomaly THEN 'anomaly' END",
     ]
     any_pick = " OR ".join(["pick_random"] + [f"pick_{m}" for m in rates])
@@ -134,7 +136,11 @@ WITH week AS (
   UNION ALL
   SELECT {columns}, true AS in_focus FROM raw.traces WHERE trace_id IN (SELECT id FROM focus)
 ), hashed AS (
-  SELECT *, xor(sample_key, md5_number({_sql_str(s.salt)})) AS h FROM week
+  SELECT *, xor(sample_key, md5_number({_sql_str(s.salt)})) AS h,
+    (SELECT min(i.incident_id) FROM incidents i
+      WHERE week.timestamp >= i.start_at AND week.timestamp < i.end_at
+        AND (i.cohort IS NULL OR i.cohort = week.cohort) AND (i.intent IS NULL OR i.intent = week.intent)) AS incident_id
+  FROM week
 ), drawn AS (
   SELECT *, {', '.join(picks)}, (1.0 - ({' * '.join(miss)}))::DOUBLE AS inclusion_probability
   FROM hashed
@@ -148,25 +154,34 @@ WHERE {any_pick}
 """
 
 
-def _with_draw_inputs(conn, week_start, settings, trace_ref, run):
-    """Run `run(sql, params)` with the week's drift-focus ids registered and the rare intents found."""
+INCIDENT_SCHEMA = {"incident_id": pl.String, "start_at": pl.Datetime("us"), "end_at": pl.Datetime("us"),
+                   "cohort": pl.String, "intent": pl.String}
+
+
+def _with_draw_inputs(conn, week_start, settings, trace_ref, run, incidents=()):
+    """Run `run(sql, params)` with the week's drift-focus ids and incidents registered and the rare
+    intents found."""
     focus = drift_focus_ids(conn, week_start, trace_ref)
     conn.register("focus", pl.DataFrame({"id": focus}, schema={"id": pl.String}))
+    conn.register("incidents", pl.DataFrame(
+        [{"incident_id": i.incident_id, "start_at": i.start, "end_at": i.end, "cohort": i.cohort, "intent": i.intent}
+         for i in incidents], schema=INCIDENT_SCHEMA))
     try:
         params = {"week_start": week_start, "week_end": week_start + WEEK,
                   "rare_intents": rare_intents(conn, week_start, settings.rare_intent_max_share)}
         return run(sampling_sql(settings), params)
     finally:
         conn.unregister("focus")
+        conn.unregister("incidents")
 
 
 def sample_week(
     conn: duckdb.DuckDBPyConnection, week_start: dt.datetime, settings: SamplingSettings | None = None,
-    *, trace_ref: Callable[[str], str] | None = None,
+    *, trace_ref: Callable[[str], str] | None = None, incidents: Sequence = (),
 ) -> pl.DataFrame:
     """The sampled traces of the week starting at week_start (a Monday, 00:00 UTC), as a DataFrame."""
     settings = settings or SamplingSettings()
-    sample = _with_draw_inputs(conn, week_start, settings, trace_ref, lambda sql, p: conn.execute(sql, p).pl())
+    sample = _with_draw_inputs(conn, week_start, settings, trace_ref, lambda sql, p: conn.execute(sql, p).pl(), incidents)
     return sample.sort("timestamp", "trace_id")
 
 
@@ -178,7 +193,7 @@ SAMPLE_TABLE_DDL = """CREATE TABLE IF NOT EXISTS sample.sampled_traces (
 
 def write_sample(
     conn: duckdb.DuckDBPyConnection, week_start: dt.datetime, settings: SamplingSettings | None = None,
-    *, trace_ref: Callable[[str], str] | None = None,
+    *, trace_ref: Callable[[str], str] | None = None, incidents: Sequence = (),
 ) -> int:
     """Replace the week's partition of sample.sampled_traces with a fresh draw, in one transaction,
     without a round trip through Python (delete-then-insert: a rerun rewrites, never appends)."""
@@ -197,7 +212,7 @@ def write_sample(
             raise
         return n
 
-    return _with_draw_inputs(conn, week_start, settings, trace_ref, run)
+    return _with_draw_inputs(conn, week_start, settings, trace_ref, run, incidents)
 
 
 def read_sample(conn: duckdb.DuckDBPyConnection, week_start: dt.datetime) -> pl.DataFrame:

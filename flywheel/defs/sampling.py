@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from flywheel.core import markdown, sampling
+from flywheel.core import incidents, markdown, sampling
 from flywheel.defs.intake import RAW_TRACES
 from flywheel.defs.partitions import weekly_partitions
 from flywheel.resources.warehouse import Warehouse
@@ -33,8 +33,12 @@ def sampled_traces(context: dg.AssetExecutionContext, config: SamplingConfig, wa
     # Written in SQL (delete the week, insert the draw) rather than through the IO manager: the draw
     # never leaves DuckDB, which keeps a million-trace week to a scan's order of cost.
     week_start = sampling.as_week_start(context.partition_key)
+    open_incidents, problems = incidents.read_all(warehouse.paths.inbox_incidents)
+    for problem in problems:
+        context.log.warning(f"incident file skipped: {problem}")
     with warehouse.connect() as conn:
-        sampling.write_sample(conn, week_start, config, trace_ref=warehouse.trace_ref())
+        sampling.write_sample(conn, week_start, config, trace_ref=warehouse.trace_ref(),
+                              incidents=incidents.overlapping(open_incidents, week_start))
         sample = sampling.read_sample(conn, week_start)
         traffic = sampling.week_traffic(conn, week_start)
     summary = sampling.summarize(sample, traffic, config)

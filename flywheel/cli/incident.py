@@ -1,0 +1,52 @@
+"""flywheel incident: look at a window of production again, now."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from flywheel.cli.common import data_dir_option, main, paths_for
+
+
+@main.group()
+def incident() -> None:
+    """Declare incidents: their window is re-sampled, anomalies at 100% and their cohort over-sampled."""
+
+
+@incident.command("open")
+@click.option("--from", "start", required=True, help="Window start, ISO 8601 (UTC if no offset).")
+@click.option("--to", "end", required=True, help="Window end, ISO 8601.")
+@click.option("--cohort", help="Only this cohort is over-sampled (default: every cohort).")
+@click.option("--intent", help="Only this intent is over-sampled.")
+@click.option("--note", help="What happened, for whoever reviews the traces.")
+@data_dir_option
+def incident_open(start: str, end: str, cohort: str | None, intent: str | None, note: str | None,
+                  data_dir: Path | None) -> None:
+    """Write the incident to <data>/inbox/incidents/; the incident_sensor re-runs the weekly loop for each
+    week the window touches, once (make ui runs the sensor). Opening the same window twice is one incident."""
+    from flywheel.core import incidents
+
+    try:
+        inc = incidents.new_incident(start, end, cohort, intent, note)
+    except incidents.IncidentError as exc:
+        raise click.ClickException(str(exc)) from None
+    path = incidents.write(inc, paths_for(data_dir).inbox_incidents)
+    weeks = ", ".join(f"{w:%Y-%m-%d}" for w in inc.weeks())
+    click.echo(f"{inc.incident_id}: {path}\nweeks to re-sample: {weeks}")
+
+
+@incident.command("list")
+@data_dir_option
+def incident_list(data_dir: Path | None) -> None:
+    """Incidents in the inbox, and any file that is not a valid incident."""
+    from flywheel.core import incidents
+
+    found, problems = incidents.read_all(paths_for(data_dir).inbox_incidents)
+    for i in found:
+        scope = " ".join(x for x in (i.cohort and f"cohort={i.cohort}", i.intent and f"intent={i.intent}") if x)
+        click.echo(f"{i.incident_id}  {i.start:%Y-%m-%d %H:%M} -> {i.end:%Y-%m-%d %H:%M}  {scope}  {i.note or ''}".rstrip())
+    for p in problems:
+        click.echo(f"unreadable: {p}", err=True)
+    if not found and not problems:
+        click.echo("No incidents.")

@@ -1,0 +1,43 @@
+"""Sensors: an incident re-samples its window once; new labels trigger the fold-in."""
+
+import dagster as dg
+
+from flywheel.core import incidents
+from flywheel.core.db import table_exists
+from flywheel.defs.evalset import fold_in_job
+from flywheel.defs.jobs import weekly_loop_job
+from flywheel.defs.partitions import weekly_partitions
+from flywheel.resources.warehouse import Warehouse
+
+
+@dg.sensor(job=weekly_loop_job, minimum_interval_seconds=30,
+           description="An incident file in <data>/inbox/incidents/ (or `flywheel incident open`) re-runs the weekly "
+           "loop for every week its window touches, once: the run key is the incident id and the week.")
+def incident_sensor(context: dg.SensorEvaluationContext, warehouse: Warehouse):
+    found, problems = incidents.read_all(warehouse.paths.inbox_incidents)
+    for problem in problems:
+        context.log.warning(f"incident file skipped: {problem}")
+    known = set(weekly_partitions.get_partition_keys())
+    requests = [
+        dg.RunRequest(run_key=f"{i.incident_id}:{week:%Y-%m-%d}", partition_key=f"{week:%Y-%m-%d}",
+                      tags={"flywheel/incident": i.incident_id})
+        for i in found for week in i.weeks() if f"{week:%Y-%m-%d}" in known
+    ]
+    if not requests:
+        return dg.SkipReason("no incident in the inbox" + (f" ({len(problems)} unreadable)" if problems else ""))
+    return dg.SensorResult(run_requests=requests)
+
+
+@dg.sensor(job=fold_in_job, minimum_interval_seconds=60,
+           description="New or changed labels fold into the eval set (one run per change of the label table).")
+def labels_sensor(context: dg.SensorEvaluationContext, warehouse: Warehouse):
+    if not warehouse.paths.warehouse.exists():
+        return dg.SkipReason("no warehouse yet")
+    with warehouse.connect(read_only=True) as conn:
+        if not table_exists(conn, "label", "labels"):
+            return dg.SkipReason("no labels yet")
+        count, latest = conn.execute("SELECT count(*), max(reviewed_at) FROM label.labels").fetchone()
+    cursor = f"{count}:{latest}"
+    if cursor == context.cursor:
+        return dg.SkipReason("no new labels")
+    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"labels:{cursor}")], cursor=cursor)
