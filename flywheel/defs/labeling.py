@@ -9,6 +9,7 @@ from flywheel.core.labeling import queue as queue_mod
 from flywheel.core.labeling import taxonomy as taxonomy_mod
 from flywheel.defs.partitions import weekly_partitions
 from flywheel.defs.scrub import ANONYMIZED
+from flywheel.resources.embedder import EmbedderResource
 from flywheel.resources.warehouse import Warehouse
 
 GROUP = "station_3_label"
@@ -44,17 +45,19 @@ def failure_taxonomy(warehouse: Warehouse) -> dg.MaterializeResult:
     key=["label", "review_queue"], deps=[ANONYMIZED, TAXONOMY, LABELS], partitions_def=weekly_partitions,
     group_name=GROUP, kinds={"duckdb"}, pool="duckdb",
     description="The week's scrubbed traces nobody has labelled yet, anomalies first, then strata, then random "
-    "picks, each with why it was sampled and its judge score. `flywheel labels export` writes it as a spreadsheet.",
+    "picks, each with why it was sampled and its judge score. Guardrail trips on prompts unlike any adversarial row "
+    "are flagged as adversarial candidates and go first. `flywheel labels export` writes it as a spreadsheet.",
 )
-def review_queue(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+def review_queue(context: dg.AssetExecutionContext, warehouse: Warehouse, embedder: EmbedderResource) -> dg.MaterializeResult:
     week_start = sampling.as_week_start(context.partition_key)
     with warehouse.connect() as conn:
         labels_mod.ensure_tables(conn)
-        queue = queue_mod.write_queue(conn, week_start)
+        queue = queue_mod.write_queue(conn, week_start, embedder.get())
     by_priority = queue.group_by("priority").len().sort("priority").rows() if queue.height else []
     names = ["anomaly", "stratified", "random"]
     return dg.MaterializeResult(metadata={
         "dagster/row_count": queue.height,
+        "adversarial_candidates": int(queue["adversarial_candidate"].sum()) if queue.height else 0,
         "by_priority": dg.MetadataValue.md(markdown.table(["priority", "traces"], [(names[p], n) for p, n in by_priority])),
         "preview": dg.MetadataValue.md(markdown.table(
             ["trace_ref", "reasons", "judge", "first message"],

@@ -6,9 +6,13 @@ from __future__ import annotations
 import datetime as dt
 
 import duckdb
+import numpy as np
 import polars as pl
 
+from flywheel.core import evalset
 from flywheel.core.db import table_exists
+from flywheel.core.drift import nearest
+from flywheel.core.embeddings import Embedder, embed, user_text
 from flywheel.core.labeling.labels import ensure_tables
 
 PRIORITY = """CASE WHEN list_contains(a.modes, 'anomaly') THEN 0
@@ -33,9 +37,36 @@ def review_queue(conn: duckdb.DuckDBPyConnection, week_start: dt.datetime | None
     ).pl()
 
 
-def write_queue(conn: duckdb.DuckDBPyConnection, week_start: dt.datetime) -> pl.DataFrame:
+def mark_adversarial_candidates(conn: duckdb.DuckDBPyConnection, queue: pl.DataFrame, embedder: Embedder,
+                                threshold: float = 0.6) -> pl.DataFrame:
+    """Flag guardrail trips on prompts unlike any adversarial eval row (best cosine similarity below
+    threshold): the attacker doing the taxonomy's work. Candidates go first in the queue."""
+    tripped = [("guardrail_tripped" in (r or [])) for r in queue["reasons"].to_list()] if queue.height else []
+    candidate = [False] * queue.height
+    if any(tripped):
+        rows = evalset.rows_at(conn)
+        adversarial = rows.filter(pl.col("adversarial")) if rows.height else rows
+        idx = [i for i, t in enumerate(tripped) if t]
+        prompts = embed(conn, embedder, [user_text(queue["messages"][i]) for i in idx])
+        if adversarial.height:
+            known = embed(conn, embedder, [user_text(m) for m in adversarial["input"].to_list()])
+            best, _ = nearest(prompts, known)
+        else:
+            best = np.full(len(idx), -1.0)  # no adversarial row yet: every trip is new
+        for i, similarity in zip(idx, best):
+            candidate[i] = bool(similarity < threshold)
+    marked = queue.with_columns(pl.Series("adversarial_candidate", candidate, dtype=pl.Boolean))
+    return marked.with_row_index("_order").sort(["week_start", "priority", "adversarial_candidate", "_order"],
+                                                descending=[False, False, True, False]).drop("_order")
+
+
+def write_queue(conn: duckdb.DuckDBPyConnection, week_start: dt.datetime, embedder: Embedder | None = None) -> pl.DataFrame:
     """Snapshot the week's queue into label.review_queue (delete the week, insert), for the UI."""
     queue = review_queue(conn, week_start)
+    if embedder is not None and queue.height:
+        queue = mark_adversarial_candidates(conn, queue, embedder)
+    elif "adversarial_candidate" not in queue.columns:
+        queue = queue.with_columns(pl.lit(False).alias("adversarial_candidate"))
     if not table_exists(conn, "scrub", "anonymized_traces"):
         return queue
     conn.execute("CREATE SCHEMA IF NOT EXISTS label")
