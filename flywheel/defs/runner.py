@@ -30,11 +30,12 @@ def instance(paths: Paths) -> dg.DagsterInstance:
 
 def run_job(
     defs: dg.Definitions, job_name: str, paths: Paths, *, partition_key: str | None = None, run_config: dict | None = None,
-    raise_on_error: bool = True,
+    raise_on_error: bool = True, tags: dict[str, str] | None = None, log_level: str = "WARNING",
 ) -> dg.ExecuteInProcessResult:
     job = defs.resolve_job_def(job_name)
     # The run's full event log is in the instance (and the UI); the terminal gets warnings only.
-    config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}, **(run_config or {})}
+    config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
     return job.execute_in_process(
         instance=instance(paths), partition_key=partition_key, run_config=config, raise_on_error=raise_on_error,
+        tags=tags,
     )
