@@ -20,7 +20,7 @@ def build_definitions(data_dir: str | None = None, scrubber: dg.ConfigurableReso
                 regression.results, regression.pass_rates, regression.monthly_retirement, drift.monthly_drift],
         asset_checks=[regression.adversarial_share],
         jobs=[intake.ingest_job, sampling.weekly_sample_job, jobs.weekly_loop_job, jobs.taxonomy_job,
-              evalset.fold_in_job, regression.monthly_retirement_job, regression.pass_rates_job, jobs.monthly_drift_job],
+              evalset.fold_in_job, regression.pass_rates_job, jobs.monthly_drift_job],
         schedules=[jobs.weekly_loop_schedule, jobs.monthly_drift_schedule],
         sensors=[sensors.incident_sensor, sensors.labels_sensor],
         resources={

@@ -86,10 +86,5 @@ def monthly_retirement(context: dg.AssetExecutionContext, warehouse: Warehouse):
     )
 
 
-monthly_retirement_job = dg.define_asset_job(
-    "monthly_retirement_job", selection=dg.AssetSelection.assets(monthly_retirement), partitions_def=monthly_partitions,
-    description="Retire rows that stopped failing; bring back archived rows that failed again.",
-)
-
 pass_rates_job = dg.define_asset_job("pass_rates_job", selection=dg.AssetSelection.assets(PASS_RATES),
                                      description="Recompute pass rates per version and check the gate.")
