@@ -138,12 +138,13 @@ def run(session: Session) -> int:
     """Review the queue in order; returns how many labels were stored."""
     rows = list(review_queue(session.conn).iter_rows(named=True))
     total, position, stored = len(rows), 0, 0
+    refs = [r["trace_ref"] for r in rows]
     if not rows:
         click.echo("Nothing to review: every scrubbed trace has a label.")
         return 0
     while 0 <= position < total:
         row = rows[position]
-        reviewed = sum(1 for r in rows if labels.current_label(session.conn, r["trace_ref"]))
+        reviewed = len(labels.labelled(session.conn, refs))
         _show(row, position, total, reviewed)
         current = labels.current_label(session.conn, row["trace_ref"])
         if current:
@@ -165,7 +166,7 @@ def run(session: Session) -> int:
                 click.pause()
                 continue
         position += 1
-    done = sum(1 for r in rows if labels.current_label(session.conn, r["trace_ref"]))
+    done = len(labels.labelled(session.conn, refs))
     click.echo(f"{done}/{total} reviewed; {stored} labels stored this session. Run flywheel review again to go on.")
     return stored
 

@@ -138,7 +138,7 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
     )
     # The latest label per trace is the one in force; older ones stay as history.
     conn.execute(
-        """CREATE OR REPLACE VIEW label.current_labels AS
+        """CREATE VIEW IF NOT EXISTS label.current_labels AS
            SELECT * FROM label.labels
            QUALIFY row_number() OVER (PARTITION BY trace_ref ORDER BY reviewed_at DESC, label_id DESC) = 1"""
     )
@@ -187,6 +187,16 @@ def current_label(conn: duckdb.DuckDBPyConnection, trace_ref: str) -> dict | Non
     cur = conn.execute("SELECT * FROM label.current_labels WHERE trace_ref = ?", [trace_ref])
     row = cur.fetchone()
     return dict(zip([d[0] for d in cur.description], row)) if row else None
+
+
+def labelled(conn: duckdb.DuckDBPyConnection, trace_refs: list[str]) -> set[str]:
+    """Which of these traces have a label, in one query."""
+    ensure_tables(conn)
+    if not trace_refs:
+        return set()
+    rows = conn.execute("SELECT DISTINCT trace_ref FROM label.labels WHERE list_contains(?, trace_ref)",
+                        [trace_refs]).fetchall()
+    return {r[0] for r in rows}
 
 
 def history(conn: duckdb.DuckDBPyConnection, trace_ref: str) -> list[dict]:

@@ -34,15 +34,20 @@ HELPDESK_PATTERNS: dict[str, list[tuple[str, str, float]]] = {
 }
 
 
-def helpdesk_recognizers() -> list[PatternRecognizer]:
+def _pattern_recognizers(table: dict[str, list[tuple[str, str, float]]], prefix: str) -> list[PatternRecognizer]:
+    """One PatternRecognizer per entity type of a pattern table."""
     return [
         PatternRecognizer(
             supported_entity=entity,
-            name=f"flywheel_{entity.lower()}",
+            name=f"{prefix}{entity.lower()}",
             patterns=[Pattern(name, regex, score) for name, regex, score in patterns],
         )
-        for entity, patterns in HELPDESK_PATTERNS.items()
+        for entity, patterns in table.items()
     ]
+
+
+def helpdesk_recognizers() -> list[PatternRecognizer]:
+    return _pattern_recognizers(HELPDESK_PATTERNS, "flywheel_")
 
 
 class CardNumberRecognizer(PatternRecognizer):
@@ -133,14 +138,7 @@ CUED_PATTERNS: dict[str, list[tuple[str, str, float]]] = {
 
 
 def cued_recognizers() -> list[PatternRecognizer]:
-    return [
-        PatternRecognizer(
-            supported_entity=entity,
-            name=f"flywheel_cued_{entity.lower()}",
-            patterns=[Pattern(name, regex, score) for name, regex, score in patterns],
-        )
-        for entity, patterns in CUED_PATTERNS.items()
-    ]
+    return _pattern_recognizers(CUED_PATTERNS, "flywheel_cued_")
 
 
 def all_recognizers() -> list[PatternRecognizer]:
