@@ -21,6 +21,7 @@ import duckdb
 import polars as pl
 
 from flywheel.contracts import EVAL_ROW_FIELDS
+from flywheel.core import clock
 from flywheel.core.labeling.labels import (
     CRITERION_TYPES,
     Label,
@@ -128,8 +129,8 @@ def _record_version(conn, version: int, added: int, retired: int, reinstated: in
         """SELECT count(*), coalesce(avg(adversarial::INTEGER), 0) FROM eval.eval_rows r
            WHERE EXISTS (SELECT 1 FROM eval.row_spans s WHERE s.row_id = r.row_id AND s.version_to IS NULL)"""
     ).fetchone()
-    conn.execute("INSERT INTO eval.versions VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?)",
-                 [version, added, retired, reinstated, active, adversarial, cause])
+    conn.execute("INSERT INTO eval.versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 [version, clock.now(), added, retired, reinstated, active, adversarial, cause])
 
 
 def archived_at(conn: duckdb.DuckDBPyConnection, version: int) -> pl.DataFrame:
@@ -220,10 +221,10 @@ def parse_starter(path: str | Path, today: dt.date | None = None) -> tuple[list[
             problems.append(("adversarial", f"{rec.get('adversarial')!r} is not true/false"))
         added = rec.get("added_at")
         try:
-            added_at = dt.date.fromisoformat(str(added)[:10]) if added else (today or dt.date.today())
+            added_at = dt.date.fromisoformat(str(added)[:10]) if added else (today or clock.today())
         except ValueError:
             problems.append(("added_at", f"{added!r} is not a date (YYYY-MM-DD)"))
-            added_at = today or dt.date.today()
+            added_at = today or clock.today()
         if problems:
             errors += [f"row {number}, column {column}: {why}" for column, why in problems]
             continue

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from flywheel.core import clock
 from flywheel.contracts import TRACE_FIELDS, trace_table_columns
 from flywheel.core.validation import validation_sql
 from flywheel.settings import IntakeSettings
@@ -404,9 +405,9 @@ def load_chunk(
         # Keyed by (file content, line): re-ingesting a file never quarantines a line twice.
         conn.execute(
             """INSERT INTO raw.quarantine
-               SELECT ?, ?, r.line, r.reason, r.record, now()::TIMESTAMP FROM rejected r
+               SELECT ?, ?, r.line, r.reason, r.record, ? FROM rejected r
                WHERE NOT EXISTS (SELECT 1 FROM raw.quarantine q WHERE q.source_sha256 = ? AND q.line = r.line)""",
-            [file_name, sha256, sha256],
+            [file_name, sha256, clock.now(), sha256],
         )
         conn.unregister("rejected")
     valid, distinct = conn.execute(
@@ -417,13 +418,13 @@ def load_chunk(
     first_only = "QUALIFY row_number() OVER (PARTITION BY trace_id ORDER BY line) = 1" if distinct < valid else ""
     inserted = conn.execute(
         f"""INSERT INTO raw.traces
-            SELECT {_TRACE_COLUMNS}, ? AS source_file, line AS source_line, now()::TIMESTAMP AS ingested_at,
+            SELECT {_TRACE_COLUMNS}, ? AS source_file, line AS source_line, ?::TIMESTAMP AS ingested_at,
                    md5_number(trace_id) AS sample_key
             FROM validated v
             WHERE reason IS NULL
               AND NOT EXISTS (SELECT 1 FROM raw.traces t WHERE t.trace_id = v.trace_id)
             {first_only}""",
-        [file_name],
+        [file_name, clock.now()],
     ).fetchone()[0]
     result.ingested += inserted
     result.duplicates += valid - inserted
@@ -457,8 +458,9 @@ def ingest_file(
                 if on_progress:
                     on_progress(chunk.table.num_rows + len(chunk.rejected))
             conn.execute(
-                "INSERT INTO raw.ingested_files VALUES (?, ?, ?, ?, ?, ?, now()::TIMESTAMP)",
-                [file_name, result.sha256, path.stat().st_size, result.ingested, result.duplicates, result.quarantined],
+                "INSERT INTO raw.ingested_files VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [file_name, result.sha256, path.stat().st_size, result.ingested, result.duplicates, result.quarantined,
+                 clock.now()],
             )
             conn.execute("COMMIT")
         except BaseException:

@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 
 from flywheel.contracts import REGRESSION_RESULT_FIELDS
-from flywheel.core import evalset
+from flywheel.core import clock, evalset
 from flywheel.core.records import numbered_records
 
 TRUE, FALSE = {"true", "1", "yes", "pass", "passed"}, {"false", "0", "no", "fail", "failed"}
@@ -76,7 +76,7 @@ def _parse(rec: dict | str) -> tuple[dict | None, str | None]:
     if run_at and run_at.tzinfo:
         run_at = run_at.astimezone(dt.timezone.utc).replace(tzinfo=None)
     return {"row_id": str(rec["row_id"]), "eval_version": version, "model_version": str(rec["model_version"]),
-            "passed": passed, "score": score, "run_at": run_at or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)}, None
+            "passed": passed, "score": score, "run_at": run_at or clock.now()}, None
 
 
 def import_results(conn: duckdb.DuckDBPyConnection, path: str | Path) -> ImportReport:
@@ -247,7 +247,7 @@ def run_regression(conn: duckdb.DuckDBPyConnection, target, *, version: int | No
     version = version or evalset.latest_version(conn)
     if not version:
         raise ResultsError("the eval set is empty: flywheel evalset import FILE")
-    run_at = run_at or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    run_at = run_at or clock.now()
     report = RunReport(version, model_version)
     active = evalset.rows_at(conn, version)
     archived = evalset.archived_at(conn, version)

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import duckdb
 
+from flywheel.core import clock
 from flywheel.core.db import table_exists
 from flywheel.core.labeling import taxonomy
 from flywheel.core.scrub import residue
@@ -43,7 +44,7 @@ class Label:
     pii_issue_class: str | None = None
     pii_note: str | None = None
     source: str = "review"  # review | csv | sibling | demo
-    reviewed_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+    reviewed_at: dt.datetime = field(default_factory=clock.now)
     label_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import yaml
+
+from flywheel.core import clock
 
 CODE = re.compile(r"^[a-z][a-z0-9_]{2,48}$")
 SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
@@ -79,7 +80,7 @@ def seed(conn: duckdb.DuckDBPyConnection, entries: list[TaxonomyEntry]) -> int:
     for e in entries:
         if e.code not in known:
             conn.execute("INSERT INTO label.taxonomy VALUES (?, ?, ?, ?, ?)",
-                         [e.code, e.name, e.definition, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), e.created_from])
+                         [e.code, e.name, e.definition, clock.now(), e.created_from])
             added += 1
     return added
 
@@ -93,7 +94,7 @@ def add(conn: duckdb.DuckDBPyConnection, entry: TaxonomyEntry) -> None:
     if problems:
         raise TaxonomyError("; ".join(problems))
     conn.execute("INSERT INTO label.taxonomy VALUES (?, ?, ?, ?, ?)",
-                 [entry.code, entry.name, entry.definition, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
+                 [entry.code, entry.name, entry.definition, clock.now(),
                   entry.created_from])
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import duckdb
 
+from flywheel.core import clock
 from flywheel.core.db import table_exists
 
 
@@ -35,8 +36,9 @@ def record_miss(
             raise KeyError(f"no scrubbed trace with trace_ref {trace_ref!r}")
         version = row[0]
     conn.execute(
-        "INSERT INTO scrub.residue (trace_ref, entity_type, note, reported_by, scrubber_version) VALUES (?, ?, ?, ?, ?)",
-        [trace_ref, entity_type.upper(), note, reported_by, version],
+        "INSERT INTO scrub.residue (trace_ref, entity_type, note, reported_by, reported_at, scrubber_version) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [trace_ref, entity_type.upper(), note, reported_by, clock.now(), version],
     )
     return version
 
