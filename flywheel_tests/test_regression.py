@@ -56,18 +56,19 @@ def test_runner_stores_a_verdict_per_row(conn):
     assert verdict.pass_rate == 0.25 and verdict.exit_code == regression.EXIT_FAIL
 
 
-def test_two_clean_months_retire_a_row_and_a_later_failure_brings_it_back(conn):
+def test_rows_the_model_stopped_failing_for_two_months_retire_and_a_later_failure_brings_them_back(conn):
     a, b, c, d = ids(conn)
-    april, may = dt.datetime(2026, 4, 10), dt.datetime(2026, 5, 10)
-    add_result(conn, a, True, april), add_result(conn, a, True, may)          # clean in both months: retires
-    add_result(conn, b, True, april), add_result(conn, b, False, may)         # failed in the second month: stays
-    add_result(conn, c, True, may)                                             # April without results: stays
-    add_result(conn, d, True, dt.datetime(2026, 3, 10)), add_result(conn, d, True, may)  # a month gap: stays
-    outcome = retirement.run_month(conn, dt.date(2026, 6, 1))
+    march, april, may = dt.datetime(2026, 3, 10), dt.datetime(2026, 4, 10), dt.datetime(2026, 5, 10)
+    add_result(conn, a, False, march), add_result(conn, a, True, april), add_result(conn, a, True, may)  # retires
+    add_result(conn, b, False, march), add_result(conn, b, True, april), add_result(conn, b, False, may)  # failed again
+    add_result(conn, c, True, april), add_result(conn, c, True, may)       # never failed: coverage, not solved
+    add_result(conn, d, False, march), add_result(conn, d, True, may)      # April without results: stays
+    assert retirement.run_month(conn, dt.date(2026, 4, 1))["retired"] == [], "April alone is one clean month"
+    outcome = retirement.run_month(conn, dt.date(2026, 5, 1))
     assert outcome == {"version": 2, "retired": [a], "reinstated": []}
     assert a not in ids(conn, 2) and set(ids(conn, 1)) == {a, b, c, d}, "version 1 is rebuilt as it was"
     assert evalset.archived_at(conn, 2)["row_id"].to_list() == [a]
-    assert retirement.run_month(conn, dt.date(2026, 6, 1))["version"] is None, "nothing more to do: no version"
+    assert retirement.run_month(conn, dt.date(2026, 5, 1))["version"] is None, "nothing more to do: no version"
 
     # The runner keeps running the archived row; it fails again and comes back, with an alert.
     report = regression.run_regression(conn, lambda m: "nope", model_version="m2", run_at=dt.datetime(2030, 1, 1))
@@ -121,11 +122,12 @@ def test_pass_rates_asset_and_retirement_asset_materialize(data_dir, tmp_path):
         evalset.import_starter(c, write_csv(tmp_path / "s.csv", ROWS))
         regression.ensure_table(c)
         for i in evalset.rows_at(c)["row_id"]:
+            add_result(c, i, False, dt.datetime(2026, 2, 10))
             add_result(c, i, True, dt.datetime(2026, 3, 10))
             add_result(c, i, True, dt.datetime(2026, 4, 10))
     result = dg.materialize([pass_rates], resources={"warehouse": warehouse})
     [check] = result.get_asset_check_evaluations()
     assert check.passed and result.success
-    retire = dg.materialize([monthly_retirement], partition_key="2026-05-01", resources={"warehouse": warehouse})
+    retire = dg.materialize([monthly_retirement], partition_key="2026-04-01", resources={"warehouse": warehouse})
     meta = retire.asset_materializations_for_node("eval__retirement")[0].metadata
     assert meta["retired"].value == 4 and meta["new_version"].value == 2

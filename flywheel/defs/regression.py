@@ -70,8 +70,9 @@ def adversarial_share(warehouse: Warehouse) -> dg.AssetCheckResult:
     check_specs=[dg.AssetCheckSpec("no_retired_row_comeback", asset=dg.AssetKey(["eval", "retirement"]),
                                    description="An archived row that fails again is a regression worth knowing about: "
                                    "it is reinstated, and this check fails to say so.")],
-    description="Monthly: rows with results in each of the last two calendar months and no failure retire to the archive "
-    "(never deleted); archived rows that failed again come back. One version for both.",
+    description="Monthly, once the month has ended: rows the model has stopped failing (a failed run before, then "
+    "results in this month and the one before with no failure) retire to the archive, never deleted; archived rows "
+    "that failed again come back. One version for both.",
 )
 def monthly_retirement(context: dg.AssetExecutionContext, warehouse: Warehouse):
     month = context.partition_time_window.start.date()
