@@ -21,10 +21,11 @@ def _section(title: str, render) -> str:
 @main.command()
 @data_dir_option
 def status(data_dir: Path | None) -> None:
-    """What the loop has done: weekly samples, scrub findings and residue, labels, eval set versions
-    with pass rates, drift per month, and whether the essay's trap applies."""
+    """What the loop has done: the story month by month (production CSAT and judge scores beside the
+    eval suite's pass rates and drift), samples, scrub findings and residue, labels, eval set versions
+    with pass rates, drift per month, whether the essay's trap applies, and which UI pages to open."""
     from flywheel.cli import summary
-    from flywheel.core import drift_station, sampling
+    from flywheel.core import sampling, story
     from flywheel.core.db import connect
     from flywheel.settings import SamplingSettings
 
@@ -42,9 +43,10 @@ def status(data_dir: Path | None) -> None:
 
     def trap() -> str:
         with connect(paths.warehouse) as conn:
-            return "The essay's trap: " + drift_station.essays_trap(conn)
+            return "The essay's trap: " + story.version_drop(conn)
 
     parts = [
+        _section("The story", lambda: summary.story_summary(paths)),
         _section("Station 1", weeks),
         _section("Station 2", lambda: summary.scrub_summary(paths, None)),
         _section("Station 3", lambda: summary.label_summary(paths, {})),
@@ -53,4 +55,4 @@ def status(data_dir: Path | None) -> None:
         _section("The essay's trap", trap),
     ]
     click.echo("\n\n".join(parts))
-    click.echo(f"\nWarehouse: {paths.warehouse}. The UI (make ui, http://127.0.0.1:3000) has the runs, lineage and checks.")
+    click.echo(f"\nWarehouse: {paths.warehouse}\n" + summary.ui_summary())

@@ -86,28 +86,68 @@ def scrub_summary(paths: Paths, results: list[dict] | None) -> str:
         leak_line = ("PII canary leak check: passed every week (no demo PII value or vocabulary entry in any scrubbed "
                      "trace)." if not failed else f"PII canary leak check FAILED for weeks {', '.join(failed)}: see the UI.")
     return (
-        "Station 2 - scrubbed before anyone reads them\n"
-        + markdown.table(["entity class", "findings", "traces with findings", "misses reported"],
-                         [(r["entity_type"], r["findings"], r["traces_with_findings"], r["misses_reported"]) for r in rows])
+        "Station 2 - scrubbed before anyone reads them; residue per PII class (misses reviewers reported)\n"
+        + markdown.table(["entity class", "findings", "traces with findings", "misses reported (residue)", "miss rate"],
+                         [(r["entity_type"], r["findings"], r["traces_with_findings"], r["misses_reported"],
+                           f"{r['miss_rate']:.2%}") for r in rows])
         + "\n\nFindings per layer: " + ", ".join(f"{layer} {n}" for layer, n in layers)
         + "\n" + leak_line
     )
 
 
 def sample_summary(results: list[dict]) -> str:
+    """Per week, or per month when there are more than eight weeks (the demo's six months)."""
     from flywheel.core import markdown
 
+    by_month = len(results) > 8
+    groups: dict[str, list[dict]] = {}
+    for r in results:
+        groups.setdefault(r["week"][:7] if by_month else r["week"], []).append(r)
+
+    def total(rs, key, mode=None):
+        return sum((r["per_mode"].get(mode, 0) if mode else r[key]) for r in rs)
+
     rows = [
-        (r["week"], r["traffic"], r["sampled"], r["per_mode"].get("random", 0), r["per_mode"].get("stratified", 0),
-         r["per_mode"].get("anomaly", 0), f"{r['p_random_sees_rare_failure']:.0%}")
-        for r in results
+        (label, total(rs, "traffic"), total(rs, "sampled"), total(rs, None, "random"), total(rs, None, "stratified"),
+         total(rs, None, "anomaly"), f"{rs[-1]['p_random_sees_rare_failure']:.0%}")
+        for label, rs in groups.items()
     ]
-    header = ["week", "traffic", "sampled", "random", "stratified", "anomaly", "P(random sees 0.5% mode)"]
+    header = ["month (weeks starting in it)" if by_month else "week", "traffic", "sampled", "random", "stratified",
+              "anomaly", "P(random sees 0.5% mode)"]
     total_traffic = sum(r["traffic"] for r in results)
     total_sampled = sum(r["sampled"] for r in results)
     return (
-        "Station 1 - weekly samples\n" + markdown.table(header, rows)
+        "Station 1 - samples\n" + markdown.table(header, rows)
         + f"\n\n{total_sampled} of {total_traffic} traces sampled. The last column is the essay's warning: a "
-        "random slice alone rarely sees a failure mode at 0.5% prevalence; strata and anomalies are what find it."
+        "random slice alone rarely sees a failure mode at 0.5% prevalence (per week); strata and anomalies are what "
+        "find it."
     )
 
+
+def story_summary(paths: Paths) -> str:
+    """The two dashboards side by side, month by month, and what they say together."""
+    from flywheel.core import story
+    from flywheel.core.db import connect
+
+    with connect(paths.warehouse) as conn:
+        months = story.months(conn)
+        drop = story.version_drop(conn)
+    lines = "\n".join(f"- {s}" for s in [*story.arc(months), drop])
+    return ("The story, month by month: production on the left, the eval suite on the right\n"
+            + story.months_markdown(months) + "\n" + lines
+            + "\n(First eval set: the rows of version 1, each at its last run in the month, by the build in "
+            "production then.)")
+
+
+UI_PAGES = (
+    ("Global asset lineage: the five stations and what feeds what", "/asset-groups"),
+    ("Pass rate per eval version (table, bars, plot over time) and the gate check", "/assets/regression/pass_rates"),
+    ("Drift per month with p-values; the essay's trap", "/assets/drift/scores"),
+    ("This week's review queue, adversarial candidates first", "/assets/label/review_queue"),
+    ("Scrub report and the PII canary leak check", "/assets/scrub/anonymized_traces"),
+    ("Every run the loop made, with its tags (incident runs carry flywheel/incident)", "/runs"),
+)
+
+
+def ui_summary(base: str = "http://127.0.0.1:3000") -> str:
+    return "Open in the UI (make ui):\n" + "\n".join(f"- {what}: {base}{path}" for what, path in UI_PAGES)

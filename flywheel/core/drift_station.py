@@ -13,7 +13,7 @@ import datetime as dt
 import duckdb
 import polars as pl
 
-from flywheel.core import evalset, markdown, regression
+from flywheel.core import evalset, markdown
 from flywheel.core.drift import DriftResult, drift
 from flywheel.core.embeddings import CacheStats, Embedder, embed, user_text
 from flywheel.settings import DriftSettings
@@ -108,18 +108,3 @@ def history(conn: duckdb.DuckDBPyConnection) -> list[dict]:
     ensure_tables(conn)
     cur = conn.execute("SELECT * FROM drift.scores ORDER BY month")
     return [dict(zip([d[0] for d in cur.description], r)) for r in cur.fetchall()]
-
-
-def essays_trap(conn: duckdb.DuckDBPyConnection) -> str:
-    """The essay's trap: after a fold-in, a pass rate that did not drop means the drift was in the eval
-    set alone (the model handles the new distribution)."""
-    overall = [r for r in regression.pass_rates(conn) if r["slice"] == "overall"]
-    if len(overall) < 2:
-        return "Not enough versions with results to compare yet."
-    before, after = overall[-2], overall[-1]
-    if after["pass_rate"] >= before["pass_rate"]:
-        return (f"v{after['eval_version']} passes {after['pass_rate']:.0%} vs {before['pass_rate']:.0%} on "
-                f"v{before['eval_version']}: the pass rate did not drop after the fold-in, so the drift was in the "
-                "eval set alone. Keep the new rows.")
-    return (f"v{after['eval_version']} passes {after['pass_rate']:.0%} vs {before['pass_rate']:.0%} on "
-            f"v{before['eval_version']}: the new rows are harder, and that drop is correct.")

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from flywheel.core import drift_station, markdown
+from flywheel.core import drift_station, markdown, story
 from flywheel.core.embeddings import CacheStats
 from flywheel.defs.evalset import VERSIONS
 from flywheel.defs.intake import RAW_TRACES
@@ -43,7 +43,7 @@ def monthly_drift(context: dg.AssetExecutionContext, config: DriftConfig, wareho
         if outcome:
             drift_station.store(conn, month, *outcome, keep=config.high_distance_traces)
         months = drift_station.history(conn)
-        trap = drift_station.essays_trap(conn)
+        trap = story.version_drop(conn)
     if outcome is None:
         context.log.warning(f"{month:%Y-%m}: no traces or no eval set; nothing scored")
     result = outcome[0] if outcome else None

@@ -39,3 +39,25 @@ def run_job(
         instance=instance(paths), partition_key=partition_key, run_config=config, raise_on_error=raise_on_error,
         tags=tags,
     )
+
+
+def tick_sensor(
+    defs: dg.Definitions, sensor_name: str, paths: Paths, *, cursor: str | None = None,
+) -> tuple[str | None, list[dg.ExecuteInProcessResult]]:
+    """One tick of a sensor, as the daemon would run it: evaluate it, then run each request whose run
+    key has no run in the instance yet. Returns the new cursor and the runs started."""
+    sensor = defs.resolve_sensor_def(sensor_name)
+    inst = instance(paths)
+    with dg.build_sensor_context(instance=inst, cursor=cursor, sensor_name=sensor_name, definitions=defs,
+                                 resources={"warehouse": defs.resources["warehouse"]}) as context:
+        tick = sensor.evaluate_tick(context)
+    runs = []
+    for request in tick.run_requests or []:
+        tags = {**(request.tags or {}), "dagster/sensor_name": sensor_name}
+        if request.run_key:
+            if inst.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": request.run_key}), limit=1):
+                continue  # the daemon's dedupe: a run key runs once
+            tags["dagster/run_key"] = request.run_key
+        runs.append(run_job(defs, sensor.job_name, paths, partition_key=request.partition_key, tags=tags,
+                            raise_on_error=False))
+    return tick.cursor if tick.cursor is not None else cursor, runs

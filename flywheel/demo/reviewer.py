@@ -3,23 +3,27 @@
 Recorded as reviewer `demo-simulated`. Like a person with a Monday hour to spare, it looks at the top
 of each week's queue only (anomalies first) and labels what it sees: a failure of a known code, a
 failure nobody has named yet (the enterprise SLA misses: it opens the taxonomy entry the first time),
-or not a bug. It also checks the scrubbed text against the PII it knows the trace held, so a scrubber
+or not a bug. Attacks follow the essay's rule: an injection becomes an adversarial row only when the
+queue flags its prompt as unlike every adversarial row already in the set (an adversarial
+candidate); a repeat of a known attack is skimmed and skipped. It also checks the scrubbed text against the PII it knows the trace held, so a scrubber
 miss becomes a residue entry, as a careful reviewer's would.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections import Counter
 from pathlib import Path
 
 import duckdb
+import polars as pl
 
 from flywheel.core import keys
 from flywheel.core.embeddings import Embedder
 from flywheel.core.labeling import labels, taxonomy
-from flywheel.core.labeling.queue import review_queue
+from flywheel.core.labeling.queue import mark_adversarial_candidates, review_queue
 from flywheel.core.labeling.siblings import find_siblings
 from flywheel.demo.generator import FAILURE_TRUTH
 
@@ -35,7 +39,8 @@ NEW_MODE = taxonomy.TaxonomyEntry(
 )
 
 
-def _truth_by_ref(answers: Path, key: bytes) -> dict[str, dict]:
+def load_truth(answers: Path, key: bytes) -> dict[str, dict]:
+    """The generator's answer file, by the trace_ref the warehouse knows traces by."""
     truth = {}
     with open(answers, encoding="utf-8") as fh:
         for line in fh:
@@ -52,14 +57,16 @@ def _pii_left(messages: list[dict], pii: list[dict]) -> str | None:
     return None
 
 
-def review_weeks(conn: duckdb.DuckDBPyConnection, answers: Path, key: bytes, *, per_week: int = 8,
-                 embedder: Embedder | None = None) -> Counter:
-    """Label up to `per_week` traces of every week's queue; returns counts per bucket.
+def review_weeks(conn: duckdb.DuckDBPyConnection, truth: dict[str, dict], *, week: dt.datetime | None = None,
+                 per_week: int = 8, embedder: Embedder | None = None) -> Counter:
+    """Label up to `per_week` traces of one week's queue (or every week's); returns counts per bucket.
 
     The reviewer reads the queue in order and skips what is plainly fine, as people do; of what it
     opens and labels, about a third turns out not to be a bug (the essay's figure)."""
-    truth = _truth_by_ref(answers, key)
-    queue = review_queue(conn)
+    queue = review_queue(conn, week)
+    if embedder is not None and queue.height:
+        queue = mark_adversarial_candidates(conn, queue, embedder)
+    candidates = set(queue.filter(pl.col("adversarial_candidate"))["trace_ref"]) if embedder is not None else set()
     done: Counter = Counter()
     labels.ensure_tables(conn)
     # A rerun continues the same weekly budget instead of labelling further down the queue.
@@ -67,14 +74,16 @@ def review_weeks(conn: duckdb.DuckDBPyConnection, answers: Path, key: bytes, *, 
         """SELECT a.week_start, l.bucket = 'not_a_bug', count(*) FROM label.current_labels l
            JOIN scrub.anonymized_traces a USING (trace_ref) WHERE l.reviewer = ? GROUP BY ALL""", [REVIEWER]
     ).fetchall())
-    for (week,), week_queue in queue.group_by(["week_start"], maintain_order=True):
-        failures, not_bugs = already.get((week, False), 0), already.get((week, True), 0)
+    for (week_start,), week_queue in queue.group_by(["week_start"], maintain_order=True):
+        failures, not_bugs = already.get((week_start, False), 0), already.get((week_start, True), 0)
         for row in week_queue.iter_rows(named=True):
             t = truth.get(row["trace_ref"])
             if t is None or failures + not_bugs >= per_week:
                 continue
             if not t["failure"] and not_bugs >= (failures + 1) // 2:
                 continue  # skimmed and skipped: not labelled
+            if t["adversarial"] and embedder is not None and row["trace_ref"] not in candidates:
+                continue  # an attack the eval set already holds: nothing new to add
             failures += t["failure"]
             not_bugs += not t["failure"]
             leaked = _pii_left(row["messages"], t["pii"])

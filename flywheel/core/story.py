@@ -1,0 +1,136 @@
+"""The essay's story in numbers, month by month, from the warehouse.
+
+Two dashboards the essay says feel unrelated, side by side: production (traffic, the cohort mix, the
+online judge's mean score, CSAT per cohort) and the eval suite (the first eval set's rows as run that
+month, the latest version's pass rate, drift). Read by `flywheel status` and `make demo`.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from flywheel.core import drift_station, evalset, markdown, regression
+from flywheel.core.db import table_exists
+
+
+def months(conn: duckdb.DuckDBPyConnection) -> list[dict]:
+    """One dict per month of production traffic; None where a number does not exist yet."""
+    regression.ensure_table(conn)
+    evalset.ensure_tables(conn)
+    drift_station.ensure_tables(conn)
+    if not table_exists(conn, "raw", "traces"):
+        return []
+    cur = conn.execute(
+        """WITH production AS (
+             SELECT date_trunc('month', "timestamp")::DATE AS month, count(*) AS traffic,
+                    avg((cohort = 'enterprise')::INTEGER) AS enterprise_share, avg(judge_score) AS judge_mean,
+                    avg(csat) FILTER (WHERE cohort = 'enterprise') AS csat_enterprise,
+                    count(csat) FILTER (WHERE cohort = 'enterprise') AS csat_enterprise_n,
+                    avg(csat) FILTER (WHERE cohort IS DISTINCT FROM 'enterprise') AS csat_other
+             FROM raw.traces GROUP BY 1
+           ), first_rows AS (
+             SELECT row_id FROM eval.row_spans WHERE version_from <= 1 AND (version_to IS NULL OR version_to > 1)
+           ), first_runs AS (  -- the first eval set's rows, each at its last run of the month
+             SELECT date_trunc('month', run_at)::DATE AS month, passed FROM regression.results JOIN first_rows USING (row_id)
+             QUALIFY row_number() OVER (PARTITION BY date_trunc('month', run_at), row_id ORDER BY run_at DESC) = 1
+           ), first_set AS (
+             SELECT month, avg(passed::INTEGER) AS first_pass_rate, count(*) AS first_n FROM first_runs GROUP BY 1
+           ), latest_version AS (
+             SELECT p.month, max(v.version) AS version FROM production p JOIN eval.versions v
+               ON v.created_at < p.month + INTERVAL 1 MONTH GROUP BY 1
+           ), latest_runs AS (
+             SELECT lv.month, r.row_id, r.passed FROM latest_version lv JOIN regression.results r
+               ON r.eval_version = lv.version AND r.run_at < lv.month + INTERVAL 1 MONTH
+             JOIN eval.row_spans s ON s.row_id = r.row_id AND s.version_from <= lv.version
+               AND (s.version_to IS NULL OR s.version_to > lv.version)
+             QUALIFY row_number() OVER (PARTITION BY lv.month, r.row_id ORDER BY r.run_at DESC) = 1
+           ), latest_set AS (
+             SELECT month, avg(passed::INTEGER) AS latest_pass_rate, count(*) AS latest_n FROM latest_runs GROUP BY 1
+           )
+           SELECT p.*, f.first_pass_rate, f.first_n, lv.version AS latest_version, l.latest_pass_rate, l.latest_n,
+                  d.score AS drift_score, d.p_value AS drift_p, d.alert AS drift_alert
+           FROM production p LEFT JOIN first_set f USING (month) LEFT JOIN latest_version lv USING (month)
+           LEFT JOIN latest_set l USING (month) LEFT JOIN drift.scores d ON d.month = p.month
+           ORDER BY p.month"""
+    )
+    return [dict(zip([d[0] for d in cur.description], r)) for r in cur.fetchall()]
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{x:.0%}"
+
+
+def _num(x, fmt: str) -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def months_markdown(rows: list[dict]) -> str:
+    return markdown.table(
+        ["month", "traffic", "enterprise", "judge mean", "CSAT enterprise", "CSAT smb", "first eval set passes",
+         "latest version passes", "drift (p)"],
+        [(f"{r['month']:%Y-%m}", r["traffic"], _pct(r["enterprise_share"]), _num(r["judge_mean"], ".2f"),
+          _num(r["csat_enterprise"], ".2f") if r["csat_enterprise_n"] else "-", _num(r["csat_other"], ".2f"),
+          f"{_pct(r['first_pass_rate'])} (n={r['first_n']})" if r["first_n"] else "-",
+          f"v{r['latest_version']}: {_pct(r['latest_pass_rate'])} (n={r['latest_n']})" if r["latest_n"] else "-",
+          "-" if r["drift_score"] is None else
+          f"{r['drift_score']:.3f} ({'-' if r['drift_p'] is None else format(r['drift_p'], '.3f')})"
+          + (" ALERT" if r["drift_alert"] else "")) for r in rows],
+    )
+
+
+def arc(rows: list[dict]) -> list[str]:
+    """The essay's arc read off the numbers: each sentence says what the data shows, whichever way it
+    goes."""
+    out = []
+    held = [r for r in rows if r["first_pass_rate"] is not None]
+    enterprise = [r for r in rows if r["csat_enterprise_n"]]
+    if len(held) >= 2:
+        rates = [r["first_pass_rate"] for r in held]
+        spread = max(rates[1:]) - min(rates[1:]) if len(rates) > 2 else 0.0
+        then = ""
+        if len(rates) > 2:
+            then = (f", then held within {spread:.0%} through {held[-1]['month']:%B}" if spread <= 0.03
+                    else f", then moved by {spread:.0%} through {held[-1]['month']:%B}")
+        out.append(f"The first eval set went from {rates[0]:.0%} in {held[0]['month']:%B} to {rates[1]:.0%} in "
+                   f"{held[1]['month']:%B}{then}.")
+    if len(enterprise) >= 2:
+        first, last = enterprise[0], enterprise[-1]
+        verb = "fell" if last["csat_enterprise"] < first["csat_enterprise"] else "did not fall"
+        out.append(
+            f"Enterprise CSAT {verb}: {first['csat_enterprise']:.2f} in {first['month']:%B} to "
+            f"{last['csat_enterprise']:.2f} in {last['month']:%B}, while the online judge's mean stayed at "
+            f"{first['judge_mean']:.2f}-{last['judge_mean']:.2f}."
+        )
+    alerts = [r for r in rows if r["drift_alert"]]
+    if alerts:
+        out.append("Drift alerted in " + ", ".join(f"{r['month']:%B} ({r['drift_score']:.3f}, p={r['drift_p']:.3f})"
+                                                   for r in alerts) + ".")
+    elif any(r["drift_score"] is not None for r in rows):
+        out.append("Drift did not alert in any month.")
+    return out
+
+
+def version_drop(conn: duckdb.DuckDBPyConnection) -> str:
+    """The essay's trap, on the latest build: did folding in new rows lower the pass rate, and did the
+    rows both versions share hold? Compares the first version with the latest one and the latest with
+    its predecessor."""
+    rates = regression.pass_rates(conn)
+    if not rates:
+        return "Not enough versions with results to compare yet."
+    model = max(rates, key=lambda r: (r["eval_version"], r["model_version"]))["model_version"]
+    by = {(r["eval_version"], r["slice"]): r for r in rates if r["model_version"] == model}
+    versions = sorted({v for v, s in by if s == "overall"})
+    if len(versions) < 2:
+        return "Not enough versions with results to compare yet."
+    first, last = by[(versions[0], "overall")], by[(versions[-1], "overall")]
+    now = by.get((versions[-1], "shared with previous version: now"))
+    before = by.get((versions[-1], "shared with previous version: before"))
+    shared = (f" On the {now['n']} rows v{versions[-1]} shares with v{versions[-2]}, {model} passes "
+              f"{before['pass_rate']:.0%} before and {now['pass_rate']:.0%} now." if now and before else "")
+    if last["pass_rate"] < first["pass_rate"]:
+        return (f"Under {model}, v{versions[0]} passes {first['pass_rate']:.0%} and v{versions[-1]} passes "
+                f"{last['pass_rate']:.0%}: the rows folded in since are harder, and that drop is correct."
+                + shared)
+    return (f"Under {model}, v{versions[-1]} passes {last['pass_rate']:.0%} against {first['pass_rate']:.0%} on "
+            f"v{versions[0]}: the pass rate did not drop after the fold-ins, so the drift was in the eval set "
+            "alone and the model handles the new traffic. Keep the new rows." + shared)
