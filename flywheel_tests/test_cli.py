@@ -62,25 +62,35 @@ def test_sample_without_traces_says_what_to_do(data_dir):
     assert result.exit_code == 1 and "ingest some traces first" in result.output
 
 
-def test_demo_run_end_to_end_records_dagster_runs(data_dir):
-    result = CliRunner().invoke(main, ["demo", "run", "--weeks", "2", "--traces-per-day", "20"])
-    assert result.exit_code == 0, result.output
-    assert "Station 1 - weekly samples" in result.stdout and "| 2026-03-09 |" in result.stdout
-    assert "Station 2 - scrubbed before anyone reads them" in result.stdout
+def test_demo_run_replays_the_loop_as_dagster_runs_and_a_rerun_adds_nothing(data_dir):
+    """Five weeks (March ends in the fifth), on the real scrubber and embedder."""
     import dagster as dg
 
-    with dg.DagsterInstance.get() as instance:
-        jobs = [r.job_name for r in instance.get_runs()]
-    assert jobs.count("weekly_loop_job") == 2 and jobs.count("ingest_job") == 1
-    assert "monthly_drift_job" in jobs and "fold_in_job" in jobs
-    # Rerun: nothing new ingested, same samples.
-    again = CliRunner().invoke(main, ["demo", "run", "--weeks", "2", "--traces-per-day", "20"])
-    assert "ingested 0 new" in again.stdout
     from flywheel.core.db import connect
 
-    with connect(data_dir / "flywheel.duckdb") as conn:
-        n, distinct = conn.execute("SELECT count(*), count(DISTINCT trace_id) FROM sample.sampled_traces").fetchone()
-    assert n == distinct > 0
+    result = CliRunner().invoke(main, ["demo", "run", "--weeks", "5", "--traces-per-day", "12"])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "The story, month by month" in out and "| 2026-03 |" in out
+    assert "2026-03-30:" in out and "drift + retirement for 2026-03" in out
+    assert "Station 2 - scrubbed before anyone reads them" in out and "eval set versions" in out
+    assert "http://127.0.0.1:3000/runs" in out
+
+    def counts():
+        with connect(data_dir / "flywheel.duckdb") as conn:
+            return {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                    for table in ("raw.traces", "sample.sampled_traces", "label.labels", "eval.versions",
+                                  "regression.results", "drift.scores")}
+
+    first = counts()
+    assert first["eval.versions"] > 1 and first["regression.results"] > 0 and first["drift.scores"] == 1
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs()
+    jobs = [r.job_name for r in runs]
+    assert jobs.count("weekly_loop_job") == 5 and jobs.count("monthly_drift_job") == 1
+    assert all("dagster/sensor_name" in r.tags for r in runs if r.job_name == "fold_in_job"), "labels_sensor's runs"
+    assert CliRunner().invoke(main, ["demo", "run", "--weeks", "5", "--traces-per-day", "12"]).exit_code == 0
+    assert counts() == first, "a rerun re-ingests, re-labels and re-versions nothing"
 
 
 def test_status_tells_the_story_from_the_warehouse(data_dir):

@@ -22,7 +22,8 @@ def evalset_summary(paths: Paths) -> str:
     with connect(paths.warehouse) as conn:
         history = evalset.versions(conn)
         rates = regression.pass_rates(conn)
-    exports = sorted(p.name for p in paths.exports.glob("eval_set_v*.jsonl"))
+    exported = sorted(int(p.stem.removeprefix("eval_set_v")) for p in paths.exports.glob("eval_set_v*.jsonl")
+                      if p.stem.removeprefix("eval_set_v").isdigit())
     rate = {(r["eval_version"], r["slice"]): r for r in rates}
 
     def pct(version, slice_):
@@ -38,7 +39,8 @@ def evalset_summary(paths: Paths) -> str:
                            f"{pct(v['version'], 'shared with previous version: before')} -> "
                            f"{pct(v['version'], 'shared with previous version: now')}", v["cause"]) for v in history])
         + "\nA lower pass rate on a new version with the shared rows unchanged is a harder set, not a regression."
-        + f"\nExports (written once each): {', '.join(exports)} in {paths.exports}"
+        + (f"\nExports (written once each, never rewritten): eval_set_v<N>.jsonl for {len(exported)} versions "
+           f"(v{exported[0]}-v{exported[-1]}) in {paths.exports}" if exported else "\nNo exports yet.")
     )
 
 

@@ -260,6 +260,7 @@ def fold_in(conn: duckdb.DuckDBPyConnection) -> int | None:
                   l.adversarial, l.reviewed_at::DATE, a.messages
            FROM label.current_labels l JOIN scrub.anonymized_traces a USING (trace_ref)
            WHERE l.bucket IN ('known_failure', 'new_failure') AND l.pii_ok
+             AND NOT EXISTS (SELECT 1 FROM eval.eval_rows e WHERE e.source_trace_ref = l.trace_ref)
            ORDER BY l.reviewed_at, l.trace_ref"""
     ).fetchall()
     rows = []

@@ -23,6 +23,7 @@ def months(conn: duckdb.DuckDBPyConnection) -> list[dict]:
     cur = conn.execute(
         """WITH production AS (
              SELECT date_trunc('month', "timestamp")::DATE AS month, count(*) AS traffic,
+                    count(DISTINCT "timestamp"::DATE) < 21 AS partial,  -- under three weeks of traffic
                     avg((cohort = 'enterprise')::INTEGER) AS enterprise_share, avg(judge_score) AS judge_mean,
                     avg(csat) FILTER (WHERE cohort = 'enterprise') AS csat_enterprise,
                     count(csat) FILTER (WHERE cohort = 'enterprise') AS csat_enterprise_n,
@@ -68,7 +69,7 @@ def months_markdown(rows: list[dict]) -> str:
     return markdown.table(
         ["month", "traffic", "enterprise", "judge mean", "CSAT enterprise", "CSAT smb", "first eval set passes",
          "latest version passes", "drift (p)"],
-        [(f"{r['month']:%Y-%m}", r["traffic"], _pct(r["enterprise_share"]), _num(r["judge_mean"], ".2f"),
+        [(f"{r['month']:%Y-%m}" + (" (partial)" if r["partial"] else ""), r["traffic"], _pct(r["enterprise_share"]), _num(r["judge_mean"], ".2f"),
           _num(r["csat_enterprise"], ".2f") if r["csat_enterprise_n"] else "-", _num(r["csat_other"], ".2f"),
           f"{_pct(r['first_pass_rate'])} (n={r['first_n']})" if r["first_n"] else "-",
           f"v{r['latest_version']}: {_pct(r['latest_pass_rate'])} (n={r['latest_n']})" if r["latest_n"] else "-",
@@ -82,6 +83,7 @@ def arc(rows: list[dict]) -> list[str]:
     """The essay's arc read off the numbers: each sentence says what the data shows, whichever way it
     goes."""
     out = []
+    rows = [r for r in rows if not r["partial"]]  # under three weeks of traffic is no month to compare
     held = [r for r in rows if r["first_pass_rate"] is not None]
     enterprise = [r for r in rows if r["csat_enterprise_n"]]
     if len(held) >= 2:
@@ -89,17 +91,21 @@ def arc(rows: list[dict]) -> list[str]:
         spread = max(rates[1:]) - min(rates[1:]) if len(rates) > 2 else 0.0
         then = ""
         if len(rates) > 2:
-            then = (f", then held within {spread:.0%} through {held[-1]['month']:%B}" if spread <= 0.03
-                    else f", then moved by {spread:.0%} through {held[-1]['month']:%B}")
+            if spread < 0.005:
+                then = f", then held at {rates[1]:.0%} through {held[-1]['month']:%B}"
+            else:
+                verb = "held within" if spread <= 0.03 else "moved by"
+                then = f", then {verb} {spread * 100:.0f} points through {held[-1]['month']:%B}"
         out.append(f"The first eval set went from {rates[0]:.0%} in {held[0]['month']:%B} to {rates[1]:.0%} in "
                    f"{held[1]['month']:%B}{then}.")
     if len(enterprise) >= 2:
         first, last = enterprise[0], enterprise[-1]
+        judged = [r["judge_mean"] for r in enterprise]
         verb = "fell" if last["csat_enterprise"] < first["csat_enterprise"] else "did not fall"
         out.append(
             f"Enterprise CSAT {verb}: {first['csat_enterprise']:.2f} in {first['month']:%B} to "
-            f"{last['csat_enterprise']:.2f} in {last['month']:%B}, while the online judge's mean stayed at "
-            f"{first['judge_mean']:.2f}-{last['judge_mean']:.2f}."
+            f"{last['csat_enterprise']:.2f} in {last['month']:%B}, while the online judge's mean stayed between "
+            f"{min(judged):.2f} and {max(judged):.2f}."
         )
     alerts = [r for r in rows if r["drift_alert"]]
     if alerts:
