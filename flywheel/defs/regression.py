@@ -42,7 +42,7 @@ def pass_rates(warehouse: Warehouse):
             [(r["eval_version"], r["model_version"], r["slice"], r["n"], f"{r['pass_rate']:.1%}") for r in headline],
         ) if headline else "_no results yet_"),
         "pass_rate_per_version": dg.MetadataValue.md(markdown.bars(
-            [(f"v{r['eval_version']} {r['model_version'][:18]}", float(r["pass_rate"])) for r in overall])),
+            [(f"v{r['eval_version']} {r['model_version'].removesuffix(' (simulated)')}", float(r["pass_rate"])) for r in overall])),
         # A float per materialization: the UI plots it over time on the asset's page.
         "latest_version_pass_rate": dg.MetadataValue.float(float(overall[-1]["pass_rate"]) if overall else 0.0),
     })
