@@ -189,3 +189,10 @@ def test_gate_and_lookup_cli(data_dir, tmp_path):
     assert found.exit_code == 0 and ids[0] in found.stdout and "active" in found.stdout
     none = runner.invoke(main, ["lookup", "--customer-id", "someone-else"])
     assert "No eval row" in none.stdout
+
+
+def test_export_on_a_warehouse_without_an_eval_set_writes_nothing(tmp_path):
+    from flywheel.core.db import connect
+
+    with connect(tmp_path / "empty.duckdb") as conn:
+        assert evalset.export_versions(conn, tmp_path / "exports") == []

@@ -76,3 +76,24 @@ def test_labels_sensor_moves_its_cursor_only_on_new_labels(data_dir):
     with dg.build_sensor_context(cursor=first.cursor) as ctx:
         second = labels_sensor(ctx, warehouse=warehouse)
     assert second.run_requests[0].run_key != request.run_key
+
+
+def test_incident_open_with_run_re_samples_each_week_once(data_dir):
+    """`--run` is one tick of incident_sensor in-process, with the daemon's run-key dedupe (real scrubber)."""
+    from flywheel.demo.generator import write_demo
+
+    write_demo(data_dir.parent / "generated", weeks=1, traces_per_day=8, seed=2, traces_dir=data_dir / "inbox" / "traces")
+    args = ["incident", "open", "--from", "2026-03-03T00:00:00Z", "--to", "2026-03-05T00:00:00Z", "--run"]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert "re-sampled week 2026-03-02" in first.stdout and "done" in first.stdout
+    incident_id = first.stdout.split(":")[0]
+    with connect(data_dir / "flywheel.duckdb", read_only=True) as conn:
+        tagged = conn.execute("SELECT count(*) FROM sample.sampled_traces WHERE list_contains(reasons, ?)",
+                              [f"incident:{incident_id}"]).fetchone()[0]
+    assert tagged > 0
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0 and "nothing to re-sample" in again.stdout
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"flywheel/incident": incident_id}))
+    assert len(runs) == 1 and runs[0].tags["dagster/sensor_name"] == "incident_sensor"

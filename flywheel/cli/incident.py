@@ -20,11 +20,15 @@ def incident() -> None:
 @click.option("--cohort", help="Only this cohort is over-sampled (default: every cohort).")
 @click.option("--intent", help="Only this intent is over-sampled.")
 @click.option("--note", help="What happened, for whoever reviews the traces.")
+@click.option("--run", "run_now", is_flag=True,
+              help="Re-sample now, in this process (one tick of incident_sensor) instead of waiting for the daemon.")
 @data_dir_option
-def incident_open(start: str, end: str, cohort: str | None, intent: str | None, note: str | None,
+def incident_open(start: str, end: str, cohort: str | None, intent: str | None, note: str | None, run_now: bool,
                   data_dir: Path | None) -> None:
-    """Write the incident to <data>/inbox/incidents/; the incident_sensor re-runs the weekly loop for each
-    week the window touches, once (make ui runs the sensor). Opening the same window twice is one incident."""
+    """Write the incident to <data>/inbox/incidents/; incident_sensor re-runs the weekly loop for each
+    week the window touches, once (its run key is the incident id and the week). The sensor runs under
+    `make ui` (dagster dev starts the daemon), or now with --run. Opening the same window twice is one
+    incident, and its weeks are not re-sampled twice."""
     from flywheel.core import incidents
 
     try:
@@ -34,6 +38,19 @@ def incident_open(start: str, end: str, cohort: str | None, intent: str | None, 
     path = incidents.write(inc, paths_for(data_dir).inbox_incidents)
     weeks = ", ".join(f"{w:%Y-%m-%d}" for w in inc.weeks())
     click.echo(f"{inc.incident_id}: {path}\nweeks to re-sample: {weeks}")
+    if not run_now:
+        click.echo("incident_sensor re-samples them within a minute under `make ui`; or run this again with --run.")
+        return
+    from flywheel.definitions import build_definitions
+    from flywheel.defs.runner import tick_sensor
+
+    paths = paths_for(data_dir)
+    _, runs = tick_sensor(build_definitions(str(paths.data_dir)), "incident_sensor", paths)
+    for result in runs:
+        state = "done" if result.success else "FAILED (see the run in the UI)"
+        click.echo(f"re-sampled week {result.dagster_run.tags.get('dagster/partition')}: run {result.run_id} {state}")
+    if not runs:
+        click.echo("nothing to re-sample: every week of every open incident already ran once (or has no traffic).")
 
 
 @incident.command("list")

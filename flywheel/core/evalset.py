@@ -305,6 +305,7 @@ def export(conn: duckdb.DuckDBPyConnection, path: str | Path, version: int | Non
 
 def export_versions(conn: duckdb.DuckDBPyConnection, exports_dir: Path) -> list[Path]:
     """Write <exports>/eval_set_v<N>.jsonl for every version that has none; never rewrite one."""
+    ensure_tables(conn)  # a warehouse with no eval set yet has nothing to export, and no table to read
     written = []
     for (version,) in conn.execute("SELECT version FROM eval.versions ORDER BY version").fetchall():
         path = Path(exports_dir) / f"eval_set_v{version}.jsonl"

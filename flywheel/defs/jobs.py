@@ -31,5 +31,8 @@ taxonomy_job = dg.define_asset_job(
 )
 
 # Mondays 05:00 UTC for the week that just ended; the 2nd of the month for the month that just ended.
-weekly_loop_schedule = dg.build_schedule_from_partitioned_job(weekly_loop_job, hour_of_day=5)
-monthly_drift_schedule = dg.build_schedule_from_partitioned_job(monthly_drift_job, day_of_month=2, hour_of_day=6)
+# On by default: the loop runs itself whenever the daemon runs (`make ui` starts it).
+weekly_loop_schedule = dg.build_schedule_from_partitioned_job(
+    weekly_loop_job, hour_of_day=5, default_status=dg.DefaultScheduleStatus.RUNNING)
+monthly_drift_schedule = dg.build_schedule_from_partitioned_job(
+    monthly_drift_job, day_of_month=2, hour_of_day=6, default_status=dg.DefaultScheduleStatus.RUNNING)

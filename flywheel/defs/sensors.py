@@ -10,7 +10,7 @@ from flywheel.defs.partitions import weekly_partitions
 from flywheel.resources.warehouse import Warehouse
 
 
-@dg.sensor(job=weekly_loop_job, minimum_interval_seconds=30,
+@dg.sensor(job=weekly_loop_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
            description="An incident file in <data>/inbox/incidents/ (or `flywheel incident open`) re-runs the weekly "
            "loop for every week its window touches, once: the run key is the incident id and the week.")
 def incident_sensor(context: dg.SensorEvaluationContext, warehouse: Warehouse):
@@ -28,7 +28,7 @@ def incident_sensor(context: dg.SensorEvaluationContext, warehouse: Warehouse):
     return dg.SensorResult(run_requests=requests)
 
 
-@dg.sensor(job=fold_in_job, minimum_interval_seconds=60,
+@dg.sensor(job=fold_in_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
            description="New or changed labels fold into the eval set (one run per change of the label table).")
 def labels_sensor(context: dg.SensorEvaluationContext, warehouse: Warehouse):
     if not warehouse.paths.warehouse.exists():
