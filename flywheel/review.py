@@ -15,7 +15,7 @@ import click
 import duckdb
 
 from flywheel.core.labeling import labels, taxonomy
-from flywheel.core.labeling.queue import review_queue
+from flywheel.core.labeling.queue import review_queue, with_candidate_flags
 
 PRIORITY_NAMES = ("anomaly", "stratified", "random")
 CRITERION_KEYS = {"c": "contains", "n": "not_contains", "r": "regex", "e": "equals", "f": "refusal", "u": "rubric"}
@@ -34,6 +34,9 @@ def _show(row: dict, position: int, total: int, reviewed: int) -> None:
     reasons = ", ".join(row["reasons"] or [])
     click.echo(f"sampled as {PRIORITY_NAMES[row['priority']]} ({reasons})  ·  judge score {row['judge_score']}"
                f"  ·  intent {row['intent']}  ·  cohort {row['cohort']}")
+    if row.get("adversarial_candidate"):
+        click.secho("adversarial candidate: a guardrail tripped on a prompt unlike every adversarial row in the eval "
+                    "set. If it is an attack, label it adversarial: it belongs in the same gate.", fg="red", bold=True)
     click.echo("-" * 78)
     for m in row["messages"]:
         colour = {"user": "cyan", "assistant": "green"}.get(m["role"], "yellow")
@@ -129,14 +132,15 @@ def _ask(session: Session, row: dict) -> str | labels.Label:
     if label.bucket != "not_a_bug":
         label.expected_behaviour = click.prompt("expected behaviour").strip()
         label.criterion_type, label.criterion_value = _criterion()
-    label.adversarial = click.confirm("adversarial?", default="guardrail_tripped" in (row["reasons"] or []))
+    label.adversarial = click.confirm("adversarial?", default=bool(row.get("adversarial_candidate"))
+                                      or "guardrail_tripped" in (row["reasons"] or []))
     _pii(label)
     return label
 
 
 def run(session: Session) -> int:
     """Review the queue in order; returns how many labels were stored."""
-    rows = list(review_queue(session.conn).iter_rows(named=True))
+    rows = list(with_candidate_flags(session.conn, review_queue(session.conn)).iter_rows(named=True))
     total, position, stored = len(rows), 0, 0
     refs = [r["trace_ref"] for r in rows]
     if not rows:

@@ -95,13 +95,13 @@ def labels() -> None:
 @data_dir_option
 def labels_export(output: Path, week: str | None, data_dir: Path | None) -> None:
     """Write the unlabelled queue as CSV: context columns, then empty label columns to fill in."""
-    from flywheel.core.labeling.queue import review_queue
+    from flywheel.core.labeling.queue import review_queue, with_candidate_flags
     from flywheel.core.labeling.spreadsheet import LABEL_COLUMNS, export_queue
     from flywheel.core.sampling import as_week_start
 
     conn = _seeded_connection(paths_for(data_dir))
     with conn:
-        queue = review_queue(conn, as_week_start(week) if week else None)
+        queue = with_candidate_flags(conn, review_queue(conn, as_week_start(week) if week else None))
     n = export_queue(queue, output)
     click.echo(f"Wrote {n} traces to review to {output}. Fill in: {', '.join(LABEL_COLUMNS)}.")
 

@@ -60,6 +60,20 @@ def mark_adversarial_candidates(conn: duckdb.DuckDBPyConnection, queue: pl.DataF
                                                 descending=[False, False, True, False]).drop("_order")
 
 
+def with_candidate_flags(conn: duckdb.DuckDBPyConnection, queue: pl.DataFrame) -> pl.DataFrame:
+    """The adversarial-candidate flag from the weekly snapshot (label.review_queue, computed with the
+    real embedder), candidates first within their priority; False where the snapshot has no row."""
+    if not queue.height or "adversarial_candidate" in queue.columns:
+        return queue
+    flags = (conn.execute("SELECT DISTINCT trace_ref, adversarial_candidate FROM label.review_queue").pl()
+             if table_exists(conn, "label", "review_queue") else
+             pl.DataFrame(schema={"trace_ref": pl.String, "adversarial_candidate": pl.Boolean}))
+    marked = queue.join(flags.unique("trace_ref"), on="trace_ref", how="left", maintain_order="left").with_columns(
+        pl.col("adversarial_candidate").fill_null(False))
+    return marked.with_row_index("_order").sort(["week_start", "priority", "adversarial_candidate", "_order"],
+                                                descending=[False, False, True, False]).drop("_order")
+
+
 def write_queue(conn: duckdb.DuckDBPyConnection, week_start: dt.datetime, embedder: Embedder | None = None) -> pl.DataFrame:
     """Snapshot the week's queue into label.review_queue (delete the week, insert), for the UI."""
     queue = review_queue(conn, week_start)

@@ -19,7 +19,8 @@ import polars as pl
 from flywheel.core.labeling import labels, taxonomy
 from flywheel.core.labeling.queue import format_conversation
 
-CONTEXT_COLUMNS = ("trace_ref", "week_start", "priority", "reasons", "judge_score", "intent", "cohort", "conversation")
+CONTEXT_COLUMNS = ("trace_ref", "week_start", "priority", "reasons", "adversarial_candidate", "judge_score", "intent",
+                   "cohort", "conversation")
 LABEL_COLUMNS = (
     "bucket", "taxonomy_code", "new_code_name", "new_code_definition", "expected_behaviour", "criterion_type",
     "criterion_value", "adversarial", "pii_ok", "pii_issue_class", "pii_note", "reviewer",
@@ -48,7 +49,8 @@ def export_queue(queue: pl.DataFrame, path: str | Path) -> int:
         for row in queue.iter_rows(named=True):
             writer.writerow([
                 row["trace_ref"], str(row["week_start"])[:10], ["anomaly", "stratified", "random"][row["priority"]],
-                ", ".join(row["reasons"] or []), row["judge_score"], row["intent"], row["cohort"],
+                ", ".join(row["reasons"] or []), "yes" if row.get("adversarial_candidate") else "",
+                row["judge_score"], row["intent"], row["cohort"],
                 format_conversation(row["messages"]),
             ] + [""] * len(LABEL_COLUMNS))
     return queue.height
