@@ -96,7 +96,9 @@ def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def sampling_sql(s: SamplingSettings) -> str:
+def sampling_sql(s: SamplingSettings, *, with_focus: bool = True, with_incidents: bool = True) -> str:
+    """The week's draw as one query. Without drift-focus ids or incidents, their branches are left
+    out: the incident match alone costs twice the rest of the draw."""
     eligible = {
         "borderline_judge": f"coalesce(judge_score BETWEEN {s.borderline_low} AND {s.borderline_high}, false)",
         "rare_intent": "coalesce(list_contains($rare_intents, intent), false)",
@@ -128,18 +130,20 @@ def sampling_sql(s: SamplingSettings) -> str:
     any_pick = " OR ".join(["pick_random"] + [f"pick_{m}" for m in rates])
     columns = ("trace_id, timestamp, cohort, intent, judge_score, turns, guardrail_tripped, retried, handed_off, "
                "csat, model_version, sample_key")
+    # Two plain scans rather than one with an OR, so the timestamp filter can skip row groups.
+    focus = (f"""
+  UNION ALL
+  SELECT {columns}, true AS in_focus FROM raw.traces WHERE trace_id IN (SELECT id FROM focus)""" if with_focus else "")
+    incident = ("""(SELECT min(i.incident_id) FROM incidents i
+      WHERE week.timestamp >= i.start_at AND week.timestamp < i.end_at
+        AND (i.cohort IS NULL OR i.cohort = week.cohort) AND (i.intent IS NULL OR i.intent = week.intent))"""
+                if with_incidents else "NULL::VARCHAR")
     return f"""
 WITH week AS (
-  -- Two plain scans rather than one with an OR, so the timestamp filter can skip row groups.
   SELECT {columns}, false AS in_focus FROM raw.traces
-  WHERE timestamp >= $week_start AND timestamp < $week_end
-  UNION ALL
-  SELECT {columns}, true AS in_focus FROM raw.traces WHERE trace_id IN (SELECT id FROM focus)
+  WHERE timestamp >= $week_start AND timestamp < $week_end{focus}
 ), hashed AS (
-  SELECT *, xor(sample_key, md5_number({_sql_str(s.salt)})) AS h,
-    (SELECT min(i.incident_id) FROM incidents i
-      WHERE week.timestamp >= i.start_at AND week.timestamp < i.end_at
-        AND (i.cohort IS NULL OR i.cohort = week.cohort) AND (i.intent IS NULL OR i.intent = week.intent)) AS incident_id
+  SELECT *, xor(sample_key, md5_number({_sql_str(s.salt)})) AS h, {incident} AS incident_id
   FROM week
 ), drawn AS (
   SELECT *, {', '.join(picks)}, (1.0 - ({' * '.join(miss)}))::DOUBLE AS inclusion_probability
@@ -169,7 +173,7 @@ def _with_draw_inputs(conn, week_start, settings, trace_ref, run, incidents=()):
     try:
         params = {"week_start": week_start, "week_end": week_start + WEEK,
                   "rare_intents": rare_intents(conn, week_start, settings.rare_intent_max_share)}
-        return run(sampling_sql(settings), params)
+        return run(sampling_sql(settings, with_focus=bool(focus), with_incidents=bool(incidents)), params)
     finally:
         conn.unregister("focus")
         conn.unregister("incidents")
