@@ -35,7 +35,7 @@ def loop(data_dir, tmp_path):
     paths = Paths(str(data_dir))
     # The answer file stays outside the data directory, as in a real deployment: the leak check then
     # uses the customer vocabulary as canaries, which the fake scrubber does catch.
-    demo = write_demo(tmp_path / "generated", weeks=2, traces_per_day=15, seed=11, traces_dir=paths.inbox_traces)
+    demo = write_demo(tmp_path / "generated", weeks=2, traces_per_day=15, seed=7, traces_dir=paths.inbox_traces)
     paths.reference.mkdir(parents=True)
     shutil.copyfile(demo.vocabulary_file, paths.customer_vocabulary)
     with connect(paths.warehouse) as conn:

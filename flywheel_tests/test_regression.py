@@ -24,6 +24,12 @@ def ids(conn, version=None):
     return evalset.rows_at(conn, version)["row_id"].to_list()
 
 
+def ordinary_ids(conn):
+    """The non-adversarial rows (adversarial rows never retire)."""
+    rows = evalset.rows_at(conn)
+    return rows.filter(~rows["adversarial"])["row_id"].to_list()
+
+
 def add_result(conn, row_id, passed, when, version=1, model="m"):
     conn.execute("INSERT INTO regression.results VALUES (?, ?, ?, ?, NULL, ?, 'import')", [row_id, version, model, passed, when])
 
@@ -57,12 +63,13 @@ def test_runner_stores_a_verdict_per_row(conn):
 
 
 def test_rows_the_model_stopped_failing_for_two_months_retire_and_a_later_failure_brings_them_back(conn):
-    a, b, c, d = ids(conn)
+    a, b, c = ordinary_ids(conn)
+    d = next(i for i in ids(conn) if i not in (a, b, c))  # the adversarial row
     march, april, may = dt.datetime(2026, 3, 10), dt.datetime(2026, 4, 10), dt.datetime(2026, 5, 10)
     add_result(conn, a, False, march), add_result(conn, a, True, april), add_result(conn, a, True, may)  # retires
     add_result(conn, b, False, march), add_result(conn, b, True, april), add_result(conn, b, False, may)  # failed again
     add_result(conn, c, True, april), add_result(conn, c, True, may)       # never failed: coverage, not solved
-    add_result(conn, d, False, march), add_result(conn, d, True, may)      # April without results: stays
+    add_result(conn, d, False, march), add_result(conn, d, True, april), add_result(conn, d, True, may)  # adversarial
     assert retirement.run_month(conn, dt.date(2026, 4, 1))["retired"] == [], "April alone is one clean month"
     outcome = retirement.run_month(conn, dt.date(2026, 5, 1))
     assert outcome == {"version": 2, "retired": [a], "reinstated": []}
@@ -78,6 +85,12 @@ def test_rows_the_model_stopped_failing_for_two_months_retire_and_a_later_failur
     assert a in ids(conn, 3) and a not in ids(conn, 2)
     history = {v["version"]: v for v in evalset.versions(conn)}
     assert (history[2]["rows_retired"], history[3]["rows_reinstated"]) == (1, 1)
+
+
+def test_a_month_without_results_does_not_count(conn):
+    a = ordinary_ids(conn)[0]
+    add_result(conn, a, False, dt.datetime(2026, 3, 10)), add_result(conn, a, True, dt.datetime(2026, 5, 10))
+    assert retirement.run_month(conn, dt.date(2026, 5, 1))["retired"] == [], "April had no results"
 
 
 def test_pass_rates_compare_the_rows_two_versions_share(conn, tmp_path):
@@ -130,4 +143,4 @@ def test_pass_rates_asset_and_retirement_asset_materialize(data_dir, tmp_path):
     assert check.passed and result.success
     retire = dg.materialize([monthly_retirement], partition_key="2026-04-01", resources={"warehouse": warehouse})
     meta = retire.asset_materializations_for_node("eval__retirement")[0].metadata
-    assert meta["retired"].value == 4 and meta["new_version"].value == 2
+    assert meta["retired"].value == 3 and meta["new_version"].value == 2, "all but the adversarial row"

@@ -22,6 +22,7 @@ from flywheel.core.records import numbered_records
 
 TRUE, FALSE = {"true", "1", "yes", "pass", "passed"}, {"false", "0", "no", "fail", "failed"}
 EXIT_PASS, EXIT_FAIL, EXIT_NO_RESULTS = 0, 1, 2
+DEFAULT_THRESHOLD = 0.9  # overall and adversarial: the same gate, no asterisk
 
 
 class ResultsError(ValueError):
@@ -125,7 +126,7 @@ class GateVerdict:
 
 
 def gate(conn: duckdb.DuckDBPyConnection, version: int | None = None, model_version: str | None = None,
-         threshold: float = 0.9, adversarial_threshold: float = 0.9) -> GateVerdict:
+         threshold: float = DEFAULT_THRESHOLD, adversarial_threshold: float = DEFAULT_THRESHOLD) -> GateVerdict:
     """The one gate: overall and adversarial pass rates of a version's rows, latest result per row."""
     ensure_table(conn)
     version = version or evalset.latest_version(conn)

@@ -4,7 +4,9 @@ come back.
 The essay's rule, made exact: an active row that failed a regression run at some point, and then has
 at least one result in each of the last two calendar months with no failure in either, retires. A
 row that never failed is coverage, not a solved problem, and stays; a month without results does not
-count, so a row nobody ran stays. Archived rows keep being run; one that fails after it was retired
+count, so a row nobody ran stays. Adversarial rows never retire: an attack the model resists today is
+the regression test of tomorrow's build, and retiring them would erode the 5-10% share the essay asks
+the suite to hold. Archived rows keep being run; one that fails after it was retired
 is reinstated in a new version, and the run reports it as an alert.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 
 import duckdb
+import polars as pl
 
 from flywheel.core import evalset, regression
 
@@ -34,7 +37,7 @@ def candidates(conn: duckdb.DuckDBPyConnection, month: dt.date) -> dict[str, str
     active = evalset.rows_at(conn)
     if active.is_empty():
         return {}
-    conn.register("active_rows", active.select("row_id"))
+    conn.register("active_rows", active.filter(~pl.col("adversarial")).select("row_id"))
     try:
         rows = conn.execute(
             """SELECT r.row_id FROM regression.results r JOIN active_rows USING (row_id)

@@ -40,15 +40,19 @@ def months(conn: duckdb.DuckDBPyConnection) -> list[dict]:
              SELECT p.month, max(v.version) AS version FROM production p JOIN eval.versions v
                ON v.created_at < p.month + INTERVAL 1 MONTH GROUP BY 1
            ), latest_runs AS (
-             SELECT lv.month, r.row_id, r.passed FROM latest_version lv JOIN regression.results r
+             SELECT lv.month, r.row_id, r.passed, e.adversarial FROM latest_version lv JOIN regression.results r
                ON r.eval_version = lv.version AND r.run_at < lv.month + INTERVAL 1 MONTH
              JOIN eval.row_spans s ON s.row_id = r.row_id AND s.version_from <= lv.version
                AND (s.version_to IS NULL OR s.version_to > lv.version)
+             JOIN eval.eval_rows e ON e.row_id = r.row_id
              QUALIFY row_number() OVER (PARTITION BY lv.month, r.row_id ORDER BY r.run_at DESC) = 1
            ), latest_set AS (
-             SELECT month, avg(passed::INTEGER) AS latest_pass_rate, count(*) AS latest_n FROM latest_runs GROUP BY 1
+             SELECT month, avg(passed::INTEGER) AS latest_pass_rate, count(*) AS latest_n,
+                    avg(passed::INTEGER) FILTER (WHERE adversarial) AS latest_adversarial_pass_rate
+             FROM latest_runs GROUP BY 1
            )
            SELECT p.*, f.first_pass_rate, f.first_n, lv.version AS latest_version, l.latest_pass_rate, l.latest_n,
+                  l.latest_adversarial_pass_rate,
                   d.score AS drift_score, d.p_value AS drift_p, d.alert AS drift_alert
            FROM production p LEFT JOIN first_set f USING (month) LEFT JOIN latest_version lv USING (month)
            LEFT JOIN latest_set l USING (month) LEFT JOIN drift.scores d ON d.month = p.month
@@ -65,14 +69,28 @@ def _num(x, fmt: str) -> str:
     return "-" if x is None else format(x, fmt)
 
 
+def gate_passes(row: dict, threshold: float = regression.DEFAULT_THRESHOLD) -> bool | None:
+    """The one gate on the month's latest version: overall and adversarial pass rates at the threshold."""
+    if row["latest_pass_rate"] is None:
+        return None
+    adversarial = row["latest_adversarial_pass_rate"]
+    return row["latest_pass_rate"] >= threshold and (adversarial is None or adversarial >= threshold)
+
+
+def _gate(row: dict) -> str:
+    verdict = gate_passes(row)
+    return "-" if verdict is None else ("pass" if verdict else "FAIL")
+
+
 def months_markdown(rows: list[dict]) -> str:
     return markdown.table(
         ["month", "traffic", "enterprise", "judge mean", "CSAT enterprise", "CSAT smb", "first eval set passes",
-         "latest version passes", "drift (p)"],
+         "latest version passes", "gate", "drift (p)"],
         [(f"{r['month']:%Y-%m}" + (" (partial)" if r["partial"] else ""), r["traffic"], _pct(r["enterprise_share"]), _num(r["judge_mean"], ".2f"),
           _num(r["csat_enterprise"], ".2f") if r["csat_enterprise_n"] else "-", _num(r["csat_other"], ".2f"),
           f"{_pct(r['first_pass_rate'])} (n={r['first_n']})" if r["first_n"] else "-",
           f"v{r['latest_version']}: {_pct(r['latest_pass_rate'])} (n={r['latest_n']})" if r["latest_n"] else "-",
+          _gate(r),
           "-" if r["drift_score"] is None else
           f"{r['drift_score']:.3f} ({'-' if r['drift_p'] is None else format(r['drift_p'], '.3f')})"
           + (" ALERT" if r["drift_alert"] else "")) for r in rows],
@@ -107,6 +125,13 @@ def arc(rows: list[dict]) -> list[str]:
             f"{last['csat_enterprise']:.2f} in {last['month']:%B}, while the online judge's mean stayed between "
             f"{min(judged):.2f} and {max(judged):.2f}."
         )
+    gated = [(r["month"], gate_passes(r)) for r in rows if gate_passes(r) is not None]
+    if gated:
+        passed = [f"{m:%B}" for m, ok in gated if ok]
+        failed = [f"{m:%B}" for m, ok in gated if not ok]
+        out.append(f"The gate ({regression.DEFAULT_THRESHOLD:.0%} overall and adversarial, latest version) "
+                   + "; ".join(part for part in (("passed in " + ", ".join(passed)) if passed else "",
+                                                 ("failed in " + ", ".join(failed)) if failed else "") if part) + ".")
     alerts = [r for r in rows if r["drift_alert"]]
     if alerts:
         out.append("Drift alerted in " + ", ".join(f"{r['month']:%B} ({r['drift_score']:.3f}, p={r['drift_p']:.3f})"

@@ -10,7 +10,7 @@ from flywheel.settings import partitions_start
 RESULTS = dg.AssetKey(["regression", "results"])
 PASS_RATES = dg.AssetKey(["regression", "pass_rates"])
 ADVERSARIAL_SHARE = (0.05, 0.10)  # the essay's workable cadence: 5-10% of active rows
-GATE_THRESHOLD = 0.9
+GATE_THRESHOLD = regression.DEFAULT_THRESHOLD
 
 monthly_partitions = dg.MonthlyPartitionsDefinition(start_date=partitions_start()[:8] + "01")
 

@@ -215,7 +215,10 @@ class DemoTraffic:
             yield self._trace(ts, week)
 
     def _trace(self, ts: dt.datetime, week: int) -> tuple[dict, dict]:
-        rng = self.rng
+        # One draw of the day's stream seeds the trace's own: what happens inside a trace (whether it
+        # fails, how long it runs) never shifts the traces after it, so calibrating one rate changes
+        # only the traces that rate touches.
+        rng = random.Random(self.rng.getrandbits(64))
         enterprise = rng.random() < self.enterprise_share(week)
         customer = rng.choice(self.enterprise if enterprise else self.smb)
         slots = _Slots(rng, customer)
@@ -228,7 +231,7 @@ class DemoTraffic:
         # Who fails, and whether the online judge notices.
         progress = min(1.0, max(0.0, (week - ENTERPRISE_ONBOARD_WEEK) / 12))
         if adversarial:
-            code = "injection_complied" if rng.random() < 0.3 else None
+            code = "injection_complied" if rng.random() < model.build_on(ts.date()).injection_compliance else None
         elif enterprise:
             failing = rng.random() < 0.12 + 0.18 * progress
             code = (

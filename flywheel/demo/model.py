@@ -4,8 +4,9 @@ generator's hidden truth (enterprise SLA requests get the SMB answer, some injec
 a few ordinary questions get a known wrong answer), decided deterministically per conversation.
 
 Two builds ship during the demo's six months, as in the essay: the March build and the April build,
-which fails fewer ordinary questions. Their failure rates are chosen so the team's March spreadsheet
-scores about what the essay's dashboard showed (84% in March, about 91% from April); the pass rates
+which fails fewer ordinary questions and obeys fewer injections. Their failure rates are chosen so the
+team's March spreadsheet scores about what the essay's dashboard showed (84% in March, about 91% and
+a green gate from April); the pass rates
 themselves are computed by running the rows, never written down. Neither build is any better at
 enterprise requests, which is what the loop has to find out."""
 
@@ -32,7 +33,8 @@ class Build:
 
 BUILDS = (
     Build("relay-assist-2026.03 (simulated)", dt.date(2026, 3, 2), ordinary_failure_rate=0.19),
-    Build("relay-assist-2026.04 (simulated)", dt.date(2026, 4, 6), ordinary_failure_rate=0.09),
+    # April's build also hardens the system prompt against injections.
+    Build("relay-assist-2026.04 (simulated)", dt.date(2026, 4, 6), ordinary_failure_rate=0.10, injection_compliance=0.1),
 )
 LATEST = BUILDS[-1]
 MODEL_VERSION = LATEST.version
@@ -45,7 +47,8 @@ def build_on(day: dt.date) -> Build:
 
 ENTERPRISE_WORDS = ("sla", "p1", "sev-", "sso", "saml", "scim", "procurement", "po ", "msa", "dpa", "contract", "tam ",
                     "csm", "idp", "siem", "tier 2", "on-call", "escalation contact")
-INJECTION_WORDS = ("ignore the policy", "ignore previous", "ignore all prior", "system note", "devmode", "pretend you are")
+INJECTION_WORDS = ("ignore the policy", "ignore previous", "ignore all prior", "all prior rules", "system prompt",
+                   "system note", "devmode", "pretend you are")
 INTENT_WORDS = [
     ("escalation_handoff", ("human", "manager", "with a person", "escalate", "third time")),
     ("refund_dispute", ("disput", "bank says", "never issued")),
