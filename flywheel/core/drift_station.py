@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 import duckdb
+import numpy as np
 import polars as pl
 
 from flywheel.core import evalset, markdown
@@ -58,8 +59,14 @@ def score_month(
     current_vectors = embed(conn, embedder, scrubbed_texts(scrubber, current, roles), stats)
     previous = draw_month(conn, (month.replace(day=1) - dt.timedelta(days=1)), settings.traces_per_month)
     baseline_vectors = embed(conn, embedder, scrubbed_texts(scrubber, previous, roles), stats) if previous else None
+    row_of = {ref: i for i, ref in enumerate(rows["source_trace_ref"].to_list()) if ref}
+
+    def own_rows(traces):
+        return np.array([row_of.get(trace_ref(tid), -1) for tid, _ in traces], dtype=np.int64)
+
     result, distances = drift(eval_vectors, current_vectors, baseline_vectors, alpha=settings.alpha,
-                              coverage_distance=settings.coverage_distance)
+                              coverage_distance=settings.coverage_distance, current_self=own_rows(current),
+                              baseline_self=own_rows(previous) if previous else None)
     ranked = pl.DataFrame({"trace_ref": [trace_ref(tid) for tid, _ in current], "distance": distances})
     return result, ranked.sort("distance", descending=True)
 
