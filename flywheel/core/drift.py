@@ -19,21 +19,15 @@ import numpy as np
 BLOCK = 4096
 
 
-def nearest(queries: np.ndarray, corpus: np.ndarray, block: int = BLOCK,
-            exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def nearest(queries: np.ndarray, corpus: np.ndarray, block: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
     """(highest similarity, index of it) of each query row in corpus; rows are L2-normalised vectors.
-    Exact, in blocks of queries so memory stays at block x len(corpus). `exclude[i]`, when >= 0, is a
-    corpus row query i may not match (the eval row made from that very trace)."""
+    Exact, in blocks of queries so memory stays at block x len(corpus)."""
     best = np.full(len(queries), -np.inf, dtype=np.float32)
     where = np.zeros(len(queries), dtype=np.int64)
     if len(corpus) == 0:
         return best, where
     for start in range(0, len(queries), block):
         sims = queries[start : start + block] @ corpus.T
-        if exclude is not None:
-            own = exclude[start : start + block]
-            rows = np.flatnonzero(own >= 0)
-            sims[rows, own[rows]] = -np.inf
         where[start : start + block] = sims.argmax(axis=1)
         best[start : start + block] = sims[np.arange(len(sims)), where[start : start + block]]
     return best, where
@@ -71,18 +65,19 @@ def permutation_p_value(current: np.ndarray, baseline: np.ndarray, n_permutation
 def drift(
     eval_vectors: np.ndarray, current_vectors: np.ndarray, baseline_vectors: np.ndarray | None = None, *,
     alpha: float = 0.01, n_permutations: int = 2000, n_bootstrap: int = 1000, coverage_distance: float = 0.5,
-    seed: int = 0, current_self: np.ndarray | None = None, baseline_self: np.ndarray | None = None,
+    seed: int = 0, current_rows: np.ndarray | None = None, baseline_rows: np.ndarray | None = None,
 ) -> tuple[DriftResult, np.ndarray]:
     """The drift result and each current trace's distance to its nearest eval row.
 
-    `current_self` / `baseline_self` give, per trace, the index of the eval row folded in from that
-    trace (-1 for none); a trace is never measured against its own row. Without that, last month's
-    most distant traces, which the drift-focus stratum sends to review and the fold-in turns into
-    rows, would sit at distance 0 when last month is rescored, and any month would look like drift."""
+    `current_rows` / `baseline_rows` are masks over the eval rows each month may be measured against
+    (default: all). The station leaves out the rows folded in from that same month's traffic: last
+    month's most distant traces go to review through the drift-focus stratum and come back as rows
+    aimed at exactly them, so rescored against those rows last month looks closer than any fresh month
+    could, and an unchanged month reads as drift."""
     if len(eval_vectors) == 0 or len(current_vectors) == 0:
         raise ValueError("drift needs at least one eval row and one current trace")
     rng = np.random.default_rng(seed)
-    sim, _ = nearest(current_vectors, eval_vectors, exclude=current_self)
+    sim, _ = nearest(current_vectors, eval_vectors if current_rows is None else eval_vectors[current_rows])
     distances = (1.0 - sim).astype(np.float64)
     score = float(distances.mean())
     boot = distances[rng.integers(0, len(distances), size=(n_bootstrap, len(distances)))].mean(axis=1)
@@ -93,7 +88,7 @@ def drift(
     p_value = tail = None
     alert = False
     if baseline_vectors is not None and len(baseline_vectors):
-        base_sim, _ = nearest(baseline_vectors, eval_vectors, exclude=baseline_self)
+        base_sim, _ = nearest(baseline_vectors, eval_vectors if baseline_rows is None else eval_vectors[baseline_rows])
         base = (1.0 - base_sim).astype(np.float64)
         p_value = permutation_p_value(distances, base, n_permutations, rng)
         alert = bool(p_value < alpha)

@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from flywheel.core import evalset, markdown
+from flywheel.core.db import table_exists
 from flywheel.core.drift import DriftResult, drift
 from flywheel.core.embeddings import CacheStats, Embedder, embed, user_text
 from flywheel.settings import DriftSettings
@@ -43,6 +44,19 @@ def scrubbed_texts(scrubber, traces: list[tuple[str, list[dict]]], roles: tuple[
     return out
 
 
+def source_months(conn: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> list[dt.date | None]:
+    """For each eval row, the month of the production trace it was folded in from (None for rows from
+    a spreadsheet), found through the scrubbed trace it came from."""
+    months: dict[str, dt.date] = {}
+    if table_exists(conn, "scrub", "anonymized_traces"):
+        months = dict(conn.execute(
+            """SELECT trace_ref, date_trunc('month', min(timestamp))::DATE FROM scrub.anonymized_traces
+               WHERE trace_ref IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1""",
+            [[r for r in rows["source_trace_ref"].to_list() if r]],
+        ).fetchall())
+    return [months.get(ref) if ref else None for ref in rows["source_trace_ref"].to_list()]
+
+
 def score_month(
     conn: duckdb.DuckDBPyConnection, month: dt.date, scrubber, embedder: Embedder, trace_ref,
     settings: DriftSettings | None = None, stats: CacheStats | None = None,
@@ -57,16 +71,15 @@ def score_month(
     roles = tuple(settings.text_roles)
     eval_vectors = embed(conn, embedder, [user_text(m, roles) for m in rows["input"].to_list()], stats)
     current_vectors = embed(conn, embedder, scrubbed_texts(scrubber, current, roles), stats)
-    previous = draw_month(conn, (month.replace(day=1) - dt.timedelta(days=1)), settings.traces_per_month)
+    previous_month = month.replace(day=1) - dt.timedelta(days=1)
+    previous = draw_month(conn, previous_month, settings.traces_per_month)
     baseline_vectors = embed(conn, embedder, scrubbed_texts(scrubber, previous, roles), stats) if previous else None
-    row_of = {ref: i for i, ref in enumerate(rows["source_trace_ref"].to_list()) if ref}
-
-    def own_rows(traces):
-        return np.array([row_of.get(trace_ref(tid), -1) for tid, _ in traces], dtype=np.int64)
-
+    sourced = source_months(conn, rows)
+    this_month, last_month = month.replace(day=1), previous_month.replace(day=1)
     result, distances = drift(eval_vectors, current_vectors, baseline_vectors, alpha=settings.alpha,
-                              coverage_distance=settings.coverage_distance, current_self=own_rows(current),
-                              baseline_self=own_rows(previous) if previous else None)
+                              coverage_distance=settings.coverage_distance,
+                              current_rows=np.array([m != this_month for m in sourced]),
+                              baseline_rows=np.array([m != last_month for m in sourced]))
     ranked = pl.DataFrame({"trace_ref": [trace_ref(tid) for tid, _ in current], "distance": distances})
     return result, ranked.sort("distance", descending=True)
 
