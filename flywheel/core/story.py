@@ -132,6 +132,13 @@ def arc(rows: list[dict]) -> list[str]:
         out.append(f"The gate ({regression.DEFAULT_THRESHOLD:.0%} overall and adversarial, latest version) "
                    + "; ".join(part for part in (("passed in " + ", ".join(passed)) if passed else "",
                                                  ("failed in " + ", ".join(failed)) if failed else "") if part) + ".")
+    scored = [r for r in rows if r["drift_score"] is not None]
+    if len(scored) >= 2:
+        peak = max(range(len(scored)), key=lambda i: scored[i]["drift_score"])
+        low = min(scored[: peak + 1], key=lambda r: r["drift_score"])
+        if peak > 0:
+            out.append(f"The drift score rose from {low['drift_score']:.3f} in {low['month']:%B} to "
+                       f"{scored[peak]['drift_score']:.3f} in {scored[peak]['month']:%B}.")
     alerts = [r for r in rows if r["drift_alert"]]
     if alerts:
         out.append("Drift alerted in " + ", ".join(f"{r['month']:%B} ({r['drift_score']:.3f}, p={r['drift_p']:.3f})"
