@@ -88,7 +88,11 @@ class IntakeSettings(BaseModel):
         1_048_576, description="A record larger than this is quarantined unread (1 MiB)."
     )
     chunk_records: int = Field(
-        250_000, description="Records validated and loaded per DuckDB transaction."
+        250_000, description="CSV and Parquet records validated and loaded per query."
+    )
+    transaction_records: int = Field(
+        1_000_000, description="Files are committed together until a transaction holds this many records "
+        "(bulk writes skip the write-ahead log); a file is still loaded all or nothing."
     )
 
 

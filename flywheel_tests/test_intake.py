@@ -202,3 +202,66 @@ def test_edge_values_that_are_valid(conn, tmp_path, field, value, stored):
     report = ingest_paths(conn, [write_jsonl(tmp_path / "in.jsonl", [trace("e", **{field: value})])])
     assert report.quarantined == 0, report.quarantine
     assert conn.execute(f"SELECT {field} FROM raw.traces").fetchone()[0] == stored
+
+
+@pytest.mark.parametrize("content,expected", [
+    (b"", []),
+    (json.dumps(trace("a")).encode(), ["a"]),  # no newline at the end
+    ((json.dumps(trace("a")) + "\n\n" + json.dumps(trace("b")) + "\r\n").encode(), ["a", "b"]),
+])
+def test_file_edges(conn, tmp_path, content, expected):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(content)
+    report = ingest_paths(conn, [path])
+    assert report.quarantined == 0, report.quarantine
+    assert [r[0] for r in conn.execute("SELECT trace_id FROM raw.traces ORDER BY trace_id").fetchall()] == expected
+
+
+def test_a_line_longer_than_a_read_block_but_within_the_limit_is_loaded(conn, tmp_path, monkeypatch):
+    monkeypatch.setattr(intake, "BLOCK_BYTES", 256)
+    long = trace("long", messages=[{"role": "user", "content": "z" * 2000}])
+    path = write_jsonl(tmp_path / "in.jsonl", [trace("a"), long, trace("b")])
+    report = ingest_paths(conn, [path])
+    assert (report.ingested, report.quarantined) == (3, 0)
+    assert conn.execute("SELECT source_line FROM raw.traces WHERE trace_id = 'b'").fetchone()[0] == 3
+
+
+def test_many_small_files_share_a_transaction_and_each_is_counted(conn, tmp_path):
+    paths = [write_jsonl(tmp_path / f"f{i}.jsonl", [trace(f"t{i}-{j}") for j in range(3)] + ["bad"]) for i in range(5)]
+    report = ingest_paths(conn, paths, IntakeSettings(transaction_records=8))
+    assert [(f.ingested, f.quarantined) for f in report.files] == [(3, 1)] * 5
+    assert conn.execute("SELECT count(*) FROM raw.ingested_files").fetchone()[0] == 5
+    assert conn.execute("SELECT count(*) FROM raw.traces").fetchone()[0] == 15
+
+
+def test_a_file_that_breaks_midway_leaves_nothing_and_its_batch_is_reloaded(conn, tmp_path, monkeypatch):
+    monkeypatch.setattr(intake, "BLOCK_BYTES", 512)
+    first = write_jsonl(tmp_path / "a.jsonl", [trace(f"a{j}") for j in range(4)] + ["bad"])
+    broken = write_jsonl(tmp_path / "b.jsonl", [trace(f"b{j}") for j in range(20)])
+    last = write_jsonl(tmp_path / "c.jsonl", [trace("c0")])
+    real_read = intake.read_jsonl
+
+    def read_then_fail(path, settings):
+        for n, chunk in enumerate(real_read(path, settings)):
+            if path == broken and n == 2:
+                raise OSError(5, "Input/output error")
+            yield chunk
+
+    monkeypatch.setattr(intake, "read_jsonl", read_then_fail)
+    report = ingest_paths(conn, [first, broken, last])
+    ids = {r[0][0] for r in conn.execute("SELECT trace_id FROM raw.traces").fetchall()}
+    assert ids == {"a", "c"}, "nothing of the broken file, all of the others"
+    assert [(f.file, f.ingested, f.quarantined, f.error is not None) for f in report.files] == [
+        (str(first), 4, 1, False), (str(broken), 0, 0, True), (str(last), 1, 0, False)]
+    assert [q["file"] for q in report.quarantine] == [str(first)]
+    assert "Input/output error" in report.errors[0]["error"]
+    assert conn.execute("SELECT count(*) FROM raw.quarantine").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM raw.ingested_files").fetchone()[0] == 2
+
+
+def test_repeats_inside_one_chunk_keep_the_first_line(conn, tmp_path):
+    path = write_jsonl(tmp_path / "in.jsonl", [trace("x", intent="first"), trace("y"), trace("x", intent="second"),
+                                               trace("x", intent="third")])
+    report = ingest_paths(conn, [path])
+    assert (report.ingested, report.duplicates) == (2, 2)
+    assert conn.execute("SELECT intent, source_line FROM raw.traces WHERE trace_id = 'x'").fetchall() == [("first", 1)]

@@ -5,9 +5,17 @@ struct of the contract's fields (each still a small JSON value), each field's JS
 once, and the checks run vectorised on those columns. The query is generated from
 ``flywheel.contracts.TRACE_FIELDS``, so the contract is written down once.
 
-Input: a relation named ``chunk`` with columns ``line`` (BIGINT) and ``text`` (VARCHAR, one record).
-Output: one row per non-blank record with ``line``, ``reason`` (NULL when valid), ``text`` and the
-typed trace columns (NULL unless valid).
+Two queries, one contract:
+
+* ``validation_sql``, the reference: names the first fault of a record (field, value, position);
+* ``acceptance_sql``, the fast path every record goes through first: it parses each record once into
+  typed columns, with JSON leaves only for the small scalar fields, and answers only "valid or not".
+  Records it does not accept (usually none) go through the reference for their reason. It must never
+  accept a record the reference rejects; flywheel_tests/test_validation.py holds the two together.
+
+Input: a relation (``chunk`` unless named) with columns ``line`` (BIGINT) and ``text`` (VARCHAR, one
+record). Output: one row per non-blank record with ``line``, ``reason`` (NULL when valid), ``text``
+(only when not valid) and the typed trace columns (NULL unless valid).
 """
 
 from __future__ import annotations
@@ -155,36 +163,114 @@ def _json_kind(v: str) -> str:
 
 _NULL_KNOWN = json.dumps({name: None for name in TRACE_FIELD_NAMES})
 _STRUCTURE = json.dumps({name: "JSON" for name in TRACE_FIELD_NAMES})
+# The fast path's one parse: JSON leaves for the scalars (their JSON type is read off the first
+# character), the conversation straight into its stored type.
+_ACCEPT_STRUCTURE = json.dumps(
+    {f.name: [{"role": "VARCHAR", "content": "VARCHAR"}] if f.kind == "messages" else "JSON" for f in TRACE_FIELDS}
+)
+_ROLES = "(" + ", ".join(_sql_str(r) for r in MESSAGE_ROLES) + ")"
+_KNOWN = "(" + ", ".join(_sql_str(n) for n in TRACE_FIELD_NAMES) + ")"
+# Blank lines are not records. The length test first spares trimming (a copy) of every record.
+_NOT_BLANK = "strlen(text) > 64 OR trim(text, E' \\t\\r\\n') <> ''"
+_IS_OBJECT = "left(ltrim(text, E' \\t\\r\\n'), 1) = '{'"
+_HAS_EXTRAS = f"CASE WHEN r IS NOT NULL THEN len(list_filter(json_keys(text), lambda k: k NOT IN {_KNOWN})) > 0 END AS has_extras"
 
 
-def validation_sql(max_bytes: int) -> str:
-    roles = "(" + ", ".join(_sql_str(r) for r in MESSAGE_ROLES) + ")"
-    known = "(" + ", ".join(_sql_str(n) for n in TRACE_FIELD_NAMES) + ")"
-    fields = ",\n    ".join(
-        f"r.{n} AS {_value(n)}, {_json_kind(f'r.{n}')} AS {_type_of(n)}" for n in TRACE_FIELD_NAMES
-    )
-    parsed_timestamps = ",\n    ".join(
+def _leaf_columns(fields) -> str:
+    return ",\n    ".join(f"r.{f.name} AS {_value(f.name)}, {_json_kind(f'r.{f.name}')} AS {_type_of(f.name)}" for f in fields)
+
+
+def _parsed_timestamps() -> str:
+    return ",\n    ".join(
         f"CASE WHEN {_type_of(f.name)} = 'VARCHAR' THEN try_cast(json_extract_string({_value(f.name)}, '$') AS TIMESTAMPTZ) "
         f"END AS {_parsed(f.name)}"
         for f in TRACE_FIELDS if f.kind == "timestamp"
     )
-    case = "\n".join(f"      WHEN {cond} THEN {reason}" for cond, reason in _checks(max_bytes))
+
+
+def _scalar_faults(f: FieldSpec) -> list[str]:
+    """Conditions under which a scalar field breaks the contract (the reference's checks, without
+    their reasons)."""
+    present = f"coalesce({_type_of(f.name)} <> 'NULL', false)"
+    cond, _ = _type_check(f)
+    faults = [f"NOT {present}"] if f.required else []
+    faults.append(f"({present} AND ({cond}))")
+    if f.required and f.kind == "string":
+        faults.append(f"json_extract_string({_value(f.name)}, '$') = ''")
+    return faults
+
+
+def _output(source: str, *, trim: bool = True) -> str:
     typed = ",\n  ".join(_typed_column(f) for f in TRACE_FIELDS)
+    text = "rtrim(text, E'\\r\\n')" if trim else "text"
+    return f"""SELECT line, reason, CASE WHEN reason IS NOT NULL THEN {text} END AS text,
+  {typed}
+FROM {source}"""
+
+
+NOT_ACCEPTED = "not accepted by the fast path"
+
+
+def acceptance_sql(max_bytes: int, source: str = "chunk") -> str:
+    """The fast path: reason is NULL for a valid record and NOT_ACCEPTED otherwise, with the text as
+    read, for the caller to send through validation_sql for its reason."""
+    scalars = [f for f in TRACE_FIELDS if f.kind != "messages"]
+    faults = [fault for f in scalars for fault in _scalar_faults(f)]
+    faults += [
+        "typed_msgs IS NULL",  # absent, or not a list
+        "len(typed_msgs) = 0",
+        f"list_position(list_transform(typed_msgs, lambda m: coalesce(m.role NOT IN {_ROLES}, true)), true) > 0",
+        # The typed parse reads a number or an object as text; the JSON types of the contents
+        # (one per message that has one) tell a string from the rest.
+        "coalesce(len(content_types) <> len(typed_msgs), true)",
+        "list_position(list_transform(content_types, lambda t: t <> 'VARCHAR'), true) > 0",
+    ]
+    fault = "\n      OR ".join(faults)
+    return f"""
+WITH records AS (
+  SELECT line, text,
+    CASE WHEN strlen(text) <= {int(max_bytes)} AND json_valid(text) AND {_IS_OBJECT}
+      THEN from_json(text, {_sql_str(_ACCEPT_STRUCTURE)}) END AS r
+  FROM {source}
+  WHERE {_NOT_BLANK}
+), fields AS (
+  SELECT line, text, r,
+    {_leaf_columns(scalars)},
+    r.messages AS typed_msgs,
+    {_HAS_EXTRAS}
+  FROM records
+), conversations AS (
+  SELECT *,
+    CASE WHEN len(typed_msgs) > 0 THEN json_type(text, '$.messages[*].content') END AS content_types,
+    {_parsed_timestamps()}
+  FROM fields
+), checked AS (
+  SELECT *, CASE WHEN r IS NULL
+      OR {fault}
+    THEN {_sql_str(NOT_ACCEPTED)} END AS reason
+  FROM conversations
+)
+{_output("checked", trim=False)}
+"""
+
+
+def validation_sql(max_bytes: int, source: str = "chunk") -> str:
+    """The reference: every record's first fault, in the words the quarantine shows."""
+    case = "\n".join(f"      WHEN {cond} THEN {reason}" for cond, reason in _checks(max_bytes))
     return f"""
 WITH parsed AS (
   SELECT line, text,
     strlen(text) > {int(max_bytes)} AS oversize,
     CASE WHEN strlen(text) <= {int(max_bytes)} THEN json_valid(text) END AS is_json
-  FROM chunk
-  -- Blank lines are not records. The length test first spares trimming (a copy) of every record.
-  WHERE strlen(text) > 64 OR trim(text, E' \\t\\r\\n') <> ''
+  FROM {source}
+  WHERE {_NOT_BLANK}
 ), records AS (
-  SELECT *, CASE WHEN is_json AND left(ltrim(text, E' \\t\\r\\n'), 1) = '{{' THEN from_json(text, {_sql_str(_STRUCTURE)}) END AS r
+  SELECT *, CASE WHEN is_json AND {_IS_OBJECT} THEN from_json(text, {_sql_str(_STRUCTURE)}) END AS r
   FROM parsed
 ), fields AS (
   SELECT line, text, oversize, is_json, r,
-    {fields},
-    CASE WHEN r IS NOT NULL THEN len(list_filter(json_keys(text), lambda k: k NOT IN {known})) > 0 END AS has_extras
+    {_leaf_columns(TRACE_FIELDS)},
+    {_HAS_EXTRAS}
   FROM records
 ), conversations AS (
   -- Messages are read twice: with JSON leaves, to tell a string content from a number, and typed,
@@ -193,11 +279,11 @@ WITH parsed AS (
     CASE WHEN t_messages = 'ARRAY' THEN try_cast(v_messages AS STRUCT(role JSON, content JSON)[]) END AS msgs,
     CASE WHEN t_messages = 'ARRAY' THEN from_json(v_messages, '[{{"role": "VARCHAR", "content": "VARCHAR"}}]') END
       AS typed_msgs,
-    {parsed_timestamps}
+    {_parsed_timestamps()}
   FROM fields
 ), located AS (
   SELECT *,
-    list_position(list_transform(typed_msgs, lambda m: coalesce(m.role NOT IN {roles}, true)), true)
+    list_position(list_transform(typed_msgs, lambda m: coalesce(m.role NOT IN {_ROLES}, true)), true)
       AS bad_role_at,
     list_position(list_transform(msgs, lambda m: coalesce(left(m.content, 1) <> '"', true)), true)
       AS bad_content_at
@@ -209,7 +295,5 @@ WITH parsed AS (
     END AS reason
   FROM located
 )
-SELECT line, reason, CASE WHEN reason IS NOT NULL THEN rtrim(text, E'\\r\\n') END AS text,
-  {typed}
-FROM checked
+{_output("checked")}
 """

@@ -1,0 +1,75 @@
+"""The fast path (acceptance_sql) against the reference (validation_sql): the fast path may leave a
+record to the reference, but must never accept one the reference rejects, and must type what it
+accepts exactly as the reference does."""
+
+import json
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from flywheel.core.validation import NOT_ACCEPTED, acceptance_sql, validation_sql
+from flywheel_tests.conftest import trace
+from flywheel_tests.test_intake import BAD_RECORDS
+
+MAX_BYTES = 4096
+
+# Records the reference rejects that a typed parse would read without complaint, on top of the
+# intake tests' catalogue.
+LENIENT_PARSE_TRAPS = [
+    json.dumps(trace(judge_score="0.5")),  # a numeric string is not a number
+    json.dumps(trace(turns=1.7)),  # rounded by a cast
+    json.dumps(trace(guardrail_tripped=1)),  # truthy, not a boolean
+    json.dumps(trace(cohort=7)),  # read as text by a VARCHAR parse
+    json.dumps(trace(messages=[{"role": "user", "content": {"text": "hi"}}])),
+    json.dumps(trace(messages=[{"role": "user", "content": None}])),
+    json.dumps(trace(messages=[{"role": "user", "content": "a"}, {"role": "user"}])),
+    json.dumps(trace(messages=[{"role": 1, "content": "a"}])),
+    json.dumps(trace(messages={"role": "user", "content": "a"})),
+    json.dumps(trace(timestamp="2026-03-02")) [:-1],  # truncated
+    json.dumps(trace(metadata="text")),
+    "x" * (MAX_BYTES + 1),
+]
+
+GOOD_RECORDS = [
+    json.dumps(trace("g1")),
+    json.dumps(trace(1234, customer_id=99, judge_score=1, turns=0, csat=-2.5)),
+    json.dumps(trace("g3", timestamp="2026-03-02T12:00:00+02:00", region="eu", tags=["vip"],
+                     metadata={"channel": "chat"})),
+    json.dumps(trace("g4", messages=[{"role": "system", "content": ""}, {"role": "tool", "content": "{\"a\": 1}"}])),
+    json.dumps(trace("g5", guardrail_tripped=None, intent=None, model_version="m-1")),
+    "  " + json.dumps(trace("g6")) + "\r",
+]
+
+
+def _run(sql: str, lines: list[str]) -> dict[int, tuple]:
+    conn = duckdb.connect()
+    conn.execute("SET TimeZone = 'UTC'")
+    conn.register("chunk", pa.table({"line": pa.array(range(1, len(lines) + 1), pa.int64()),
+                                     "text": pa.array(lines, pa.large_string())}))
+    cursor = conn.execute(f"SELECT * EXCLUDE (text) FROM ({sql}) ORDER BY line")
+    rows = {row[0]: row[1:] for row in cursor.fetchall()}
+    conn.close()
+    return rows
+
+
+@pytest.mark.parametrize("line", [b[1] for b in BAD_RECORDS] + LENIENT_PARSE_TRAPS)
+def test_the_fast_path_never_accepts_a_record_the_reference_rejects(line):
+    [(reason, *_)] = _run(validation_sql(MAX_BYTES), [line]).values()
+    assert reason is not None, "the reference must reject this record"
+    [(fast_reason, *typed)] = _run(acceptance_sql(MAX_BYTES), [line]).values()
+    assert fast_reason == NOT_ACCEPTED
+    assert all(v is None for v in typed), "nothing of a record not accepted is typed"
+
+
+def test_the_fast_path_accepts_valid_records_and_types_them_as_the_reference_does():
+    reference = _run(validation_sql(MAX_BYTES), GOOD_RECORDS)
+    fast = _run(acceptance_sql(MAX_BYTES), GOOD_RECORDS)
+    assert all(row[0] is None for row in reference.values()), reference
+    assert fast == reference
+
+
+def test_both_queries_skip_blank_lines():
+    lines = ["", "   ", "\r", json.dumps(trace("b1"))]
+    assert list(_run(acceptance_sql(MAX_BYTES), lines)) == [4]
+    assert list(_run(validation_sql(MAX_BYTES), lines)) == [4]
