@@ -162,7 +162,7 @@ def test_materialization_is_idempotent(data_dir):
 
 def test_write_sample_matches_sample_week_and_replaces_only_its_week(week_db, sample):
     with connect(week_db) as conn:
-        assert sampling.write_sample(conn, WEEK) == sample.height
+        assert sampling.write_sample(conn, WEEK).equals(sample)
         conn.execute("INSERT INTO sample.sampled_traces (week_start, trace_id) VALUES ('2026-03-09', 'other-week')")
         sampling.write_sample(conn, WEEK)
         assert sampling.read_sample(conn, WEEK).select(sample.columns).equals(sample)

@@ -30,16 +30,15 @@ def _counts_table(title: str, counts: dict[str, int]) -> str:
     "routing fields only: the text stays in raw/traces until the scrubber reads it.",
 )
 def sampled_traces(context: dg.AssetExecutionContext, config: SamplingConfig, warehouse: Warehouse) -> dg.MaterializeResult:
-    # Written in SQL (delete the week, insert the draw) rather than through the IO manager: the draw
-    # never leaves DuckDB, which keeps a million-trace week to a scan's order of cost.
+    # Written here, the week deleted and the draw inserted in one transaction, so a rerun rewrites the
+    # partition; the metadata below describes the very rows written.
     week_start = sampling.as_week_start(context.partition_key)
     open_incidents, problems = incidents.read_all(warehouse.paths.inbox_incidents)
     for problem in problems:
         context.log.warning(f"incident file skipped: {problem}")
     with warehouse.connect() as conn:
-        sampling.write_sample(conn, week_start, config, trace_ref=warehouse.trace_ref(),
-                              incidents=incidents.overlapping(open_incidents, week_start))
-        sample = sampling.read_sample(conn, week_start)
+        sample = sampling.write_sample(conn, week_start, config, trace_ref=warehouse.trace_ref(),
+                                       incidents=incidents.overlapping(open_incidents, week_start))
         traffic = sampling.week_traffic(conn, week_start)
     summary = sampling.summarize(sample, traffic, config)
     return dg.MaterializeResult(
