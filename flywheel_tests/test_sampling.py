@@ -167,3 +167,33 @@ def test_write_sample_matches_sample_week_and_replaces_only_its_week(week_db, sa
         sampling.write_sample(conn, WEEK)
         assert sampling.read_sample(conn, WEEK).select(sample.columns).equals(sample)
         assert conn.execute("SELECT count(*) FROM sample.sampled_traces WHERE week_start = '2026-03-09'").fetchone()[0] == 1
+
+
+def test_each_slot_read_from_64_bit_halves_is_the_128_bit_slice():
+    """The draw reads its slices from two 64-bit halves for speed; each must equal the slice of the
+    128-bit hash it stands for (the straddling slot included), or an upgrade would change every
+    sample."""
+    import duckdb
+
+    slots = ", ".join(
+        f"{sampling._slot(mode)} = ((h >> {sampling.DRAW_BITS * i}) & {2**sampling.DRAW_BITS - 1})"
+        for i, mode in enumerate(sampling.DRAW_SLOTS)
+    )
+    conn = duckdb.connect()
+    rows = conn.execute(
+        f"""SELECT bool_and(ok) FROM (
+              SELECT unnest([{slots}]) AS ok
+              FROM (SELECT *, (h & {2**64 - 1})::UBIGINT AS lo, (h >> 64)::UBIGINT AS hi
+                    FROM (SELECT md5_number('k' || i) AS h FROM range(20000) t(i))))"""
+    ).fetchone()
+    assert rows == (True,)
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.02, 0.05, 0.1, 0.25, 1 / 3, 0.5, 0.999999, 1.0])
+def test_integer_draw_thresholds_equal_the_floating_point_draw(rate):
+    import numpy as np
+
+    sql = sampling._draw("random", rate)
+    threshold = 0 if sql == "false" else 2**sampling.DRAW_BITS if sql == "true" else int(sql.rsplit("<", 1)[1])
+    slices = np.arange(2**sampling.DRAW_BITS)
+    assert np.array_equal(slices < threshold, slices / 2**sampling.DRAW_BITS < rate)
