@@ -125,8 +125,8 @@ def _sql_str(text: str) -> str:
 
 
 # A pick's reasons, in their listed order: random, the strata, the anomalies that fired, then the
-# incident. The query returns them as bits; Polars turns the bits into lists, which costs a sixth of
-# building a list per row in DuckDB.
+# incident. The query returns them as bits and Polars turns the bits into lists (a join on a small
+# lookup table): on a 35k-trace pick that is 5 ms less than DuckDB building two lists per row.
 REASON_BITS = ("random", *(name for name, _ in STRATA), *ANOMALIES)
 MODE_BITS = ("random", "stratified", "anomaly")
 
@@ -148,17 +148,14 @@ _REASON_LOOKUP = _lookup("reasons", REASON_BITS)
 _MODE_LOOKUP = _lookup("modes", MODE_BITS)
 
 
-def sampling_sql(
-    s: SamplingSettings, rare: Sequence[str] = (), *, with_focus: bool = True, with_incidents: bool = True,
-) -> str:
-    """The week's draw as one query; `rare` are the week's low-frequency intents. Reasons and modes
-    come out as bit patterns (reasons_bits, modes_bits) plus incident_reason; with_lists() turns them
-    into lists. Without drift-focus ids or incidents, their branches are left out: the incident match
-    alone costs twice the rest of the draw."""
-    rare_sql = f"coalesce(intent IN ({', '.join(_sql_str(i) for i in rare)}), false)" if rare else "false"
+def sampling_sql(s: SamplingSettings, *, with_focus: bool = True, with_incidents: bool = True) -> str:
+    """The week's draw as one query, over $week_start, $week_end and $rare_intents (the week's
+    low-frequency intents). Reasons and modes come out as bit patterns (reasons_bits, modes_bits) plus
+    incident_reason; with_lists() turns them into lists. Without drift-focus ids or incidents, their
+    branches are left out: the incident match alone costs twice the rest of the draw."""
     eligible = {
         "borderline_judge": f"coalesce(judge_score BETWEEN {s.borderline_low} AND {s.borderline_high}, false)",
-        "rare_intent": rare_sql,
+        "rare_intent": "coalesce(list_contains($rare_intents, intent), false)",
         "long_conversation": f"coalesce(turns >= {s.long_conversation_turns}, false)",
         "drift_focus": "in_focus",
         "anomaly": " OR ".join(f"coalesce({a}, false)" for a in ANOMALIES),
@@ -251,12 +248,12 @@ def sample_week(
              for i in incidents], schema=INCIDENT_SCHEMA))
         registered.append("incidents")
     try:
-        rare = rare_intents(conn, week_start, settings.rare_intent_max_share)
-        sql = sampling_sql(settings, rare, with_focus=bool(focus), with_incidents=bool(incidents))
+        sql = sampling_sql(settings, with_focus=bool(focus), with_incidents=bool(incidents))
+        params = {"week_start": week_start, "week_end": week_start + WEEK,
+                  "rare_intents": rare_intents(conn, week_start, settings.rare_intent_max_share)}
         # Sorting in the query is also what lets DuckDB run the draw on every core before handing
         # rows over (an unsorted result streams through one thread).
-        draw = conn.execute(f"{sql} ORDER BY timestamp, trace_id",
-                            {"week_start": week_start, "week_end": week_start + WEEK}).pl()
+        draw = conn.execute(f"{sql} ORDER BY timestamp, trace_id", params).pl()
     finally:
         for name in registered:
             conn.unregister(name)
