@@ -265,3 +265,25 @@ def test_repeats_inside_one_chunk_keep_the_first_line(conn, tmp_path):
     report = ingest_paths(conn, [path])
     assert (report.ingested, report.duplicates) == (2, 2)
     assert conn.execute("SELECT intent, source_line FROM raw.traces WHERE trace_id = 'x'").fetchall() == [("first", 1)]
+
+
+def test_chunks_already_loaded_are_not_held_until_the_batch_commits(conn, tmp_path, monkeypatch):
+    """A batch of files is one transaction; the text of files already loaded must be freed as it
+    goes (a view registered inside a transaction stays alive until commit, and its table with it)."""
+    import gc
+    import weakref
+
+    paths = [write_jsonl(tmp_path / f"f{i}.jsonl", [trace(f"t{i}-{j}") for j in range(3)] + ["bad"]) for i in range(4)]
+    seen, alive_at_each_load = [], []
+    real_load = intake.load_chunk
+
+    def load_and_count(conn, chunk, *args):
+        gc.collect()
+        alive_at_each_load.append(sum(ref() is not None for ref in seen))
+        seen.append(weakref.ref(chunk.table))
+        real_load(conn, chunk, *args)
+
+    monkeypatch.setattr(intake, "load_chunk", load_and_count)
+    report = ingest_paths(conn, paths)
+    assert report.ingested == 12 and len(report.files) == 4
+    assert alive_at_each_load == [0, 0, 0, 0]

@@ -10,12 +10,11 @@ loaded all or nothing.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import hashlib
 import json
-import mmap
-import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,48 +188,44 @@ def _batched(table: pa.Table) -> pa.Table:
 
 
 def read_jsonl(path: Path, settings: IntakeSettings) -> Iterator[Chunk]:
-    """Blocks of whole lines, straight from a memory map of the file: no copy of the text is made
-    before DuckDB reads it. A line over the size limit is never held whole."""
+    """Blocks of whole lines. Each block is one read, handed to Arrow without a copy; the partial line
+    at its end is read again with the next block rather than copied over. A line over the size limit
+    is never held whole."""
+    line_no = 1
     with open(path, "rb") as fh:
-        if os.fstat(fh.fileno()).st_size == 0:
-            return
-        mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-    # Closed when the last Arrow buffer over it is freed, not before.
-    view = memoryview(mapped)
-    size, pos, line_no = len(mapped), 0, 1
-    while pos < size:
-        end = min(pos + BLOCK_BYTES, size)
-        if end < size:
-            cut = mapped.rfind(b"\n", pos, end)
-            if cut == -1:  # a line longer than a block
-                newline = mapped.find(b"\n", pos)
-                line_end = size if newline == -1 else newline + 1
-                length = (size if newline == -1 else newline) - pos
-                if length > settings.max_line_bytes:
-                    excerpt = bytes(view[pos : pos + EXCERPT_BYTES]).decode("utf-8", "replace")
-                    reason = f"record is {length} bytes, over the limit of {settings.max_line_bytes} bytes"
-                    yield Chunk(_empty_table(), [Rejected(line_no, reason, excerpt)])
+        while buffer := fh.read(BLOCK_BYTES):
+            size = len(buffer)
+            if size == BLOCK_BYTES:  # more may follow: end the block at its last newline
+                cut = buffer.rfind(b"\n")
+                if cut == -1:
+                    yield _long_line(fh, buffer[:EXCERPT_BYTES], line_no, settings.max_line_bytes)
                     line_no += 1
-                else:
-                    yield _lines_table(view[pos:line_end], line_no)
-                    line_no += 1
-                _release(mapped, pos, line_end)
-                pos = line_end
-                continue
-            end = cut + 1
-        chunk = _lines_table(view[pos:end], line_no)
-        line_no += chunk.table.num_rows + len(chunk.rejected)
-        yield chunk
-        _release(mapped, pos, end)
-        pos = end
+                    continue
+                fh.seek(cut + 1 - size, 1)
+                size = cut + 1
+            chunk = _lines_table(memoryview(buffer)[:size], line_no)
+            line_no += chunk.table.num_rows + len(chunk.rejected)
+            yield chunk
 
 
-def _release(mapped: mmap.mmap, start: int, end: int) -> None:
-    """Let the kernel drop pages already loaded, so a file larger than memory streams through. Safe
-    while Arrow still points at them: a read-only file mapping just reads them in again."""
-    if hasattr(mmap, "MADV_DONTNEED"):
-        start -= start % mmap.PAGESIZE
-        mapped.madvise(mmap.MADV_DONTNEED, start, end - start)
+def _long_line(fh, head: bytes, line_no: int, limit: int) -> Chunk:
+    """A line longer than a read block (which the file has just been read past; `head` is its
+    start): quarantined without being held whole when it is over the limit, read whole otherwise
+    (only when the limit exceeds a block)."""
+    start = fh.tell() - BLOCK_BYTES
+    size = BLOCK_BYTES
+    while block := fh.read(BLOCK_BYTES):
+        cut = block.find(b"\n")
+        if cut != -1:
+            size += cut
+            fh.seek(cut + 1 - len(block), 1)  # the next line starts after the newline
+            break
+        size += len(block)
+    if size > limit:
+        reason = f"record is {size} bytes, over the limit of {limit} bytes"
+        return Chunk(_empty_table(), [Rejected(line_no, reason, head.decode("utf-8", "replace"))])
+    fh.seek(start)
+    return _lines_table(memoryview(fh.read(size + 1)), line_no)  # the line and its newline
 
 
 def _empty_table() -> pa.Table:
@@ -382,6 +377,19 @@ def _json_error_detail(text: str) -> str:
     return "not valid JSON"
 
 
+@contextlib.contextmanager
+def _scan_once(conn: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Iterator[None]:
+    """`table` readable as `name` for one scan. Registered as a one-shot stream, not as the table:
+    inside a transaction an unregistered view stays in the catalog until commit, and a table would
+    stay with it (every block of text the batch has read, 0.8 GiB more at 1M traces); a spent
+    stream holds nothing."""
+    conn.register(name, pa.RecordBatchReader.from_batches(table.schema, iter(table.to_batches())))
+    try:
+        yield
+    finally:
+        conn.unregister(name)
+
+
 def _insert_new(conn: duckdb.DuckDBPyConnection, validated_sql: str, file_name: str, ingested_at) -> pa.Table:
     """Insert the valid records of a validation query whose trace id is not loaded yet; returns the
     (line, trace_id) of those inserted. Straight from the query into raw.traces: no staging copy."""
@@ -397,22 +405,20 @@ def _insert_new(conn: duckdb.DuckDBPyConnection, validated_sql: str, file_name: 
     ).to_arrow_table()
 
 
-def _keep_first_of_repeats(conn: duckdb.DuckDBPyConnection, inserted: pa.Table) -> int:
+def _keep_first_of_repeats(conn: duckdb.DuckDBPyConnection, intake_inserted: pa.Table) -> int:
     """An id repeated inside one insert went in every time (the anti-join sees only rows loaded
     before the statement); keep its first line. Returns how many of the inserted rows stay."""
-    if inserted.num_rows == 0 or pc.count_distinct(inserted["trace_id"]).as_py() == inserted.num_rows:
-        return inserted.num_rows
-    conn.register("inserted", inserted)
-    try:
-        # Every row with such an id came from this insert, so its line number tells them apart.
+    n = intake_inserted.num_rows
+    if n == 0 or pc.count_distinct(intake_inserted["trace_id"]).as_py() == n:
+        return n
+    # Every row with such an id came from this insert, so its line number tells them apart.
+    with _scan_once(conn, "intake_inserted", intake_inserted):
         dropped = conn.execute(
             """DELETE FROM raw.traces t
-               USING (SELECT trace_id, min(line) AS first_line FROM inserted GROUP BY trace_id HAVING count(*) > 1) r
+               USING (SELECT trace_id, min(line) AS first_line FROM intake_inserted GROUP BY trace_id HAVING count(*) > 1) r
                WHERE t.trace_id = r.trace_id AND t.source_line > r.first_line"""
         ).fetchone()[0]
-    finally:
-        conn.unregister("inserted")
-    return inserted.num_rows - dropped
+    return n - dropped
 
 
 def load_chunk(
@@ -420,24 +426,18 @@ def load_chunk(
     report: IngestReport, max_bytes: int,
 ) -> None:
     ingested_at = clock.now()
-    conn.register("chunk", chunk.table)
-    try:
-        inserted = _insert_new(conn, acceptance_sql(max_bytes), file_name, ingested_at)
-    finally:
-        conn.unregister("chunk")
+    with _scan_once(conn, "intake_rows", chunk.table):
+        inserted = _insert_new(conn, acceptance_sql(max_bytes, source="intake_rows"), file_name, ingested_at)
     kept = _keep_first_of_repeats(conn, inserted)
     result.ingested += kept
     result.duplicates += inserted.num_rows - kept
     # Everything else goes through the reference query: records the fast path did not accept (their
     # reason), ids loaded before (duplicates) and blank lines (which it drops).
-    rest = chunk.table.filter(pc.invert(pc.is_in(chunk.table["line"], value_set=inserted["line"])))
+    intake_rest = chunk.table.filter(pc.invert(pc.is_in(chunk.table["line"], value_set=inserted["line"])))
     rejected = list(chunk.rejected)
-    if rest.num_rows:
-        conn.register("rest", rest)
-        try:
-            conn.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {validation_sql(max_bytes, source='rest')}")
-        finally:
-            conn.unregister("rest")
+    if intake_rest.num_rows:
+        with _scan_once(conn, "intake_rest", intake_rest):
+            conn.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {validation_sql(max_bytes, source='intake_rest')}")
         valid = conn.execute("SELECT count(*) FROM checked WHERE reason IS NULL").fetchone()[0]
         # Valid here but not accepted by the fast path: loaded all the same, never lost.
         late = _keep_first_of_repeats(conn, _insert_new(conn, "SELECT * FROM checked", file_name, ingested_at))
@@ -452,31 +452,25 @@ def load_chunk(
         r.record = r.record[:EXCERPT_BYTES] if len(r.record) > EXCERPT_BYTES else r.record
     rejected.sort(key=lambda r: r.line)
     if rejected:
-        _quarantine(conn, rejected, file_name, sha256)
+        _quarantine(conn, pa.table({
+            "line": pa.array([r.line for r in rejected], pa.int64()),
+            "reason": pa.array([r.reason for r in rejected], pa.large_string()),
+            "record": pa.array([r.record for r in rejected], pa.large_string()),
+        }), file_name, sha256)
     result.quarantined += len(rejected)
     room = MAX_REPORTED - len(report.quarantine)
     report.quarantine += [{"file": file_name, "line": r.line, "reason": r.reason} for r in rejected[:max(room, 0)]]
 
 
-def _quarantine(conn: duckdb.DuckDBPyConnection, rejected: list[Rejected], file_name: str, sha256: str) -> None:
-    table = pa.table(
-        {
-            "line": pa.array([r.line for r in rejected], pa.int64()),
-            "reason": pa.array([r.reason for r in rejected], pa.large_string()),
-            "record": pa.array([r.record for r in rejected], pa.large_string()),
-        }
-    )
-    conn.register("rejected", table)
-    try:
-        # Keyed by (file content, line): re-ingesting a file never quarantines a line twice.
+def _quarantine(conn: duckdb.DuckDBPyConnection, intake_rejected: pa.Table, file_name: str, sha256: str) -> None:
+    # Keyed by (file content, line): re-ingesting a file never quarantines a line twice.
+    with _scan_once(conn, "intake_rejected", intake_rejected):
         conn.execute(
             """INSERT INTO raw.quarantine
-               SELECT ?, ?, r.line, r.reason, r.record, ? FROM rejected r
+               SELECT ?, ?, r.line, r.reason, r.record, ? FROM intake_rejected r
                WHERE NOT EXISTS (SELECT 1 FROM raw.quarantine q WHERE q.source_sha256 = ? AND q.line = r.line)""",
             [file_name, sha256, clock.now(), sha256],
         )
-    finally:
-        conn.unregister("rejected")
 
 
 class _AbandonedFile(Exception):
