@@ -3,7 +3,7 @@
 Each figure is printed next to a baseline measured in the same run on the same data:
 
 * ingest throughput (traces/s, contract validation and quarantine included) as a ratio to a bare
-  DuckDB `read_json` load of the same files into a table: target >= 0.5x;
+  DuckDB `read_json` load of the same files into a table, the fastest of two runs each: target >= 0.5x;
 * sampling one week, as a ratio to a plain DuckDB full scan of raw.traces: target <= 3x (the draw;
   the draw plus the durable write of the week's partition is printed beside it);
 * peak memory (max RSS) of each phase, each run in its own process.
@@ -97,6 +97,7 @@ def main() -> int:
     parser.add_argument("--traces", type=int, default=1_000_000)
     parser.add_argument("--weeks", type=int, default=4)
     parser.add_argument("--keep", help="Work in this folder and keep it (default: a temporary folder).")
+    parser.add_argument("--load-runs", type=int, default=2, help="Runs of each load; the fastest counts.")
     args = parser.parse_args()
     per_day = -(-args.traces // (args.weeks * 7))
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="flywheel-bench-"))
@@ -109,13 +110,25 @@ def main() -> int:
               f"({gen['traces'] / gen['seconds']:,.0f} traces/s), peak {gen['peak_mib']:,.0f} MiB", flush=True)
 
         traces_dir = str(work / "demo" / "traces")
-        bare = _in_child(phase_bare_load, traces_dir, str(work / "bare.duckdb"))
-        ours = _in_child(phase_ingest, traces_dir, str(work / "flywheel.duckdb"))
+        # Each load runs twice, alternating, each time into a new database; the faster run counts, so
+        # neither side is judged on a cold page cache or a noisy moment.
+        bare_runs, our_runs = [], []
+        for attempt in range(args.load_runs):
+            for runs, phase, db in ((bare_runs, phase_bare_load, "bare"), (our_runs, phase_ingest, "flywheel")):
+                path = work / f"{db}.duckdb"
+                path.unlink(missing_ok=True)
+                Path(f"{path}.wal").unlink(missing_ok=True)
+                runs.append(_in_child(phase, traces_dir, str(path)))
+        bare = min(bare_runs, key=lambda r: r["seconds"])
+        ours = min(our_runs, key=lambda r: r["seconds"])
         bare_tps, ours_tps = bare["rows"] / bare["seconds"], ours["ingested"] / ours["seconds"]
         ratio = ours_tps / bare_tps
-        print("\ningest")
-        print(f"  baseline  DuckDB read_json into a table : {bare_tps:>10,.0f} traces/s  ({bare['seconds']:.1f} s, peak {bare['peak_mib']:,.0f} MiB)")
-        print(f"  flywheel  ingest (validate + quarantine): {ours_tps:>10,.0f} traces/s  ({ours['seconds']:.1f} s, peak {ours['peak_mib']:,.0f} MiB)")
+        print(f"\ningest (fastest of {args.load_runs} runs each)")
+        def runs(rs):
+            return ", ".join(f"{r['seconds']:.1f}" for r in rs)
+
+        print(f"  baseline  DuckDB read_json into a table : {bare_tps:>10,.0f} traces/s  (runs {runs(bare_runs)} s, peak {bare['peak_mib']:,.0f} MiB)")
+        print(f"  flywheel  ingest (validate + quarantine): {ours_tps:>10,.0f} traces/s  (runs {runs(our_runs)} s, peak {ours['peak_mib']:,.0f} MiB)")
         print(f"  ratio {ratio:.2f}x  (target >= 0.5x)  {'OK' if ratio >= 0.5 else 'BELOW TARGET'}")
 
         week = (dt.date(2026, 3, 2) + dt.timedelta(days=7 * (args.weeks - 1))).isoformat()
