@@ -400,7 +400,10 @@ def _insert_new(conn: duckdb.DuckDBPyConnection, validated_sql: str, file_name: 
                    md5_number(trace_id) AS sample_key
             FROM ({validated_sql}) v
             WHERE reason IS NULL
-              AND NOT EXISTS (SELECT 1 FROM raw.traces t WHERE t.trace_id = v.trace_id)
+              -- Matching on the md5 first reads 16-byte integers instead of every id string: a third
+              -- of the time against a million loaded traces. The ids are still compared.
+              AND NOT EXISTS (SELECT 1 FROM raw.traces t
+                              WHERE t.sample_key = md5_number(v.trace_id) AND t.trace_id = v.trace_id)
             RETURNING source_line AS line, trace_id""",
         [file_name, ingested_at],
     ).to_arrow_table()
