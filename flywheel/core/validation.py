@@ -200,10 +200,9 @@ def _scalar_faults(f: FieldSpec) -> list[str]:
     return faults
 
 
-def _output(source: str, *, trim: bool = True) -> str:
+def _output(source: str) -> str:
     typed = ",\n  ".join(_typed_column(f) for f in TRACE_FIELDS)
-    text = "rtrim(text, E'\\r\\n')" if trim else "text"
-    return f"""SELECT line, reason, CASE WHEN reason IS NOT NULL THEN {text} END AS text,
+    return f"""SELECT line, reason, CASE WHEN reason IS NOT NULL THEN rtrim(text, E'\\r\\n') END AS text,
   {typed}
 FROM {source}"""
 
@@ -212,8 +211,8 @@ NOT_ACCEPTED = "not accepted by the fast path"
 
 
 def acceptance_sql(max_bytes: int, source: str = "chunk") -> str:
-    """The fast path: reason is NULL for a valid record and NOT_ACCEPTED otherwise, with the text as
-    read, for the caller to send through validation_sql for its reason."""
+    """The fast path: reason is NULL for a valid record and NOT_ACCEPTED otherwise; the caller sends
+    the records it did not accept through validation_sql for their reason."""
     scalars = [f for f in TRACE_FIELDS if f.kind != "messages"]
     faults = [fault for f in scalars for fault in _scalar_faults(f)]
     faults += [
@@ -250,7 +249,7 @@ WITH records AS (
     THEN {_sql_str(NOT_ACCEPTED)} END AS reason
   FROM conversations
 )
-{_output("checked", trim=False)}
+{_output("checked")}
 """
 
 
