@@ -36,6 +36,8 @@ BAD_RECORDS = [
     ("turns fractional", json.dumps(trace(turns=2.5)), 'field "turns" must be an integer'),
     ("turns negative", json.dumps(trace(turns=-1)), 'field "turns" must be an integer >= 0'),
     ("turns in exponent form", json.dumps(trace(turns=1e3)), 'field "turns" must be an integer'),
+    ("turns past BIGINT", json.dumps(trace(turns=2**63)), 'field "turns" must be an integer'),
+    ("csat past DOUBLE", json.dumps(trace()).rstrip("}") + ', "csat": 1e400}', 'field "csat" must be a number'),
     ("flag not boolean", json.dumps(trace(guardrail_tripped="yes")), 'field "guardrail_tripped" must be true or false'),
     ("metadata not object", json.dumps(trace(metadata=[1])), 'field "metadata" must be a JSON object'),
     ("cohort not string", json.dumps(trace(cohort=["smb"])), 'field "cohort" must be a string'),
@@ -248,13 +250,14 @@ def test_a_file_that_breaks_midway_leaves_nothing_and_its_batch_is_reloaded(conn
             yield chunk
 
     monkeypatch.setattr(intake, "read_jsonl", read_then_fail)
-    report = ingest_paths(conn, [first, broken, last])
+    missing = tmp_path / "missing.jsonl"
+    report = ingest_paths(conn, [first, missing, broken, last])
     ids = {r[0][0] for r in conn.execute("SELECT trace_id FROM raw.traces").fetchall()}
     assert ids == {"a", "c"}, "nothing of the broken file, all of the others"
     assert [(f.file, f.ingested, f.quarantined, f.error is not None) for f in report.files] == [
-        (str(first), 4, 1, False), (str(broken), 0, 0, True), (str(last), 1, 0, False)]
+        (str(first), 4, 1, False), (str(missing), 0, 0, True), (str(broken), 0, 0, True), (str(last), 1, 0, False)]
     assert [q["file"] for q in report.quarantine] == [str(first)]
-    assert "Input/output error" in report.errors[0]["error"]
+    assert "Input/output error" in report.errors[1]["error"]
     assert conn.execute("SELECT count(*) FROM raw.quarantine").fetchone()[0] == 1
     assert conn.execute("SELECT count(*) FROM raw.ingested_files").fetchone()[0] == 2
 
@@ -287,3 +290,61 @@ def test_chunks_already_loaded_are_not_held_until_the_batch_commits(conn, tmp_pa
     report = ingest_paths(conn, paths)
     assert report.ingested == 12 and len(report.files) == 4
     assert alive_at_each_load == [0, 0, 0, 0]
+
+
+def test_a_valid_record_the_fast_path_declined_still_comes_first(conn, tmp_path, monkeypatch):
+    """The fast path may decline a valid record (never accept a bad one); the record is loaded by
+    the reference path, ahead of a later line with the same id."""
+    real = intake.acceptance_sql
+
+    def declines_even_lines(max_bytes, source="chunk"):
+        return f"SELECT * REPLACE (CASE WHEN line % 2 = 0 THEN 'declined' ELSE reason END AS reason) FROM ({real(max_bytes, source)})"
+
+    monkeypatch.setattr(intake, "acceptance_sql", declines_even_lines)
+    path = write_jsonl(tmp_path / "in.jsonl", [trace("x"), trace("z", intent="first"), trace("z", intent="second"),
+                                               trace("y"), "bad"])
+    report = ingest_paths(conn, [path])
+    assert (report.ingested, report.duplicates, report.quarantined) == (3, 1, 1)
+    assert conn.execute("SELECT intent, source_line FROM raw.traces WHERE trace_id = 'z'").fetchall() == [("first", 2)]
+
+
+def test_a_file_that_breaks_again_on_reload_is_left_out_too(conn, tmp_path, monkeypatch):
+    monkeypatch.setattr(intake, "BLOCK_BYTES", 512)
+    first = write_jsonl(tmp_path / "a.jsonl", [trace(f"a{j}") for j in range(20)])
+    second = write_jsonl(tmp_path / "b.jsonl", [trace(f"b{j}") for j in range(20)])
+    third = write_jsonl(tmp_path / "c.jsonl", [trace(f"c{j}") for j in range(3)])
+    reads = {first: 0, second: 0, third: 0}
+    real_read = intake.read_jsonl
+
+    def flaky(path, settings):
+        reads[path] += 1
+        for n, chunk in enumerate(real_read(path, settings)):
+            # b breaks on its first reading, a on its second (the reload after b broke).
+            if n == 2 and ((path == second and reads[path] == 1) or (path == first and reads[path] == 2)):
+                raise OSError(5, "Input/output error")
+            yield chunk
+
+    monkeypatch.setattr(intake, "read_jsonl", flaky)
+    report = ingest_paths(conn, [first, second, third])
+    assert {f.file: (f.ingested, f.error is not None) for f in report.files} == {
+        str(first): (0, True), str(second): (0, True), str(third): (3, False)}
+    assert conn.execute("SELECT count(*) FROM raw.traces").fetchone()[0] == 3
+    assert all(f.sha256 for f in report.files)
+
+
+def test_a_record_duckdb_cannot_load_fails_its_file_not_the_run(conn, tmp_path, monkeypatch):
+    good = write_jsonl(tmp_path / "good.jsonl", [trace("g1"), trace("g2")])
+    cursed = write_jsonl(tmp_path / "cursed.jsonl", [trace("c1")])
+    after = write_jsonl(tmp_path / "after.jsonl", [trace("h1")])
+    real_load = intake.load_chunk
+
+    def load(conn, chunk, file_name, *args):
+        if file_name == str(cursed):
+            conn.execute("SELECT CAST('not a number' AS INTEGER)")  # aborts the transaction, as a real one would
+        real_load(conn, chunk, file_name, *args)
+
+    monkeypatch.setattr(intake, "load_chunk", load)
+    report = ingest_paths(conn, [good, cursed, after])
+    assert [(f.file, f.ingested) for f in report.files if not f.error] == [(str(good), 2), (str(after), 1)]
+    assert "could not be loaded" in report.errors[0]["error"]
+    assert sorted(r[0] for r in conn.execute("SELECT trace_id FROM raw.traces").fetchall()) == ["g1", "g2", "h1"]

@@ -59,3 +59,24 @@ def table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> bo
         [schema, table],
     ).fetchone()
     return bool(row and row[0])
+
+
+def rollback_quietly(conn: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the open transaction, if there is one: a failed COMMIT or BEGIN leaves none, and
+    the error worth raising is the one that brought us here."""
+    try:
+        conn.execute("ROLLBACK")
+    except duckdb.TransactionException:
+        pass
+
+
+@contextlib.contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """BEGIN, then COMMIT on success or ROLLBACK on any error."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        rollback_quietly(conn)
+        raise

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from flywheel.core import clock
+from flywheel.core.db import rollback_quietly
 from flywheel.contracts import TRACE_FIELDS, trace_table_columns
 from flywheel.core.validation import acceptance_sql, validation_sql
 from flywheel.settings import IntakeSettings
@@ -425,6 +426,20 @@ def _keep_first_of_repeats(conn: duckdb.DuckDBPyConnection, intake_inserted: pa.
     return n - dropped
 
 
+def _drop_later_lines(conn: duckdb.DuckDBPyConnection, intake_inserted: pa.Table, file_name: str) -> int:
+    """Delete the rows this chunk inserted whose id a valid row of `checked` has on an earlier line.
+    Those ids were new before the chunk (the insert's anti-join), so (file, line, id) is this chunk's
+    own row."""
+    with _scan_once(conn, "intake_inserted", intake_inserted):
+        return conn.execute(
+            """DELETE FROM raw.traces t
+               USING (SELECT i.trace_id, i.line FROM intake_inserted i JOIN checked c USING (trace_id)
+                      WHERE c.reason IS NULL AND c.line < i.line) d
+               WHERE t.source_file = ? AND t.source_line = d.line AND t.trace_id = d.trace_id""",
+            [file_name],
+        ).fetchone()[0]
+
+
 def load_chunk(
     conn: duckdb.DuckDBPyConnection, chunk: Chunk, file_name: str, sha256: str, result: FileResult,
     report: IngestReport, max_bytes: int,
@@ -443,10 +458,13 @@ def load_chunk(
         with _scan_once(conn, "intake_rest", intake_rest):
             conn.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {validation_sql(max_bytes, source='intake_rest')}")
         valid = conn.execute("SELECT count(*) FROM checked WHERE reason IS NULL").fetchone()[0]
-        # Valid here but not accepted by the fast path: loaded all the same, never lost.
-        late = _keep_first_of_repeats(conn, _insert_new(conn, "SELECT * FROM checked", file_name, ingested_at))
-        result.ingested += late
-        result.duplicates += valid - late
+        if valid:
+            # Valid here but not accepted by the fast path: loaded all the same, never lost, and
+            # ahead of a later line of the chunk with the same id that the fast path did load.
+            displaced = _drop_later_lines(conn, inserted, file_name)
+            late = _keep_first_of_repeats(conn, _insert_new(conn, "SELECT * FROM checked", file_name, ingested_at))
+            result.ingested += late - displaced
+            result.duplicates += valid - late + displaced
         bad = conn.execute("SELECT line, reason, text FROM checked WHERE reason IS NOT NULL ORDER BY line").fetchall()
         rejected += [Rejected(line, reason, text) for line, reason, text in bad]
         conn.execute("DROP TABLE checked")
@@ -478,15 +496,20 @@ def _quarantine(conn: duckdb.DuckDBPyConnection, intake_rejected: pa.Table, file
 
 
 class _AbandonedFile(Exception):
-    """A file failed after some of its rows were written: its transaction must be rolled back."""
+    """A file failed after some of its rows were written, or a statement of it failed (which aborts
+    the transaction in DuckDB): its transaction must be rolled back."""
 
-    def __init__(self, error: str):
+    def __init__(self, error: str, sha256: str):
         super().__init__(error)
         self.error = error
+        self.sha256 = sha256
 
 
 # Errors that mean "this file cannot be read", as opposed to a bug or a broken warehouse.
 _FILE_ERRORS = (UnreadableFile, OSError, UnicodeDecodeError, pa.ArrowException)
+# Errors a record can raise inside DuckDB that validation did not foresee: they fail the file, not
+# the run.
+_RECORD_ERRORS = (duckdb.ConversionException, duckdb.InvalidInputException)
 
 
 def ingest_file(
@@ -522,12 +545,15 @@ def ingest_file(
     except _FILE_ERRORS as exc:
         error = str(exc) if isinstance(exc, UnreadableFile) else f"{path}: {exc}"
         if wrote:
-            raise _AbandonedFile(error) from exc
+            raise _AbandonedFile(error, result.sha256) from exc
         _record_error(report, result, error)
+    except _RECORD_ERRORS as exc:
+        raise _AbandonedFile(f"{path}: a record could not be loaded: {exc}", result.sha256) from exc
     return result
 
 
 def _record_error(report: IngestReport, result: FileResult, error: str) -> None:
+    """The file is in the report with its error and no counts, and none of its lines."""
     result.ingested = result.duplicates = result.quarantined = 0
     result.error = error
     if result not in report.files:
@@ -539,13 +565,6 @@ def _forget(report: IngestReport, file_names: set[str]) -> None:
     """Take rolled-back files out of the report, before they are loaded again."""
     report.files = [f for f in report.files if f.file not in file_names]
     report.quarantine = [q for q in report.quarantine if q["file"] not in file_names]
-
-
-def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
-    try:
-        conn.execute("ROLLBACK")
-    except duckdb.TransactionException:
-        pass  # no transaction open (it failed to begin or to commit)
 
 
 class _HashAhead:
@@ -588,12 +607,7 @@ def _ingest_in_batches(
                 result = ingest_file(conn, path, report, settings, skip_known=skip_known, on_progress=on_progress,
                                      sha256_of=hashes.sha256)
             except _AbandonedFile as abandoned:
-                _rollback(conn)
-                _forget(report, {str(p) for p in batch} | {str(path)})
-                conn.execute("BEGIN TRANSACTION")
-                for earlier in batch:
-                    ingest_file(conn, earlier, report, settings, skip_known=skip_known)
-                _record_error(report, FileResult(str(path)), abandoned.error)
+                batch = _reload_without(conn, batch, path, abandoned, report, settings, skip_known)
                 continue
             if result is None or result.error:
                 continue
@@ -605,10 +619,35 @@ def _ingest_in_batches(
                 batch, batch_records = [], 0
         conn.execute("COMMIT")
     except BaseException:
-        _rollback(conn)
+        rollback_quietly(conn)
         raise
     finally:
         hashes.close()
+
+
+def _reload_without(
+    conn: duckdb.DuckDBPyConnection, batch: list[Path], broken: Path, abandoned: _AbandonedFile, report: IngestReport,
+    settings: IntakeSettings, skip_known: bool,
+) -> list[Path]:
+    """Roll back the open transaction, which holds part of `broken`, and load the batch's other files
+    again in a new one. A file that breaks on this second reading is left out in turn. Returns the
+    batch as reloaded; every file left out is in the report with its error."""
+    failures = [(broken, abandoned)]
+    while True:
+        rollback_quietly(conn)
+        _forget(report, {str(p) for p in batch} | {str(path) for path, _ in failures})
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            for earlier in batch:
+                ingest_file(conn, earlier, report, settings, skip_known=skip_known)
+        except _AbandonedFile as again:
+            failures.append((earlier, again))
+            batch = [p for p in batch if p != earlier]
+            continue
+        break
+    for path, failure in failures:
+        _record_error(report, FileResult(str(path), sha256=failure.sha256), failure.error)
+    return batch
 
 
 def ingest_paths(
@@ -622,9 +661,14 @@ def ingest_paths(
     # batch. Checkpoint once at the end instead.
     threshold = conn.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0]
     conn.execute("SET checkpoint_threshold = '16GB'")
+    files = expand_paths(paths)
     try:
-        _ingest_in_batches(conn, expand_paths(paths), report, settings, skip_known, on_progress)
+        _ingest_in_batches(conn, files, report, settings, skip_known, on_progress)
     finally:
         conn.execute(f"SET checkpoint_threshold = '{threshold}'")
     conn.execute("CHECKPOINT")
+    # A reload after a broken file appends the batch again: report in the order the files came.
+    position = {str(path): i for i, path in reversed(list(enumerate(files)))}
+    report.files.sort(key=lambda f: position.get(f.file, len(position)))
+    report.quarantine.sort(key=lambda q: (position.get(q["file"], len(position)), q["line"]))
     return report

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 import duckdb
 import polars as pl
 
-from flywheel.core.db import table_exists
+from flywheel.core.db import table_exists, transaction
 from flywheel.settings import SamplingSettings
 
 WEEK = dt.timedelta(days=7)
@@ -275,15 +275,12 @@ def write_sample(
     sample = sample_week(conn, week_start, settings, trace_ref=trace_ref, incidents=incidents)
     conn.execute("CREATE SCHEMA IF NOT EXISTS sample")
     conn.execute(SAMPLE_TABLE_DDL)
+    # Registered before the transaction begins: a view dropped inside one lives on until it ends.
     conn.register("drawn_sample", sample)
-    conn.execute("BEGIN TRANSACTION")
     try:
-        conn.execute("DELETE FROM sample.sampled_traces WHERE week_start = ?", [week_start])
-        conn.execute("INSERT INTO sample.sampled_traces BY NAME SELECT * FROM drawn_sample")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+        with transaction(conn):
+            conn.execute("DELETE FROM sample.sampled_traces WHERE week_start = ?", [week_start])
+            conn.execute("INSERT INTO sample.sampled_traces BY NAME SELECT * FROM drawn_sample")
     finally:
         conn.unregister("drawn_sample")
     return sample

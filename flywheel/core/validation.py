@@ -71,7 +71,10 @@ def _type_check(f: FieldSpec) -> tuple[str, str] | None:
         )
     if f.kind in ("number", "integer"):
         allowed = NUMERIC_JSON_TYPES if f.kind == "number" else INTEGER_JSON_TYPES
-        bad = [f"{t} NOT IN {allowed}"]
+        # Out of the stored type's range: an integer past BIGINT would fail the cast that stores it
+        # (and with it the whole batch), a number past DOUBLE would be stored as infinity.
+        fits = f"try_cast({v} AS BIGINT) IS NULL" if f.kind == "integer" else f"NOT isfinite(try_cast({v} AS DOUBLE))"
+        bad = [f"{t} NOT IN {allowed}", fits]
         bounds = []
         if f.minimum is not None:
             bad.append(f"try_cast({v} AS DOUBLE) < {f.minimum}")
