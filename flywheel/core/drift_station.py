@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from flywheel.core import evalset, markdown
-from flywheel.core.db import table_exists
+from flywheel.core.db import table_exists, transaction
 from flywheel.core.drift import DriftResult, drift
 from flywheel.core.embeddings import CacheStats, Embedder, embed, user_text
 from flywheel.settings import DriftSettings
@@ -99,8 +99,7 @@ def store(conn: duckdb.DuckDBPyConnection, month: dt.date, result: DriftResult, 
     ensure_tables(conn)
     month = month.replace(day=1)
     top = ranked.head(keep)
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         conn.execute("DELETE FROM drift.scores WHERE month = ?", [month])
         conn.execute("DELETE FROM drift.high_distance_traces WHERE month = ?", [month])
         conn.execute("INSERT INTO drift.scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -108,10 +107,6 @@ def store(conn: duckdb.DuckDBPyConnection, month: dt.date, result: DriftResult, 
                       result.alert, result.tail_share, result.reverse_coverage, result.n_current, result.n_eval])
         for ref, distance in top.iter_rows():
             conn.execute("INSERT INTO drift.high_distance_traces VALUES (?, ?, ?)", [month, ref, float(distance)])
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def history_markdown(months: list[dict]) -> str:

@@ -22,6 +22,7 @@ import polars as pl
 
 from flywheel.contracts import EVAL_ROW_FIELDS
 from flywheel.core import clock
+from flywheel.core.db import transaction
 from flywheel.core.labeling.labels import (
     CRITERION_TYPES,
     Label,
@@ -105,8 +106,7 @@ def add_version(conn: duckdb.DuckDBPyConnection, rows: list[Row], cause: str) ->
     if not fresh:
         return None
     version = latest_version(conn) + 1
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         for row in fresh:
             conn.execute(
                 """INSERT INTO eval.eval_rows (row_id, input, expected_behaviour, criterion_type, criterion_value,
@@ -117,10 +117,6 @@ def add_version(conn: duckdb.DuckDBPyConnection, rows: list[Row], cause: str) ->
             )
             conn.execute("INSERT INTO eval.row_spans VALUES (?, ?, NULL)", [row.row_id, version])
         _record_version(conn, version, len(fresh), 0, 0, cause)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return version
 
 
@@ -154,8 +150,7 @@ def change_rows(conn: duckdb.DuckDBPyConnection, *, retire: dict[str, str] | Non
     if not retire and not reinstate:
         return None
     version = latest_version(conn) + 1
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         for row_id, reason in retire.items():
             conn.execute("UPDATE eval.row_spans SET version_to = ? WHERE row_id = ? AND version_to IS NULL", [version, row_id])
             conn.execute("UPDATE eval.eval_rows SET version_retired = ?, retire_reason = ? WHERE row_id = ?",
@@ -164,10 +159,6 @@ def change_rows(conn: duckdb.DuckDBPyConnection, *, retire: dict[str, str] | Non
             conn.execute("INSERT INTO eval.row_spans VALUES (?, ?, NULL)", [row_id, version])
             conn.execute("UPDATE eval.eval_rows SET version_retired = NULL, retire_reason = NULL WHERE row_id = ?", [row_id])
         _record_version(conn, version, 0, len(retire), len(reinstate), cause)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return version
 
 

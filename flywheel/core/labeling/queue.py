@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from flywheel.core import evalset
-from flywheel.core.db import table_exists
+from flywheel.core.db import table_exists, transaction
 from flywheel.core.drift import nearest
 from flywheel.core.embeddings import Embedder, embed, user_text
 from flywheel.core.labeling.labels import ensure_tables
@@ -87,10 +87,9 @@ def write_queue(conn: duckdb.DuckDBPyConnection, week_start: dt.datetime, embedd
     conn.register("queue_snapshot", queue)
     try:
         conn.execute("CREATE TABLE IF NOT EXISTS label.review_queue AS SELECT * FROM queue_snapshot WHERE false")
-        conn.execute("BEGIN TRANSACTION")
-        conn.execute("DELETE FROM label.review_queue WHERE week_start = ?", [week_start])
-        conn.execute("INSERT INTO label.review_queue SELECT * FROM queue_snapshot")
-        conn.execute("COMMIT")
+        with transaction(conn):
+            conn.execute("DELETE FROM label.review_queue WHERE week_start = ?", [week_start])
+            conn.execute("INSERT INTO label.review_queue SELECT * FROM queue_snapshot")
     finally:
         conn.unregister("queue_snapshot")
     return queue

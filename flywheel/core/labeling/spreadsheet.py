@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from flywheel.core.db import transaction
 from flywheel.core.labeling import labels, taxonomy
 from flywheel.core.labeling.queue import format_conversation
 
@@ -117,15 +118,10 @@ def _import_row(conn, row: dict, number: int, report: ImportReport, default_revi
         report.errors += [{"row": number, **p} for p in problems]
         return
     # The row lands whole or not at all: the new taxonomy entry and the label commit together.
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         if new_entry:
             taxonomy.add(conn, new_entry)
         stored = labels.record(conn, label)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     if new_entry:
         report.new_codes.append(new_entry.code)
     if stored:
