@@ -348,3 +348,12 @@ def test_a_record_duckdb_cannot_load_fails_its_file_not_the_run(conn, tmp_path, 
     assert [(f.file, f.ingested) for f in report.files if not f.error] == [(str(good), 2), (str(after), 1)]
     assert "could not be loaded" in report.errors[0]["error"]
     assert sorted(r[0] for r in conn.execute("SELECT trace_id FROM raw.traces").fetchall()) == ["g1", "g2", "h1"]
+
+
+def test_ingest_puts_the_connection_settings_it_changes_back(conn, tmp_path):
+    conn.execute("SET disabled_optimizers = 'join_order'")
+    before = conn.execute("SELECT current_setting('disabled_optimizers'), current_setting('checkpoint_threshold')").fetchone()
+    report = ingest_paths(conn, [write_jsonl(tmp_path / "a.jsonl", [trace("s1"), "not json"])])
+    assert (report.ingested, report.quarantined) == (1, 1)
+    after = conn.execute("SELECT current_setting('disabled_optimizers'), current_setting('checkpoint_threshold')").fetchone()
+    assert after == before

@@ -29,6 +29,19 @@ LENIENT_PARSE_TRAPS = [
     json.dumps(trace(timestamp="2026-03-02")) [:-1],  # truncated
     json.dumps(trace(metadata="text")),
     "x" * (MAX_BYTES + 1),
+    # The typed parse turns what it cannot convert into NULL, or converts it anyway.
+    json.dumps(trace(turns=2**63)),  # past BIGINT
+    json.dumps(trace(timestamp=1767225600)),  # epoch seconds are not ISO 8601
+    json.dumps(trace(timestamp="2026-13-01T00:00:00Z")),
+    json.dumps(trace(judge_score={"value": 0.5})),
+    json.dumps(trace(trace_id=1.5)),  # an id may be an integer, not any number
+    json.dumps(trace(csat=True)),
+    json.dumps(trace(metadata=["a"])),
+    json.dumps(trace())[:-1] + ', "csat": 1e400}',  # infinity
+    # Repeated keys: the first one counts, in every parse.
+    '{"judge_score": "x", ' + json.dumps(trace(judge_score=0.5))[1:],
+    # An escaped key is the same key once read.
+    json.dumps(trace())[:-1] + ', "judge\\u005fscore": "high"}',
 ]
 
 GOOD_RECORDS = [
@@ -39,6 +52,10 @@ GOOD_RECORDS = [
     json.dumps(trace("g4", messages=[{"role": "system", "content": ""}, {"role": "tool", "content": "{\"a\": 1}"}])),
     json.dumps(trace("g5", guardrail_tripped=None, intent=None, model_version="m-1")),
     "  " + json.dumps(trace("g6")) + "\r",
+    json.dumps(trace(2**64 - 1, customer_id=-7, timestamp="2026-03-02 12:00:00")),
+    '{"cohort": "smb", ' + json.dumps(trace("g8", cohort="enterprise"))[1:],  # the first of repeated keys
+    json.dumps(trace("g9", csat=None, metadata=None, judge_score=0)),
+    json.dumps(trace("g10", messages=[{"role": "user", "content": "caf\u00e9 \u2603", "name": "x"}]), ensure_ascii=True),
 ]
 
 

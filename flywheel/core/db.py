@@ -80,3 +80,14 @@ def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
     except BaseException:
         rollback_quietly(conn)
         raise
+
+
+@contextlib.contextmanager
+def setting(conn: duckdb.DuckDBPyConnection, name: str, value: str) -> Iterator[None]:
+    """A DuckDB setting changed for the block, and put back as it was after it."""
+    previous = conn.execute("SELECT current_setting(?)", [name]).fetchone()[0]
+    conn.execute(f"SET {name} = ?", [value])
+    try:
+        yield
+    finally:
+        conn.execute(f"SET {name} = ?", [previous])

@@ -166,11 +166,6 @@ def _json_kind(v: str) -> str:
 
 _NULL_KNOWN = json.dumps({name: None for name in TRACE_FIELD_NAMES})
 _STRUCTURE = json.dumps({name: "JSON" for name in TRACE_FIELD_NAMES})
-# The fast path's one parse: JSON leaves for the scalars (their JSON type is read off the first
-# character), the conversation straight into its stored type.
-_ACCEPT_STRUCTURE = json.dumps(
-    {f.name: [{"role": "VARCHAR", "content": "VARCHAR"}] if f.kind == "messages" else "JSON" for f in TRACE_FIELDS}
-)
 _ROLES = "(" + ", ".join(_sql_str(r) for r in MESSAGE_ROLES) + ")"
 _KNOWN = "(" + ", ".join(_sql_str(n) for n in TRACE_FIELD_NAMES) + ")"
 # Blank lines are not records. The length test first spares trimming (a copy) of every record.
@@ -191,16 +186,43 @@ def _parsed_timestamps() -> str:
     )
 
 
-def _scalar_faults(f: FieldSpec) -> list[str]:
-    """Conditions under which a scalar field breaks the contract (the reference's checks, without
-    their reasons)."""
-    present = f"coalesce({_type_of(f.name)} <> 'NULL', false)"
-    cond, _ = _type_check(f)
+def _typed_faults(f: FieldSpec) -> list[str]:
+    """Conditions under which a scalar field breaks the contract, read off its JSON kind (k_<name>)
+    and its typed value (r.<name>): the reference's checks, without their reasons. The typed parse
+    is lenient (a numeric string becomes a number, a number text), so every check looks at the kind
+    first; a value the typed parse could not convert is NULL, which fails the record."""
+    k, v = _kind_of(f.name), f"r.{f.name}"
+    present = f"coalesce({k} <> 'NULL', false)"
     faults = [f"NOT {present}"] if f.required else []
-    faults.append(f"({present} AND ({cond}))")
-    if f.required and f.kind == "string":
-        faults.append(f"json_extract_string({_value(f.name)}, '$') = ''")
+    if f.kind == "string":
+        allowed = "('VARCHAR', 'BIGINT', 'UBIGINT')" if f.accepts_number else "('VARCHAR')"
+        wrong = f"{k} NOT IN {allowed}"
+        if f.required:
+            wrong += f" OR {v} = ''"
+    elif f.kind == "timestamp":
+        wrong = f"{k} <> 'VARCHAR' OR {v} IS NULL"
+    elif f.kind in ("number", "integer"):
+        allowed = NUMERIC_JSON_TYPES if f.kind == "number" else INTEGER_JSON_TYPES
+        # NULL when out of the stored type's range (an integer past BIGINT); infinity past DOUBLE.
+        wrong = f"{k} NOT IN {allowed} OR {v} IS NULL"
+        if f.kind == "number":
+            wrong += f" OR NOT isfinite({v})"
+        if f.minimum is not None:
+            wrong += f" OR {v} < {f.minimum}"
+        if f.maximum is not None:
+            wrong += f" OR {v} > {f.maximum}"
+    elif f.kind == "boolean":
+        wrong = f"{k} <> 'BOOLEAN'"
+    elif f.kind == "object":
+        wrong = f"{k} <> 'OBJECT'"
+    else:
+        raise ValueError(f"no scalar check for field kind {f.kind!r}")
+    faults.append(f"({present} AND ({wrong}))")
     return faults
+
+
+def _kind_of(name: str) -> str:
+    return f"k_{name}"
 
 
 def _output(source: str) -> str:
@@ -212,47 +234,85 @@ FROM {source}"""
 
 NOT_ACCEPTED = "not accepted by the fast path"
 
+# The fast path's typed parse: every field straight into its stored type (timestamps with their
+# offset, converted to UTC on the way out).
+_TYPED_STRUCTURE = json.dumps({
+    f.name: [{"role": "VARCHAR", "content": "VARCHAR"}] if f.kind == "messages"
+    else "TIMESTAMPTZ" if f.kind == "timestamp" else DUCKDB_TYPES[f.kind]
+    for f in TRACE_FIELDS
+})
+# The JSON kind of every top-level field, from one parse.
+_FIELD_PATHS = "[" + ", ".join(_sql_str(f"$.{f.name}") for f in TRACE_FIELDS) + "]"
+
+
+def _fast_typed_column(f: FieldSpec) -> str:
+    v = f"r.{f.name}"
+    if f.kind == "timestamp":
+        expr = f"CAST({v} AS TIMESTAMP)"
+    elif f.kind == "messages":
+        expr = v
+    elif f.kind == "object":
+        expr = (
+            f"CASE WHEN has_extras THEN json_merge_patch(json_merge_patch(text, {_sql_str(_NULL_KNOWN)}), "
+            f"coalesce({v}, '{{}}')) ELSE {v} END"
+        )
+    else:
+        expr = v
+    if f.name == "turns":
+        expr = f"coalesce({expr}, len(list_filter(r.messages, lambda m: m.role = 'user')))"
+    return f"CASE WHEN reason IS NULL THEN {expr} END AS {f.name}"
+
 
 def acceptance_sql(max_bytes: int, source: str = "chunk") -> str:
     """The fast path: reason is NULL for a valid record and NOT_ACCEPTED otherwise; the caller sends
-    the records it did not accept through validation_sql for their reason."""
+    the records it did not accept through validation_sql for their reason.
+
+    Each record is parsed four times by DuckDB's C++ JSON reader, each pass cheap: json_valid; one
+    typed from_json straight into the stored types (no JSON leaf is converted afterwards); the JSON
+    kind of every field in one json_type call; and json_keys plus the kinds of the message contents,
+    which the typed parse cannot tell apart. Both typed parse and json_type read the first of
+    duplicated keys, as the reference does."""
     scalars = [f for f in TRACE_FIELDS if f.kind != "messages"]
-    faults = [fault for f in scalars for fault in _scalar_faults(f)]
+    faults = [fault for f in scalars for fault in _typed_faults(f)]
     faults += [
-        "typed_msgs IS NULL",  # absent, or not a list
-        "len(typed_msgs) = 0",
-        f"list_position(list_transform(typed_msgs, lambda m: coalesce(m.role NOT IN {_ROLES}, true)), true) > 0",
+        "k_messages IS DISTINCT FROM 'ARRAY'",
+        "r.messages IS NULL",
+        "len(r.messages) = 0",
+        f"list_position(list_transform(r.messages, lambda m: coalesce(m.role NOT IN {_ROLES}, true)), true) > 0",
         # The typed parse reads a number or an object as text; the JSON types of the contents
         # (one per message that has one) tell a string from the rest.
-        "coalesce(len(content_types) <> len(typed_msgs), true)",
+        "coalesce(len(content_types) <> len(r.messages), true)",
         "list_position(list_transform(content_types, lambda t: t <> 'VARCHAR'), true) > 0",
     ]
     fault = "\n      OR ".join(faults)
+    kinds = ",\n    ".join(f"kinds[{i}] AS {_kind_of(f.name)}" for i, f in enumerate(TRACE_FIELDS, start=1))
+    typed = ",\n  ".join(_fast_typed_column(f) for f in TRACE_FIELDS)
     return f"""
 WITH records AS (
   SELECT line, text,
-    CASE WHEN strlen(text) <= {int(max_bytes)} AND json_valid(text) AND {_IS_OBJECT}
-      THEN from_json(text, {_sql_str(_ACCEPT_STRUCTURE)}) END AS r
+    strlen(text) <= {int(max_bytes)} AND json_valid(text) AND {_IS_OBJECT} AS readable
   FROM {source}
   WHERE {_NOT_BLANK}
-), fields AS (
-  SELECT line, text, r,
-    {_leaf_columns(scalars)},
-    r.messages AS typed_msgs,
-    {_HAS_EXTRAS}
+), parsed AS (
+  SELECT line, text, readable,
+    CASE WHEN readable THEN from_json(text, {_sql_str(_TYPED_STRUCTURE)}) END AS r,
+    CASE WHEN readable THEN json_type(text, {_FIELD_PATHS}) END AS kinds,
+    CASE WHEN readable THEN len(list_filter(json_keys(text), lambda k: k NOT IN {_KNOWN})) > 0 END AS has_extras,
+    CASE WHEN readable THEN json_type(text, '$.messages[*].content') END AS content_types
   FROM records
-), conversations AS (
+), fields AS (
   SELECT *,
-    CASE WHEN len(typed_msgs) > 0 THEN json_type(text, '$.messages[*].content') END AS content_types,
-    {_parsed_timestamps()}
-  FROM fields
+    {kinds}
+  FROM parsed
 ), checked AS (
-  SELECT *, CASE WHEN r IS NULL
+  SELECT *, CASE WHEN NOT readable
       OR {fault}
     THEN {_sql_str(NOT_ACCEPTED)} END AS reason
-  FROM conversations
+  FROM fields
 )
-{_output("checked")}
+SELECT line, reason, CASE WHEN reason IS NOT NULL THEN rtrim(text, E'\\r\\n') END AS text,
+  {typed}
+FROM checked
 """
 
 
