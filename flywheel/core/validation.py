@@ -1,15 +1,15 @@
-"""The trace contract as one DuckDB query.
+"""The trace contract as DuckDB queries.
 
-Validating in SQL keeps intake near DuckDB's own JSON load speed: every record is parsed once into a
-struct of the contract's fields (each still a small JSON value), each field's JSON type is computed
-once, and the checks run vectorised on those columns. The query is generated from
+Validating in SQL keeps intake near DuckDB's own JSON load speed: records are parsed by DuckDB's C++
+JSON reader and the checks run vectorised on the parsed columns. The queries are generated from
 ``flywheel.contracts.TRACE_FIELDS``, so the contract is written down once.
 
 Two queries, one contract:
 
 * ``validation_sql``, the reference: names the first fault of a record (field, value, position);
-* ``acceptance_sql``, the fast path every record goes through first: it parses each record once into
-  typed columns, with JSON leaves only for the small scalar fields, and answers only "valid or not".
+* ``acceptance_sql``, the fast path every record goes through first: it parses each record straight
+  into the stored types, reads the JSON kind of every field from one more parse, and answers only
+  "valid or not".
   Records it does not accept (usually none) go through the reference for their reason. It must never
   accept a record the reference rejects; flywheel_tests/test_validation.py holds the two together.
 
