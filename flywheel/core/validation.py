@@ -225,8 +225,8 @@ def _kind_of(name: str) -> str:
     return f"k_{name}"
 
 
-def _output(source: str) -> str:
-    typed = ",\n  ".join(_typed_column(f) for f in TRACE_FIELDS)
+def _output(source: str, typed_columns: list[str]) -> str:
+    typed = ",\n  ".join(typed_columns)
     return f"""SELECT line, reason, CASE WHEN reason IS NOT NULL THEN rtrim(text, E'\\r\\n') END AS text,
   {typed}
 FROM {source}"""
@@ -267,10 +267,10 @@ def acceptance_sql(max_bytes: int, source: str = "chunk") -> str:
     """The fast path: reason is NULL for a valid record and NOT_ACCEPTED otherwise; the caller sends
     the records it did not accept through validation_sql for their reason.
 
-    Each record is parsed four times by DuckDB's C++ JSON reader, each pass cheap: json_valid; one
+    DuckDB's C++ JSON reader passes over each record five times, each pass cheap: json_valid; one
     typed from_json straight into the stored types (no JSON leaf is converted afterwards); the JSON
-    kind of every field in one json_type call; and json_keys plus the kinds of the message contents,
-    which the typed parse cannot tell apart. Both typed parse and json_type read the first of
+    kind of every field in one json_type call; json_keys, for unknown fields; and the kinds of the
+    message contents, which the typed parse cannot tell apart. Both typed parse and json_type read the first of
     duplicated keys, as the reference does."""
     scalars = [f for f in TRACE_FIELDS if f.kind != "messages"]
     faults = [fault for f in scalars for fault in _typed_faults(f)]
@@ -286,7 +286,6 @@ def acceptance_sql(max_bytes: int, source: str = "chunk") -> str:
     ]
     fault = "\n      OR ".join(faults)
     kinds = ",\n    ".join(f"kinds[{i}] AS {_kind_of(f.name)}" for i, f in enumerate(TRACE_FIELDS, start=1))
-    typed = ",\n  ".join(_fast_typed_column(f) for f in TRACE_FIELDS)
     return f"""
 WITH records AS (
   SELECT line, text,
@@ -310,9 +309,7 @@ WITH records AS (
     THEN {_sql_str(NOT_ACCEPTED)} END AS reason
   FROM fields
 )
-SELECT line, reason, CASE WHEN reason IS NOT NULL THEN rtrim(text, E'\\r\\n') END AS text,
-  {typed}
-FROM checked
+{_output("checked", [_fast_typed_column(f) for f in TRACE_FIELDS])}
 """
 
 
@@ -357,5 +354,5 @@ WITH parsed AS (
     END AS reason
   FROM located
 )
-{_output("checked")}
+{_output("checked", [_typed_column(f) for f in TRACE_FIELDS])}
 """
