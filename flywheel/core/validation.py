@@ -129,27 +129,37 @@ def _checks(max_bytes: int) -> list[tuple[str, str]]:
     return checks
 
 
-def _typed_column(f: FieldSpec) -> str:
-    v = _value(f.name)
-    if f.kind == "string":
-        expr = f"json_extract_string({v}, '$')"
-    elif f.kind == "timestamp":
-        expr = f"CAST({_parsed(f.name)} AS TIMESTAMP)"
-    elif f.kind == "messages":
-        expr = "typed_msgs"
-    elif f.kind == "object":
+def _stored_column(f: FieldSpec, value: str, messages: str) -> str:
+    """The column stored for a field, from the SQL of its typed value and of the typed conversation;
+    NULL unless the record is valid."""
+    expr = value
+    if f.kind == "object":
         # Unknown top-level fields are kept in metadata; an explicit metadata key wins a clash.
         # Merge-patching the record with {known: null, ...} leaves exactly its unknown fields.
         expr = (
             f"CASE WHEN has_extras THEN json_merge_patch(json_merge_patch(text, {_sql_str(_NULL_KNOWN)}), "
-            f"coalesce({v}, '{{}}')) ELSE {v} END"
+            f"coalesce({value}, '{{}}')) ELSE {value} END"
         )
-    else:
-        expr = f"CAST({v} AS {DUCKDB_TYPES[f.kind]})"
     if f.name == "turns":
         # Counted from the conversation when the producer did not say.
-        expr = f"coalesce({expr}, len(list_filter(typed_msgs, lambda m: m.role = 'user')))"
+        expr = f"coalesce({expr}, len(list_filter({messages}, lambda m: m.role = 'user')))"
     return f"CASE WHEN reason IS NULL THEN {expr} END AS {f.name}"
+
+
+def _typed_column(f: FieldSpec) -> str:
+    """The reference's stored column, converted from the field's JSON leaf."""
+    v = _value(f.name)
+    if f.kind == "string":
+        value = f"json_extract_string({v}, '$')"
+    elif f.kind == "timestamp":
+        value = f"CAST({_parsed(f.name)} AS TIMESTAMP)"
+    elif f.kind == "messages":
+        value = "typed_msgs"
+    elif f.kind == "object":
+        value = v
+    else:
+        value = f"CAST({v} AS {DUCKDB_TYPES[f.kind]})"
+    return _stored_column(f, value, "typed_msgs")
 
 
 def _json_kind(v: str) -> str:
@@ -171,7 +181,11 @@ _KNOWN = "(" + ", ".join(_sql_str(n) for n in TRACE_FIELD_NAMES) + ")"
 # Blank lines are not records. The length test first spares trimming (a copy) of every record.
 _NOT_BLANK = "strlen(text) > 64 OR trim(text, E' \\t\\r\\n') <> ''"
 _IS_OBJECT = "left(ltrim(text, E' \\t\\r\\n'), 1) = '{'"
-_HAS_EXTRAS = f"CASE WHEN r IS NOT NULL THEN len(list_filter(json_keys(text), lambda k: k NOT IN {_KNOWN})) > 0 END AS has_extras"
+
+
+def _has_extras(parsed: str) -> str:
+    """Whether a record has top-level fields the contract does not name (computed when `parsed`)."""
+    return f"CASE WHEN {parsed} THEN len(list_filter(json_keys(text), lambda k: k NOT IN {_KNOWN})) > 0 END AS has_extras"
 
 
 def _leaf_columns(fields) -> str:
@@ -246,21 +260,9 @@ _FIELD_PATHS = "[" + ", ".join(_sql_str(f"$.{f.name}") for f in TRACE_FIELDS) + 
 
 
 def _fast_typed_column(f: FieldSpec) -> str:
-    v = f"r.{f.name}"
-    if f.kind == "timestamp":
-        expr = f"CAST({v} AS TIMESTAMP)"
-    elif f.kind == "messages":
-        expr = v
-    elif f.kind == "object":
-        expr = (
-            f"CASE WHEN has_extras THEN json_merge_patch(json_merge_patch(text, {_sql_str(_NULL_KNOWN)}), "
-            f"coalesce({v}, '{{}}')) ELSE {v} END"
-        )
-    else:
-        expr = v
-    if f.name == "turns":
-        expr = f"coalesce({expr}, len(list_filter(r.messages, lambda m: m.role = 'user')))"
-    return f"CASE WHEN reason IS NULL THEN {expr} END AS {f.name}"
+    """The fast path's stored column: the typed parse already holds the stored type."""
+    value = f"CAST(r.{f.name} AS TIMESTAMP)" if f.kind == "timestamp" else f"r.{f.name}"
+    return _stored_column(f, value, "r.messages")
 
 
 def acceptance_sql(max_bytes: int, source: str = "chunk") -> str:
@@ -296,7 +298,7 @@ WITH records AS (
   SELECT line, text, readable,
     CASE WHEN readable THEN from_json(text, {_sql_str(_TYPED_STRUCTURE)}) END AS r,
     CASE WHEN readable THEN json_type(text, {_FIELD_PATHS}) END AS kinds,
-    CASE WHEN readable THEN len(list_filter(json_keys(text), lambda k: k NOT IN {_KNOWN})) > 0 END AS has_extras,
+    {_has_extras("readable")},
     CASE WHEN readable THEN json_type(text, '$.messages[*].content') END AS content_types
   FROM records
 ), fields AS (
@@ -329,7 +331,7 @@ WITH parsed AS (
 ), fields AS (
   SELECT line, text, oversize, is_json, r,
     {_leaf_columns(TRACE_FIELDS)},
-    {_HAS_EXTRAS}
+    {_has_extras("r IS NOT NULL")}
   FROM records
 ), conversations AS (
   -- Messages are read twice: with JSON leaves, to tell a string content from a number, and typed,
