@@ -8,11 +8,22 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from flywheel.core.validation import NOT_ACCEPTED, acceptance_sql, validation_sql
+from flywheel.core.validation import CONTENTS_READ_BY_PATH, NOT_ACCEPTED, acceptance_sql, validation_sql
 from flywheel_tests.conftest import trace
 from flywheel_tests.test_intake import BAD_RECORDS
 
 MAX_BYTES = 4096
+
+def _conversation(n: int, bad_at: int | None = None, bad=None) -> list[dict]:
+    """n messages taking turns; the one at bad_at has `bad` for content, or no content when None."""
+    messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i}"} for i in range(n)]
+    if bad_at is not None:
+        if bad is None:
+            del messages[bad_at]["content"]
+        else:
+            messages[bad_at]["content"] = bad
+    return messages
+
 
 # Records the reference rejects that a typed parse would read without complaint, on top of the
 # intake tests' catalogue.
@@ -42,6 +53,14 @@ LENIENT_PARSE_TRAPS = [
     '{"judge_score": "x", ' + json.dumps(trace(judge_score=0.5))[1:],
     # An escaped key is the same key once read.
     json.dumps(trace())[:-1] + ', "judge\\u005fscore": "high"}',
+    # Not objects, or not JSON once the object ends: the typed parse under try() must not pass them.
+    "null",
+    "true",
+    json.dumps(trace()) + " x",
+    # Contents past those whose kinds are read by path are read by the wildcard.
+    json.dumps(trace(messages=_conversation(CONTENTS_READ_BY_PATH + 8, bad_at=CONTENTS_READ_BY_PATH + 3, bad=7))),
+    json.dumps(trace(messages=_conversation(CONTENTS_READ_BY_PATH + 8, bad_at=CONTENTS_READ_BY_PATH + 3, bad=None))),
+    json.dumps(trace(messages=_conversation(CONTENTS_READ_BY_PATH, bad_at=CONTENTS_READ_BY_PATH - 1, bad=[1]))),
 ]
 
 GOOD_RECORDS = [
@@ -56,6 +75,9 @@ GOOD_RECORDS = [
     '{"cohort": "smb", ' + json.dumps(trace("g8", cohort="enterprise"))[1:],  # the first of repeated keys
     json.dumps(trace("g9", csat=None, metadata=None, judge_score=0)),
     json.dumps(trace("g10", messages=[{"role": "user", "content": "caf\u00e9 \u2603", "name": "x"}]), ensure_ascii=True),
+    json.dumps(trace("g11", messages=_conversation(CONTENTS_READ_BY_PATH))),
+    json.dumps(trace("g12", messages=_conversation(CONTENTS_READ_BY_PATH + 1))),
+    json.dumps(trace("g13", messages=_conversation(2 * CONTENTS_READ_BY_PATH))),
 ]
 
 
@@ -90,3 +112,13 @@ def test_both_queries_skip_blank_lines():
     lines = ["", "   ", "\r", json.dumps(trace("b1"))]
     assert list(_run(acceptance_sql(MAX_BYTES), lines)) == [4]
     assert list(_run(validation_sql(MAX_BYTES), lines)) == [4]
+
+
+def test_a_record_that_is_not_json_leaves_the_rest_of_its_vector_to_the_fast_path():
+    """The typed parse runs under try(): one record that is not JSON makes DuckDB parse its whole
+    vector again record by record, and only that record is left to the reference."""
+    lines = [json.dumps(trace(f"v{i}")) for i in range(3000)]
+    lines[1500] = "{oops"
+    fast = _run(acceptance_sql(MAX_BYTES), lines)
+    assert [line for line, (reason, *_) in fast.items() if reason is not None] == [1501]
+    assert sum(reason is None for reason, *_ in fast.values()) == 2999

@@ -255,8 +255,16 @@ _TYPED_STRUCTURE = json.dumps({
     else "TIMESTAMPTZ" if f.kind == "timestamp" else DUCKDB_TYPES[f.kind]
     for f in TRACE_FIELDS
 })
-# The JSON kind of every top-level field, from one parse.
-_FIELD_PATHS = "[" + ", ".join(_sql_str(f"$.{f.name}") for f in TRACE_FIELDS) + "]"
+# Conversations up to this long have the JSON kinds of their message contents read by the same
+# json_type call as the fields; a longer one costs one more parse of its record.
+CONTENTS_READ_BY_PATH = 16
+# The paths of that one json_type call: the record itself (an object?), every top-level field, and
+# the first CONTENTS_READ_BY_PATH message contents.
+_KIND_PATHS = (
+    ["$"] + [f"$.{f.name}" for f in TRACE_FIELDS]
+    + [f"$.messages[{i}].content" for i in range(CONTENTS_READ_BY_PATH)]
+)
+_FIRST_CONTENT_KIND = 2 + len(TRACE_FIELDS)  # 1-based position in the kinds list
 
 
 def _fast_typed_column(f: FieldSpec) -> str:
@@ -269,11 +277,13 @@ def acceptance_sql(max_bytes: int, source: str = "chunk") -> str:
     """The fast path: reason is NULL for a valid record and NOT_ACCEPTED otherwise; the caller sends
     the records it did not accept through validation_sql for their reason.
 
-    DuckDB's C++ JSON reader passes over each record five times, each pass cheap: json_valid; one
-    typed from_json straight into the stored types (no JSON leaf is converted afterwards); the JSON
-    kind of every field in one json_type call; json_keys, for unknown fields; and the kinds of the
-    message contents, which the typed parse cannot tell apart. Both typed parse and json_type read the first of
-    duplicated keys, as the reference does."""
+    DuckDB's C++ JSON reader passes over each record three times, the parse being most of the cost:
+    one typed from_json straight into the stored types (no JSON leaf is converted afterwards; under
+    try(), so a record that is not JSON comes out NULL instead of failing the query, which spares a
+    json_valid pass); one json_type call for the JSON kinds of the record, of every field and of
+    the message contents, which the lenient typed parse cannot tell apart; and json_keys, for
+    unknown fields. Both typed parse and json_type read the first of repeated keys, as the
+    reference does."""
     scalars = [f for f in TRACE_FIELDS if f.kind != "messages"]
     faults = [fault for f in scalars for fault in _typed_faults(f)]
     faults += [
@@ -281,30 +291,35 @@ def acceptance_sql(max_bytes: int, source: str = "chunk") -> str:
         "r.messages IS NULL",
         "len(r.messages) = 0",
         f"list_position(list_transform(r.messages, lambda m: coalesce(m.role NOT IN {_ROLES}, true)), true) > 0",
-        # The typed parse reads a number or an object as text; the JSON types of the contents
-        # (one per message that has one) tell a string from the rest.
+        # The typed parse reads a number or an object as text; the JSON kinds of the contents tell
+        # a string from the rest. A content the message lacks has no kind: by path it is NULL, by
+        # the wildcard it is left out.
         "coalesce(len(content_types) <> len(r.messages), true)",
-        "list_position(list_transform(content_types, lambda t: t <> 'VARCHAR'), true) > 0",
+        "list_position(list_transform(content_types, lambda t: coalesce(t <> 'VARCHAR', true)), true) > 0",
     ]
     fault = "\n      OR ".join(faults)
-    kinds = ",\n    ".join(f"kinds[{i}] AS {_kind_of(f.name)}" for i, f in enumerate(TRACE_FIELDS, start=1))
+    paths = "[" + ", ".join(map(_sql_str, _KIND_PATHS)) + "]"
+    kinds = ",\n    ".join(f"kinds[{i}] AS {_kind_of(f.name)}" for i, f in enumerate(TRACE_FIELDS, start=2))
+    first = _FIRST_CONTENT_KIND
     return f"""
-WITH records AS (
+WITH parsed AS (
   SELECT line, text,
-    strlen(text) <= {int(max_bytes)} AND json_valid(text) AND {_IS_OBJECT} AS readable
+    CASE WHEN strlen(text) <= {int(max_bytes)} THEN try(from_json(text, {_sql_str(_TYPED_STRUCTURE)})) END AS r
   FROM {source}
   WHERE {_NOT_BLANK}
-), parsed AS (
-  SELECT line, text, readable,
-    CASE WHEN readable THEN from_json(text, {_sql_str(_TYPED_STRUCTURE)}) END AS r,
-    CASE WHEN readable THEN json_type(text, {_FIELD_PATHS}) END AS kinds,
-    {_has_extras("readable")},
-    CASE WHEN readable THEN json_type(text, '$.messages[*].content') END AS content_types
-  FROM records
+), typed AS (
+  SELECT line, text, r,
+    CASE WHEN r IS NOT NULL THEN json_type(text, {paths}) END AS kinds,
+    {_has_extras("r IS NOT NULL")}
+  FROM parsed
 ), fields AS (
   SELECT *,
+    coalesce(kinds[1] = 'OBJECT', false) AS readable,
+    CASE WHEN r.messages IS NULL THEN NULL
+         WHEN len(r.messages) <= {CONTENTS_READ_BY_PATH} THEN kinds[{first}:{first - 1} + len(r.messages)]
+         ELSE json_type(text, '$.messages[*].content') END AS content_types,
     {kinds}
-  FROM parsed
+  FROM typed
 ), checked AS (
   SELECT *, CASE WHEN NOT readable
       OR {fault}
