@@ -183,9 +183,10 @@ _NOT_BLANK = "strlen(text) > 64 OR trim(text, E' \\t\\r\\n') <> ''"
 _IS_OBJECT = "left(ltrim(text, E' \\t\\r\\n'), 1) = '{'"
 
 
-def _has_extras(parsed: str) -> str:
-    """Whether a record has top-level fields the contract does not name (computed when `parsed`)."""
-    return f"CASE WHEN {parsed} THEN len(list_filter(json_keys(text), lambda k: k NOT IN {_KNOWN})) > 0 END AS has_extras"
+def _has_extras(parsed: str, text: str = "text") -> str:
+    """Whether a record (the JSON in column `text`) has top-level fields the contract does not name
+    (computed when `parsed`)."""
+    return f"CASE WHEN {parsed} THEN len(list_filter(json_keys({text}), lambda k: k NOT IN {_KNOWN})) > 0 END AS has_extras"
 
 
 def _leaf_columns(fields) -> str:
@@ -305,14 +306,18 @@ def acceptance_sql(max_bytes: int, source: str = "chunk") -> str:
     first = _FIRST_CONTENT_KIND
     return f"""
 WITH records AS (
-  SELECT line, text, strlen(text) <= {int(max_bytes)} AND json_valid(text) AS is_json
+  -- The JSON functions below read NULL for a record that is not JSON: nulling their input rather
+  -- than their output spares a CASE over the parsed values, which copies them all when a vector
+  -- holds a bad record.
+  SELECT line, text,
+    CASE WHEN strlen(text) <= {int(max_bytes)} AND json_valid(text) THEN text END AS json_text
   FROM {source}
   WHERE {_NOT_BLANK}
 ), typed AS (
   SELECT line, text,
-    CASE WHEN is_json THEN from_json(text, {_sql_str(_TYPED_STRUCTURE)}) END AS r,
-    CASE WHEN is_json THEN json_type(text, {paths}) END AS kinds,
-    {_has_extras("is_json")}
+    from_json(json_text, {_sql_str(_TYPED_STRUCTURE)}) AS r,
+    json_type(json_text, {paths}) AS kinds,
+    {_has_extras("json_text IS NOT NULL", "json_text")}
   FROM records
 ), fields AS (
   SELECT *,
