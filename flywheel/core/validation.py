@@ -306,9 +306,9 @@ def acceptance_sql(max_bytes: int, source: str = "chunk") -> str:
     first = _FIRST_CONTENT_KIND
     return f"""
 WITH records AS (
-  -- The JSON functions below read NULL for a record that is not JSON: nulling their input rather
-  -- than their output spares a CASE over the parsed values, which copies them all when a vector
-  -- holds a bad record.
+  -- The JSON functions below read NULL for a record that is not JSON (a bad record must never reach
+  -- them: their error would fail the query). Nulling their input rather than their output spares
+  -- a CASE over the parsed values, conversations included.
   SELECT line, text,
     CASE WHEN strlen(text) <= {int(max_bytes)} AND json_valid(text) THEN text END AS json_text
   FROM {source}
