@@ -56,25 +56,36 @@ def _got(v: str) -> str:
     return f"', got ' || left({v}::VARCHAR, 60)"
 
 
+def _wrong_kind(f: FieldSpec, kind: str) -> str:
+    """SQL that holds when `kind`, a JSON type name (json_type's words), is not one the field takes.
+    Shared by both queries: which kinds a field takes is part of the contract."""
+    if f.kind == "string":
+        return f"{kind} NOT IN " + ("('VARCHAR', 'BIGINT', 'UBIGINT')" if f.accepts_number else "('VARCHAR')")
+    if f.kind in ("number", "integer"):
+        return f"{kind} NOT IN " + (NUMERIC_JSON_TYPES if f.kind == "number" else INTEGER_JSON_TYPES)
+    single = {"timestamp": "VARCHAR", "boolean": "BOOLEAN", "object": "OBJECT", "messages": "ARRAY"}
+    if f.kind not in single:
+        raise ValueError(f"unknown field kind {f.kind!r}")
+    return f"{kind} <> '{single[f.kind]}'"
+
+
 def _type_check(f: FieldSpec) -> tuple[str, str] | None:
     """(condition that the present value is wrong, reason SQL) for one field's kind."""
     v = _value(f.name)
     t = _type_of(f.name)
     label = f'field "{f.name}"'
     if f.kind == "string":
-        allowed = "('VARCHAR', 'BIGINT', 'UBIGINT')" if f.accepts_number else "('VARCHAR')"
-        return f"{t} NOT IN {allowed}", _sql_str(f"{label} must be a string") + " || " + _got(v)
+        return _wrong_kind(f, t), _sql_str(f"{label} must be a string") + " || " + _got(v)
     if f.kind == "timestamp":
         return (
-            f"{t} <> 'VARCHAR' OR {_parsed(f.name)} IS NULL",
+            f"{_wrong_kind(f, t)} OR {_parsed(f.name)} IS NULL",
             _sql_str(f"{label} must be an ISO 8601 timestamp") + " || " + _got(v),
         )
     if f.kind in ("number", "integer"):
-        allowed = NUMERIC_JSON_TYPES if f.kind == "number" else INTEGER_JSON_TYPES
         # Out of the stored type's range: an integer past BIGINT would fail the cast that stores it
         # (and with it the whole batch), a number past DOUBLE would be stored as infinity.
         fits = f"try_cast({v} AS BIGINT) IS NULL" if f.kind == "integer" else f"NOT isfinite(try_cast({v} AS DOUBLE))"
-        bad = [f"{t} NOT IN {allowed}", fits]
+        bad = [_wrong_kind(f, t), fits]
         bounds = []
         if f.minimum is not None:
             bad.append(f"try_cast({v} AS DOUBLE) < {f.minimum}")
@@ -87,11 +98,11 @@ def _type_check(f: FieldSpec) -> tuple[str, str] | None:
             what += " " + " and ".join(bounds)
         return " OR ".join(bad), _sql_str(f"{label} must be {what}") + " || " + _got(v)
     if f.kind == "boolean":
-        return f"{t} <> 'BOOLEAN'", _sql_str(f"{label} must be true or false") + " || " + _got(v)
+        return _wrong_kind(f, t), _sql_str(f"{label} must be true or false") + " || " + _got(v)
     if f.kind == "object":
-        return f"{t} <> 'OBJECT'", _sql_str(f"{label} must be a JSON object") + " || " + _got(v)
+        return _wrong_kind(f, t), _sql_str(f"{label} must be a JSON object") + " || " + _got(v)
     if f.kind == "messages":
-        return f"{t} <> 'ARRAY'", _sql_str(f"{label} must be a list of {{role, content}}") + " || " + _got(v)
+        return _wrong_kind(f, t), _sql_str(f"{label} must be a list of {{role, content}}") + " || " + _got(v)
     raise ValueError(f"unknown field kind {f.kind!r}")
 
 
@@ -209,28 +220,22 @@ def _typed_faults(f: FieldSpec) -> list[str]:
     k, v = _kind_of(f.name), f"r.{f.name}"
     present = f"coalesce({k} <> 'NULL', false)"
     faults = [f"NOT {present}"] if f.required else []
+    wrong = _wrong_kind(f, k)
     if f.kind == "string":
-        allowed = "('VARCHAR', 'BIGINT', 'UBIGINT')" if f.accepts_number else "('VARCHAR')"
-        wrong = f"{k} NOT IN {allowed}"
         if f.required:
             wrong += f" OR {v} = ''"
     elif f.kind == "timestamp":
-        wrong = f"{k} <> 'VARCHAR' OR {v} IS NULL"
+        wrong += f" OR {v} IS NULL"
     elif f.kind in ("number", "integer"):
-        allowed = NUMERIC_JSON_TYPES if f.kind == "number" else INTEGER_JSON_TYPES
         # NULL when out of the stored type's range (an integer past BIGINT); infinity past DOUBLE.
-        wrong = f"{k} NOT IN {allowed} OR {v} IS NULL"
+        wrong += f" OR {v} IS NULL"
         if f.kind == "number":
             wrong += f" OR NOT isfinite({v})"
         if f.minimum is not None:
             wrong += f" OR {v} < {f.minimum}"
         if f.maximum is not None:
             wrong += f" OR {v} > {f.maximum}"
-    elif f.kind == "boolean":
-        wrong = f"{k} <> 'BOOLEAN'"
-    elif f.kind == "object":
-        wrong = f"{k} <> 'OBJECT'"
-    else:
+    elif f.kind not in ("boolean", "object"):
         raise ValueError(f"no scalar check for field kind {f.kind!r}")
     faults.append(f"({present} AND ({wrong}))")
     return faults
