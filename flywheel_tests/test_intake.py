@@ -271,25 +271,27 @@ def test_repeats_inside_one_chunk_keep_the_first_line(conn, tmp_path):
 
 
 def test_chunks_already_loaded_are_not_held_until_the_batch_commits(conn, tmp_path, monkeypatch):
-    """A batch of files is one transaction; the text of files already loaded must be freed as it
-    goes (a view registered inside a transaction stays alive until commit, and its table with it)."""
+    """A batch of files is one statement and one transaction; the text of chunks already read must be
+    freed as it goes (a table registered inside a transaction stays alive until commit)."""
     import gc
     import weakref
 
     paths = [write_jsonl(tmp_path / f"f{i}.jsonl", [trace(f"t{i}-{j}") for j in range(3)] + ["bad"]) for i in range(4)]
-    seen, alive_at_each_load = [], []
-    real_load = intake.load_chunk
+    seen, alive_at_each_read = [], []
+    real_read = intake.read_jsonl
 
-    def load_and_count(conn, chunk, *args):
-        gc.collect()
-        alive_at_each_load.append(sum(ref() is not None for ref in seen))
-        seen.append(weakref.ref(chunk.table))
-        real_load(conn, chunk, *args)
+    def read_and_count(path, settings):
+        for chunk in real_read(path, settings):
+            gc.collect()
+            alive_at_each_read.append(sum(ref() is not None for ref in seen))
+            seen.append(weakref.ref(chunk.table))
+            yield chunk
 
-    monkeypatch.setattr(intake, "load_chunk", load_and_count)
+    monkeypatch.setattr(intake, "read_jsonl", read_and_count)
     report = ingest_paths(conn, paths)
-    assert report.ingested == 12 and len(report.files) == 4
-    assert alive_at_each_load == [0, 0, 0, 0]
+    assert report.ingested == 12 and len(report.files) == 4 and report.quarantined == 4
+    # Each file is read twice: by the fast statement, then for its bad line.
+    assert alive_at_each_read == [0] * 8
 
 
 def test_a_valid_record_the_fast_path_declined_still_comes_first(conn, tmp_path, monkeypatch):
@@ -297,8 +299,8 @@ def test_a_valid_record_the_fast_path_declined_still_comes_first(conn, tmp_path,
     the reference path, ahead of a later line with the same id."""
     real = intake.acceptance_sql
 
-    def declines_even_lines(max_bytes, source="chunk"):
-        return f"SELECT * REPLACE (CASE WHEN line % 2 = 0 THEN 'declined' ELSE reason END AS reason) FROM ({real(max_bytes, source)})"
+    def declines_even_lines(max_bytes, source="chunk", carry=()):
+        return f"SELECT * REPLACE (CASE WHEN line % 2 = 0 THEN 'declined' ELSE reason END AS reason) FROM ({real(max_bytes, source, carry)})"
 
     monkeypatch.setattr(intake, "acceptance_sql", declines_even_lines)
     path = write_jsonl(tmp_path / "in.jsonl", [trace("x"), trace("z", intent="first"), trace("z", intent="second"),
@@ -334,20 +336,22 @@ def test_a_file_that_breaks_again_on_reload_is_left_out_too(conn, tmp_path, monk
 
 def test_a_record_duckdb_cannot_load_fails_its_file_not_the_run(conn, tmp_path, monkeypatch):
     good = write_jsonl(tmp_path / "good.jsonl", [trace("g1"), trace("g2")])
-    cursed = write_jsonl(tmp_path / "cursed.jsonl", [trace("c1")])
+    cursed = write_jsonl(tmp_path / "cursed.jsonl", [trace("c0"), trace("c1")])
     after = write_jsonl(tmp_path / "after.jsonl", [trace("h1")])
-    real_load = intake.load_chunk
+    real = intake.acceptance_sql
 
-    def load(conn, chunk, file_name, *args):
-        if file_name == str(cursed):
-            conn.execute("SELECT CAST('not a number' AS INTEGER)")  # aborts the transaction, as a real one would
-        real_load(conn, chunk, file_name, *args)
+    def fails_on_c1(max_bytes, source="chunk", carry=()):
+        # A conversion error on one record aborts the statement and its transaction, as a real one would.
+        return (f"SELECT * REPLACE (CASE WHEN trace_id = 'c1' THEN CAST(trace_id AS INTEGER)::VARCHAR ELSE reason END"
+                f" AS reason) FROM ({real(max_bytes, source, carry)})")
 
-    monkeypatch.setattr(intake, "load_chunk", load)
+    monkeypatch.setattr(intake, "acceptance_sql", fails_on_c1)
     report = ingest_paths(conn, [good, cursed, after])
-    assert [(f.file, f.ingested) for f in report.files if not f.error] == [(str(good), 2), (str(after), 1)]
+    assert [(f.file, f.ingested, f.error is None) for f in report.files] == [
+        (str(good), 2, True), (str(cursed), 0, False), (str(after), 1, True)]
     assert "could not be loaded" in report.errors[0]["error"]
     assert sorted(r[0] for r in conn.execute("SELECT trace_id FROM raw.traces").fetchall()) == ["g1", "g2", "h1"]
+    assert conn.execute("SELECT count(*) FROM raw.ingested_files").fetchone()[0] == 2
 
 
 def test_ingest_puts_the_connection_settings_it_changes_back(conn, tmp_path):

@@ -15,6 +15,7 @@ import csv
 import datetime as dt
 import hashlib
 import json
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -367,6 +368,15 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
 # ---------------------------------------------------------------------------------------------
 
 _TRACE_COLUMNS = ", ".join(f.name for f in TRACE_FIELDS)
+# The records of a batch of files as the fast statement reads them. Which file a record came from
+# travels dictionary-encoded: one name per Arrow batch, not one string per record.
+_STREAM_SCHEMA = pa.schema([
+    ("source_file", pa.dictionary(pa.int32(), pa.large_string())),
+    ("line", pa.int64()),
+    ("text", pa.large_string()),
+])
+# Orders the rows of a batch by (file position in the batch, line) in one integer.
+_LINES_PER_FILE = 1 << 40
 
 
 def _json_error_detail(text: str) -> str:
@@ -380,34 +390,17 @@ def _json_error_detail(text: str) -> str:
 
 
 @contextlib.contextmanager
-def _scan_once(conn: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Iterator[None]:
-    """`table` readable as `name` for one scan. Registered as a one-shot stream, not as the table:
+def _scan_once(conn: duckdb.DuckDBPyConnection, name: str, data: pa.Table | pa.RecordBatchReader) -> Iterator[None]:
+    """`data` readable as `name` for one scan. Registered as a one-shot stream, not as a table:
     inside a transaction an unregistered view stays in the catalog until commit, and a table would
-    stay with it (every block of text the batch has read, 0.8 GiB more at 1M traces); a spent
-    stream holds nothing."""
-    conn.register(name, pa.RecordBatchReader.from_batches(table.schema, iter(table.to_batches())))
+    stay with it (every block of text the batch has read); a spent stream holds nothing."""
+    if isinstance(data, pa.Table):
+        data = pa.RecordBatchReader.from_batches(data.schema, iter(data.to_batches()))
+    conn.register(name, data)
     try:
         yield
     finally:
         conn.unregister(name)
-
-
-def _insert_new(conn: duckdb.DuckDBPyConnection, validated_sql: str, file_name: str, ingested_at) -> pa.Table:
-    """Insert the valid records of a validation query whose trace id is not loaded yet; returns the
-    (line, trace_id) of those inserted. Straight from the query into raw.traces: no staging copy."""
-    return conn.execute(
-        f"""INSERT INTO raw.traces
-            SELECT {_TRACE_COLUMNS}, ? AS source_file, line AS source_line, ?::TIMESTAMP AS ingested_at,
-                   md5_number(trace_id) AS sample_key
-            FROM ({validated_sql}) v
-            WHERE reason IS NULL
-              -- Matching on the md5 first reads 16-byte integers instead of every id string: a third
-              -- of the time against a million loaded traces. The ids are still compared.
-              AND NOT EXISTS (SELECT 1 FROM raw.traces t
-                              WHERE t.sample_key = md5_number(v.trace_id) AND t.trace_id = v.trace_id)
-            RETURNING source_line AS line, trace_id""",
-        [file_name, ingested_at],
-    ).to_arrow_table()
 
 
 @contextlib.contextmanager
@@ -420,161 +413,25 @@ def _without_filter_pushdown(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
         yield
 
 
-def _keep_first_of_repeats(conn: duckdb.DuckDBPyConnection, intake_inserted: pa.Table) -> int:
-    """An id repeated inside one insert went in every time (the anti-join sees only rows loaded
-    before the statement); keep its first line. Returns how many of the inserted rows stay."""
-    n = intake_inserted.num_rows
-    if n == 0 or pc.count_distinct(intake_inserted["trace_id"]).as_py() == n:
-        return n
-    # Every row with such an id came from this insert, so its line number tells them apart.
-    with _scan_once(conn, "intake_inserted", intake_inserted):
-        dropped = conn.execute(
-            """DELETE FROM raw.traces t
-               USING (SELECT trace_id, min(line) AS first_line FROM intake_inserted GROUP BY trace_id HAVING count(*) > 1) r
-               WHERE t.trace_id = r.trace_id AND t.source_line > r.first_line"""
-        ).fetchone()[0]
-    return n - dropped
-
-
-def _drop_later_lines(conn: duckdb.DuckDBPyConnection, intake_inserted: pa.Table, file_name: str) -> int:
-    """Delete the rows this chunk inserted whose id a valid row of `checked` has on an earlier line.
-    Those ids were new before the chunk (the insert's anti-join), so (file, line, id) is this chunk's
-    own row."""
-    with _scan_once(conn, "intake_inserted", intake_inserted):
-        return conn.execute(
-            """DELETE FROM raw.traces t
-               USING (SELECT i.trace_id, i.line FROM intake_inserted i JOIN checked c USING (trace_id)
-                      WHERE c.reason IS NULL AND c.line < i.line) d
-               WHERE t.source_file = ? AND t.source_line = d.line AND t.trace_id = d.trace_id""",
-            [file_name],
-        ).fetchone()[0]
-
-
-def load_chunk(
-    conn: duckdb.DuckDBPyConnection, chunk: Chunk, file_name: str, sha256: str, result: FileResult,
-    report: IngestReport, max_bytes: int,
-) -> None:
-    ingested_at = clock.now()
-    with _scan_once(conn, "intake_rows", chunk.table), _without_filter_pushdown(conn):
-        inserted = _insert_new(conn, acceptance_sql(max_bytes, source="intake_rows"), file_name, ingested_at)
-    kept = _keep_first_of_repeats(conn, inserted)
-    result.ingested += kept
-    result.duplicates += inserted.num_rows - kept
-    # Everything else goes through the reference query: records the fast path did not accept (their
-    # reason), ids loaded before (duplicates) and blank lines (which it drops).
-    intake_rest = chunk.table.filter(pc.invert(pc.is_in(chunk.table["line"], value_set=inserted["line"])))
-    rejected = list(chunk.rejected)
-    if intake_rest.num_rows:
-        with _scan_once(conn, "intake_rest", intake_rest):
-            conn.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {validation_sql(max_bytes, source='intake_rest')}")
-        valid = conn.execute("SELECT count(*) FROM checked WHERE reason IS NULL").fetchone()[0]
-        if valid:
-            # Valid here but not accepted by the fast path: loaded all the same, never lost, and
-            # ahead of a later line of the chunk with the same id that the fast path did load.
-            displaced = _drop_later_lines(conn, inserted, file_name)
-            late = _keep_first_of_repeats(conn, _insert_new(conn, "SELECT * FROM checked", file_name, ingested_at))
-            result.ingested += late - displaced
-            result.duplicates += valid - late + displaced
-        bad = conn.execute("SELECT line, reason, text FROM checked WHERE reason IS NOT NULL ORDER BY line").fetchall()
-        rejected += [Rejected(line, reason, text) for line, reason, text in bad]
-        conn.execute("DROP TABLE checked")
-    for r in rejected:
-        if r.reason == "not valid JSON":
-            r.reason = _json_error_detail(r.record)
-        r.record = r.record[:EXCERPT_BYTES] if len(r.record) > EXCERPT_BYTES else r.record
-    rejected.sort(key=lambda r: r.line)
-    if rejected:
-        _quarantine(conn, pa.table({
-            "line": pa.array([r.line for r in rejected], pa.int64()),
-            "reason": pa.array([r.reason for r in rejected], pa.large_string()),
-            "record": pa.array([r.record for r in rejected], pa.large_string()),
-        }), file_name, sha256)
-    result.quarantined += len(rejected)
-    room = MAX_REPORTED - len(report.quarantine)
-    report.quarantine += [{"file": file_name, "line": r.line, "reason": r.reason} for r in rejected[:max(room, 0)]]
-
-
-def _quarantine(conn: duckdb.DuckDBPyConnection, intake_rejected: pa.Table, file_name: str, sha256: str) -> None:
-    # Keyed by (file content, line): re-ingesting a file never quarantines a line twice.
-    with _scan_once(conn, "intake_rejected", intake_rejected):
-        conn.execute(
-            """INSERT INTO raw.quarantine
-               SELECT ?, ?, r.line, r.reason, r.record, ? FROM intake_rejected r
-               WHERE NOT EXISTS (SELECT 1 FROM raw.quarantine q WHERE q.source_sha256 = ? AND q.line = r.line)""",
-            [file_name, sha256, clock.now(), sha256],
-        )
-
-
 class _AbandonedFile(Exception):
-    """A file failed after some of its rows were written, or a statement of it failed (which aborts
-    the transaction in DuckDB): its transaction must be rolled back."""
+    """A file failed after some of its records were written: its batch must be rolled back."""
 
-    def __init__(self, error: str, sha256: str):
+    def __init__(self, path: Path, error: str):
         super().__init__(error)
+        self.path = path
         self.error = error
-        self.sha256 = sha256
 
 
 # Errors that mean "this file cannot be read", as opposed to a bug or a broken warehouse.
 _FILE_ERRORS = (UnreadableFile, OSError, UnicodeDecodeError, pa.ArrowException)
 # Errors a record can raise inside DuckDB that validation did not foresee: they fail the file, not
-# the run.
+# the run. (A Python error inside the stream of records reaches us as InvalidInputException too;
+# the stream keeps the original, so it is told apart.)
 _RECORD_ERRORS = (duckdb.ConversionException, duckdb.InvalidInputException)
 
 
-def ingest_file(
-    conn: duckdb.DuckDBPyConnection, path: Path, report: IngestReport, settings: IntakeSettings,
-    *, skip_known: bool = False, on_progress: Callable[[int], None] | None = None,
-    sha256_of: Callable[[Path], str] = file_sha256,
-) -> FileResult | None:
-    """Ingest one file inside the caller's transaction; None when skipped as already ingested.
-
-    A file that cannot be read at all is recorded with its error and nothing of it is written; one
-    that fails after rows of it were written raises _AbandonedFile, for the caller to roll back."""
-    file_name = str(path)
-    result = FileResult(file_name)
-    wrote = False
-    try:
-        if not path.is_file():
-            raise UnreadableFile(f"{path}: no such file")
-        result.sha256 = sha256_of(path)
-        if skip_known and already_ingested(conn, file_name, result.sha256):
-            report.skipped_files += 1
-            return None
-        report.files.append(result)
-        for chunk in read_chunks(path, settings):
-            wrote = True
-            load_chunk(conn, chunk, file_name, result.sha256, result, report, settings.max_line_bytes)
-            if on_progress:
-                on_progress(chunk.table.num_rows + len(chunk.rejected))
-        conn.execute(
-            "INSERT INTO raw.ingested_files VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [file_name, result.sha256, path.stat().st_size, result.ingested, result.duplicates, result.quarantined,
-             clock.now()],
-        )
-    except _FILE_ERRORS as exc:
-        error = str(exc) if isinstance(exc, UnreadableFile) else f"{path}: {exc}"
-        if wrote:
-            raise _AbandonedFile(error, result.sha256) from exc
-        _record_error(report, result, error)
-    except _RECORD_ERRORS as exc:
-        raise _AbandonedFile(f"{path}: a record could not be loaded: {exc}", result.sha256) from exc
-    return result
-
-
-def _record_error(report: IngestReport, result: FileResult, error: str) -> None:
-    """The file is in the report with its error and no counts, and none of its lines."""
-    result.ingested = result.duplicates = result.quarantined = 0
-    result.error = error
-    if result not in report.files:
-        report.files.append(result)
-    report.quarantine = [q for q in report.quarantine if q["file"] != result.file]
-
-
-def _forget(report: IngestReport, file_names: set[str]) -> None:
-    """Take rolled-back files out of the report, before they are loaded again."""
-    report.files = [f for f in report.files if f.file not in file_names]
-    report.quarantine = [q for q in report.quarantine if q["file"] not in file_names]
+def _file_error(path: Path, exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, UnreadableFile) else f"{path}: {exc}"
 
 
 class _HashAhead:
@@ -597,67 +454,333 @@ class _HashAhead:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+@dataclass
+class _Streamed:
+    """One file of a batch, as the fast statement read it."""
+
+    path: Path
+    result: FileResult
+    rows: int = 0  # records handed to the fast statement
+    rejected: int = 0  # records rejected before parsing (not UTF-8, over the size limit)
+    fast: int = 0  # of the rows, those the fast statement loaded
+    valid_later: int = 0  # valid records the reference found among the rest, loaded or not
+
+
+class _BatchStream:
+    """The records of the next batch of files, as one Arrow stream for the fast statement.
+
+    Files are taken off `pending` as the statement reads. A batch ends after the file that brings it
+    to settings.transaction_records records, before a file name it already holds, and around a file
+    marked to be loaded alone. A file that cannot be read at all is recorded and left out; one that
+    breaks after some of its records went into the stream ends the statement with an error, and is
+    kept in `broken`."""
+
+    def __init__(
+        self, pending: deque[tuple[Path, bool]], settings: IntakeSettings, hashes: _HashAhead,
+        manifest: set[tuple[str, str]] | None, on_progress: Callable[[int], None] | None, progressed: set[Path],
+    ):
+        self.pending, self.settings, self.hashes, self.manifest = pending, settings, hashes, manifest
+        self.on_progress, self.progressed = on_progress, progressed
+        self.files: list[_Streamed] = []
+        self.unreadable: list[FileResult] = []
+        self.skipped = 0
+        self.broken: _Streamed | None = None
+        self.failure: BaseException | None = None  # what broke the stream, whatever it was
+
+    def reader(self) -> pa.RecordBatchReader:
+        return pa.RecordBatchReader.from_batches(_STREAM_SCHEMA, self._batches())
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        records, names = 0, set()
+        try:
+            while self.pending and records < self.settings.transaction_records:
+                path, alone = self.pending[0]
+                if str(path) in names or (alone and self.files):
+                    break
+                self.pending.popleft()
+                streamed = self._open(path)
+                if streamed is None:
+                    continue
+                names.add(streamed.result.file)
+                yield from self._file_batches(streamed)
+                records += streamed.rows + streamed.rejected
+                if alone:
+                    break
+        except BaseException as exc:
+            if not isinstance(exc, GeneratorExit):  # DuckDB letting go of the stream is no failure
+                self.failure = exc
+            raise
+
+    def _open(self, path: Path) -> _Streamed | None:
+        result = FileResult(str(path))
+        try:
+            if not path.is_file():
+                raise UnreadableFile(f"{path}: no such file")
+            result.sha256 = self.hashes.sha256(path)
+        except _FILE_ERRORS as exc:
+            self._unreadable(result, exc)
+            return None
+        if self.manifest is not None and (result.file, result.sha256) in self.manifest:
+            self.skipped += 1
+            return None
+        return _Streamed(path, result)
+
+    def _unreadable(self, result: FileResult, exc: BaseException) -> None:
+        result.error = _file_error(Path(result.file), exc)
+        self.unreadable.append(result)
+
+    def _file_batches(self, streamed: _Streamed) -> Iterator[pa.RecordBatch]:
+        source = pa.array([streamed.result.file], pa.large_string())
+        report_progress = self.on_progress is not None and streamed.path not in self.progressed
+        self.progressed.add(streamed.path)
+        self.files.append(streamed)
+        try:
+            for chunk in read_chunks(streamed.path, self.settings):
+                streamed.rejected += len(chunk.rejected)
+                for batch in chunk.table.to_batches():
+                    streamed.rows += batch.num_rows
+                    file_column = pa.DictionaryArray.from_arrays(pa.array(np.zeros(batch.num_rows, np.int32)), source)
+                    yield pa.record_batch([file_column, batch.column(0), batch.column(1)], schema=_STREAM_SCHEMA)
+                if report_progress:
+                    self.on_progress(chunk.table.num_rows + len(chunk.rejected))
+        except _FILE_ERRORS as exc:
+            if streamed.rows == 0:  # nothing of it went into the statement: left out, not broken
+                self.files.remove(streamed)
+                self._unreadable(streamed.result, exc)
+                return
+            streamed.result.error = _file_error(streamed.path, exc)
+            self.broken = streamed
+            raise
+
+
+def _batch_moment(conn: duckdb.DuckDBPyConnection) -> dt.datetime:
+    """The ingested_at of a batch: now, moved on a microsecond at a time until no row has it, so that
+    `ingested_at = ?` picks out the batch's rows (two batches can share a clock reading, and with
+    FLYWHEEL_NOW every batch does)."""
+    moment = clock.now()
+    latest = conn.execute(
+        "SELECT max(ingested_at) FROM raw.traces WHERE ingested_at >= ? AND ingested_at < ? + INTERVAL 1 SECOND",
+        [moment, moment],
+    ).fetchone()[0]
+    return latest + dt.timedelta(microseconds=1) if latest is not None else moment
+
+
+_TYPED_COLUMNS = ", ".join(f"v.{f.name}" for f in TRACE_FIELDS)
+
+
+def _insert_accepted(conn: duckdb.DuckDBPyConnection, stream: _BatchStream, ingested_at: dt.datetime, max_bytes: int) -> None:
+    """The fast statement: every record of the batch the fast path accepts whose id is not loaded
+    yet, straight into raw.traces in one parallel insert. One statement for the whole batch: DuckDB
+    writes full, compressed row groups on every core, where a statement per 35k-record chunk costs
+    three times as much storage work (a serial insert, partial row groups rewritten at commit)."""
+    accepted = acceptance_sql(max_bytes, source="intake_stream", carry=("source_file",))
+    with _without_filter_pushdown(conn), _scan_once(conn, "intake_stream", stream.reader()):
+        try:
+            conn.execute(
+                f"""INSERT INTO raw.traces
+                    SELECT {_TYPED_COLUMNS}, v.source_file, v.line AS source_line, ?::TIMESTAMP AS ingested_at,
+                           md5_number(v.trace_id) AS sample_key
+                    FROM ({accepted}) v
+                    -- Matching on the md5 first reads 16-byte integers instead of every id string.
+                    ANTI JOIN raw.traces t ON t.sample_key = md5_number(v.trace_id) AND t.trace_id = v.trace_id
+                    WHERE v.reason IS NULL""",
+                [ingested_at],
+            )
+        except BaseException:
+            # The failed statement aborted the transaction: roll it back now, or the stream could
+            # not be unregistered nor the setting put back.
+            rollback_quietly(conn)
+            raise
+
+
+def _rows_per_file(conn: duckdb.DuckDBPyConnection, ingested_at: dt.datetime) -> dict[str, int]:
+    rows = conn.execute(
+        "SELECT source_file, count(*) FROM raw.traces WHERE ingested_at = ? GROUP BY source_file", [ingested_at]
+    ).fetchall()
+    return dict(rows)
+
+
+def _load_rest(
+    conn: duckdb.DuckDBPyConnection, streamed: _Streamed, ingested_at: dt.datetime, settings: IntakeSettings,
+    quarantine: list[dict],
+) -> None:
+    """The file read again for what the fast statement did not load: records it did not accept
+    (their reason), ids loaded before (duplicates), blank lines (dropped) and the records rejected
+    before parsing. Valid records among them are loaded; the bad ones quarantined."""
+    file_name = streamed.result.file
+    loaded = conn.execute(
+        "SELECT source_line FROM raw.traces WHERE ingested_at = ? AND source_file = ?", [ingested_at, file_name]
+    ).to_arrow_table()["source_line"]
+    try:
+        for chunk in read_chunks(streamed.path, settings):
+            intake_rest = chunk.table.filter(pc.invert(pc.is_in(chunk.table["line"], value_set=loaded)))
+            rejected = list(chunk.rejected)
+            if intake_rest.num_rows:
+                rejected += _check_rest(conn, intake_rest, streamed, ingested_at, settings.max_line_bytes)
+            _quarantine_rejected(conn, rejected, streamed.result, quarantine)
+    except _FILE_ERRORS as exc:
+        raise _AbandonedFile(streamed.path, _file_error(streamed.path, exc)) from exc
+
+
+def _check_rest(
+    conn: duckdb.DuckDBPyConnection, intake_rest: pa.Table, streamed: _Streamed, ingested_at: dt.datetime, max_bytes: int,
+) -> list[Rejected]:
+    """The reference query over records the fast statement did not load: the valid ones go in
+    unless their id was loaded before this batch (repeats inside the batch are settled after it);
+    returns the bad ones."""
+    with _scan_once(conn, "intake_rest", intake_rest):
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {validation_sql(max_bytes, source='intake_rest')}")
+    streamed.valid_later += conn.execute("SELECT count(*) FROM checked WHERE reason IS NULL").fetchone()[0]
+    conn.execute(
+        f"""INSERT INTO raw.traces
+            SELECT {_TRACE_COLUMNS}, ? AS source_file, line AS source_line, ?::TIMESTAMP AS ingested_at,
+                   md5_number(trace_id) AS sample_key
+            FROM checked v
+            WHERE reason IS NULL
+              AND NOT EXISTS (SELECT 1 FROM raw.traces t
+                              WHERE t.sample_key = md5_number(v.trace_id) AND t.trace_id = v.trace_id
+                                AND t.ingested_at IS DISTINCT FROM ?)""",
+        [streamed.result.file, ingested_at, ingested_at],
+    )
+    bad = conn.execute("SELECT line, reason, text FROM checked WHERE reason IS NOT NULL ORDER BY line").fetchall()
+    conn.execute("DROP TABLE checked")
+    return [Rejected(line, reason, text) for line, reason, text in bad]
+
+
+def _quarantine_rejected(conn: duckdb.DuckDBPyConnection, rejected: list[Rejected], result: FileResult, quarantine: list[dict]) -> None:
+    if not rejected:
+        return
+    for r in rejected:
+        if r.reason == "not valid JSON":
+            r.reason = _json_error_detail(r.record)
+        r.record = r.record[:EXCERPT_BYTES] if len(r.record) > EXCERPT_BYTES else r.record
+    rejected.sort(key=lambda r: r.line)
+    intake_rejected = pa.table({
+        "line": pa.array([r.line for r in rejected], pa.int64()),
+        "reason": pa.array([r.reason for r in rejected], pa.large_string()),
+        "record": pa.array([r.record for r in rejected], pa.large_string()),
+    })
+    # Keyed by (file content, line): re-ingesting a file never quarantines a line twice.
+    with _scan_once(conn, "intake_rejected", intake_rejected):
+        conn.execute(
+            """INSERT INTO raw.quarantine
+               SELECT ?, ?, r.line, r.reason, r.record, ? FROM intake_rejected r
+               WHERE NOT EXISTS (SELECT 1 FROM raw.quarantine q WHERE q.source_sha256 = ? AND q.line = r.line)""",
+            [result.file, result.sha256, clock.now(), result.sha256],
+        )
+    result.quarantined += len(rejected)
+    room = MAX_REPORTED - len(quarantine)
+    quarantine += [{"file": result.file, "line": r.line, "reason": r.reason} for r in rejected[:max(room, 0)]]
+
+
+def _keep_first_of_repeats(conn: duckdb.DuckDBPyConnection, files: list[str], ingested_at: dt.datetime) -> None:
+    """An id loaded more than once by this batch (repeated inside it, or valid on a line the fast
+    path declined and on a later one it loaded) keeps its first file and line."""
+    conn.execute(
+        f"""DELETE FROM raw.traces WHERE rowid IN (
+              SELECT row_id FROM (
+                SELECT t.rowid AS row_id, row_number() OVER (
+                         PARTITION BY t.sample_key, t.trace_id
+                         ORDER BY list_position(?, t.source_file) * {_LINES_PER_FILE} + t.source_line) AS n
+                FROM raw.traces t
+                SEMI JOIN (SELECT sample_key, trace_id FROM raw.traces WHERE ingested_at = ?
+                           GROUP BY sample_key, trace_id HAVING count(*) > 1) r
+                  ON t.sample_key = r.sample_key AND t.trace_id = r.trace_id
+                WHERE t.ingested_at = ?)
+              WHERE n > 1)""",
+        [files, ingested_at, ingested_at],
+    )
+
+
+def _load_batch(conn: duckdb.DuckDBPyConnection, stream: _BatchStream, settings: IntakeSettings) -> list[dict]:
+    """Load the next batch of files inside the caller's transaction; returns the quarantine entries
+    to report. Counts go into each streamed file's result."""
+    ingested_at = _batch_moment(conn)
+    _insert_accepted(conn, stream, ingested_at, settings.max_line_bytes)
+    fast = _rows_per_file(conn, ingested_at)
+    quarantine: list[dict] = []
+    for streamed in stream.files:
+        streamed.fast = fast.get(streamed.result.file, 0)
+        if streamed.fast < streamed.rows or streamed.rejected:
+            _load_rest(conn, streamed, ingested_at, settings, quarantine)
+    _keep_first_of_repeats(conn, [s.result.file for s in stream.files], ingested_at)
+    kept = _rows_per_file(conn, ingested_at)
+    for streamed in stream.files:
+        result = streamed.result
+        result.ingested = kept.get(result.file, 0)
+        result.duplicates = streamed.fast + streamed.valid_later - result.ingested
+        conn.execute(
+            "INSERT INTO raw.ingested_files VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [result.file, result.sha256, streamed.path.stat().st_size, result.ingested, result.duplicates,
+             result.quarantined, clock.now()],
+        )
+    return quarantine
+
+
+def _record_error(report: IngestReport, result: FileResult, error: str) -> None:
+    """The file is in the report with its error and no counts, and none of its lines."""
+    result.ingested = result.duplicates = result.quarantined = 0
+    result.error = error
+    report.files.append(result)
+
+
 def _ingest_in_batches(
     conn: duckdb.DuckDBPyConnection, files: list[Path], report: IngestReport, settings: IntakeSettings,
     skip_known: bool, on_progress: Callable[[int], None] | None,
 ) -> None:
-    """Files are committed together until a batch holds settings.transaction_records records: a large
-    transaction writes compressed row groups straight to the database file, where one small
-    transaction per file writes every row twice (the write-ahead log, then the checkpoint).
+    """Files are loaded and committed in batches of about settings.transaction_records records, each
+    batch one fast statement and one transaction: a large transaction writes compressed row groups
+    straight to the database file, where one small transaction per file writes every row twice (the
+    write-ahead log, then the checkpoint).
 
-    Each file is still all or nothing: a file that breaks midway rolls its batch back, and the
-    batch's other files are loaded again without it."""
-    batch: list[Path] = []
-    batch_records = 0
+    Each file is still all or nothing. When a file breaks midway the batch is rolled back and loaded
+    again without it; when a record DuckDB cannot load fails the batch, its files are loaded one by
+    one, and only the file holding the record is left out."""
+    pending: deque[tuple[Path, bool]] = deque((path, False) for path in files)  # (file, load it alone)
     hashes = _HashAhead(files)
-    conn.execute("BEGIN TRANSACTION")
+    progressed: set[Path] = set()
     try:
-        for path in files:
+        while pending:
+            manifest = set(conn.execute("SELECT file_name, sha256 FROM raw.ingested_files").fetchall()) if skip_known else None
+            stream = _BatchStream(pending, settings, hashes, manifest, on_progress, progressed)
+            conn.execute("BEGIN TRANSACTION")
             try:
-                result = ingest_file(conn, path, report, settings, skip_known=skip_known, on_progress=on_progress,
-                                     sha256_of=hashes.sha256)
-            except _AbandonedFile as abandoned:
-                batch = _reload_without(conn, batch, path, abandoned, report, settings, skip_known)
-                continue
-            if result is None or result.error:
-                continue
-            batch.append(path)
-            batch_records += result.ingested + result.duplicates + result.quarantined
-            if batch_records >= settings.transaction_records:
+                quarantine = _load_batch(conn, stream, settings)
                 conn.execute("COMMIT")
-                conn.execute("BEGIN TRANSACTION")
-                batch, batch_records = [], 0
-        conn.execute("COMMIT")
-    except BaseException:
-        rollback_quietly(conn)
-        raise
+            except (_AbandonedFile, *_RECORD_ERRORS) as exc:
+                rollback_quietly(conn)
+                _settle_failed_batch(stream, exc, pending, report)
+                continue
+            except BaseException:
+                rollback_quietly(conn)
+                raise
+            finally:
+                report.skipped_files += stream.skipped
+                for result in stream.unreadable:
+                    _record_error(report, result, result.error)
+            report.files += [s.result for s in stream.files]
+            report.quarantine += quarantine[:max(MAX_REPORTED - len(report.quarantine), 0)]
     finally:
         hashes.close()
 
 
-def _reload_without(
-    conn: duckdb.DuckDBPyConnection, batch: list[Path], broken: Path, abandoned: _AbandonedFile, report: IngestReport,
-    settings: IntakeSettings, skip_known: bool,
-) -> list[Path]:
-    """Roll back the open transaction, which holds part of `broken`, and load the batch's other files
-    again in a new one. A file that breaks on this second reading is left out in turn. Returns the
-    batch as reloaded; every file left out is in the report with its error."""
-    failures = [(broken, abandoned)]
-    while True:
-        rollback_quietly(conn)
-        _forget(report, {str(p) for p in batch} | {str(path) for path, _ in failures})
-        conn.execute("BEGIN TRANSACTION")
-        try:
-            for earlier in batch:
-                ingest_file(conn, earlier, report, settings, skip_known=skip_known)
-        except _AbandonedFile as again:
-            failures.append((earlier, again))
-            batch = [p for p in batch if p != earlier]
-            continue
-        break
-    for path, failure in failures:
-        _record_error(report, FileResult(str(path), sha256=failure.sha256), failure.error)
-    return batch
+def _settle_failed_batch(stream: _BatchStream, exc: Exception, pending: deque, report: IngestReport) -> None:
+    """After a batch was rolled back: the file that broke is reported with its error and the others
+    go back to the front of the queue, to be loaded again."""
+    if stream.failure is not None and stream.broken is None:
+        raise stream.failure  # not a file that cannot be read: a bug, raised as itself
+    if stream.broken is not None or isinstance(exc, _AbandonedFile):
+        broken, error = (stream.broken.path, stream.broken.result.error) if stream.broken else (exc.path, exc.error)
+        again = [(s.path, False) for s in stream.files if s.path != broken]
+        failed = [s for s in stream.files if s.path == broken]
+    elif len(stream.files) == 1:
+        again, failed, error = [], stream.files, f"{stream.files[0].path}: a record could not be loaded: {exc}"
+    else:
+        # Which file holds the record is not known: each is loaded on its own.
+        again, failed, error = [(s.path, True) for s in stream.files], [], ""
+    for streamed in failed:
+        _record_error(report, FileResult(streamed.result.file, sha256=streamed.result.sha256), error)
+    pending.extendleft(reversed(again))
 
 
 def ingest_paths(
@@ -673,7 +796,7 @@ def ingest_paths(
     with setting(conn, "checkpoint_threshold", "16GB"):
         _ingest_in_batches(conn, files, report, settings, skip_known, on_progress)
     conn.execute("CHECKPOINT")
-    # A reload after a broken file appends the batch again: report in the order the files came.
+    # A reload after a broken file reports the batch again later: report in the order the files came.
     position = {str(path): i for i, path in reversed(list(enumerate(files)))}
     report.files.sort(key=lambda f: position.get(f.file, len(position)))
     report.quarantine.sort(key=lambda q: (position.get(q["file"], len(position)), q["line"]))

@@ -245,9 +245,9 @@ def _kind_of(name: str) -> str:
     return f"k_{name}"
 
 
-def _output(source: str, typed_columns: list[str]) -> str:
+def _output(source: str, typed_columns: list[str], carried: str = "") -> str:
     typed = ",\n  ".join(typed_columns)
-    return f"""SELECT line, reason, CASE WHEN reason IS NOT NULL THEN rtrim(text, E'\\r\\n') END AS text,
+    return f"""SELECT {carried}line, reason, CASE WHEN reason IS NOT NULL THEN rtrim(text, E'\\r\\n') END AS text,
   {typed}
 FROM {source}"""
 
@@ -279,9 +279,10 @@ def _fast_typed_column(f: FieldSpec) -> str:
     return _stored_column(f, value, "r.messages")
 
 
-def acceptance_sql(max_bytes: int, source: str = "chunk") -> str:
+def acceptance_sql(max_bytes: int, source: str = "chunk", carry: tuple[str, ...] = ()) -> str:
     """The fast path: reason is NULL for a valid record and NOT_ACCEPTED otherwise; the caller sends
-    the records it did not accept through validation_sql for their reason.
+    the records it did not accept through validation_sql for their reason. Columns of `source`
+    named in `carry` are passed through to the output unchanged.
 
     DuckDB's C++ JSON reader passes over each record four times, the parse being most of the cost:
     json_valid; one typed from_json straight into the stored types (no JSON leaf is converted
@@ -309,17 +310,18 @@ def acceptance_sql(max_bytes: int, source: str = "chunk") -> str:
     paths = "[" + ", ".join(map(_sql_str, _KIND_PATHS)) + "]"
     kinds = ",\n    ".join(f"kinds[{i}] AS {_kind_of(f.name)}" for i, f in enumerate(TRACE_FIELDS, start=2))
     first = _FIRST_CONTENT_KIND
+    carried = "".join(f"{name}, " for name in carry)
     return f"""
 WITH records AS (
   -- The JSON functions below read NULL for a record that is not JSON (a bad record must never reach
   -- them: their error would fail the query). Nulling their input rather than their output spares
   -- a CASE over the parsed values, conversations included.
-  SELECT line, text,
+  SELECT {carried}line, text,
     CASE WHEN strlen(text) <= {int(max_bytes)} AND json_valid(text) THEN text END AS json_text
   FROM {source}
   WHERE {_NOT_BLANK}
 ), typed AS (
-  SELECT line, text,
+  SELECT {carried}line, text,
     from_json(json_text, {_sql_str(_TYPED_STRUCTURE)}) AS r,
     json_type(json_text, {paths}) AS kinds,
     {_has_extras("json_text IS NOT NULL", "json_text")}
@@ -338,7 +340,7 @@ WITH records AS (
     THEN {_sql_str(NOT_ACCEPTED)} END AS reason
   FROM fields
 )
-{_output("checked", [_fast_typed_column(f) for f in TRACE_FIELDS])}
+{_output("checked", [_fast_typed_column(f) for f in TRACE_FIELDS], carried)}
 """
 
 
