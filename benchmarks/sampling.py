@@ -81,7 +81,7 @@ def phase_ingest(traces_dir: str, db: str) -> dict:
     return {"seconds": seconds, "ingested": report.ingested, "quarantined": report.quarantined, "peak_mib": _peak_mib()}
 
 
-def phase_sample(db: str, week: str, repeats: int = 3) -> dict:
+def phase_sample(db: str, week: str, repeats: int = 5) -> dict:
     from flywheel.core.db import connect
     from flywheel.core.sampling import as_week_start, sample_week, write_sample
 

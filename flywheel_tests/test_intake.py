@@ -361,3 +361,65 @@ def test_ingest_puts_the_connection_settings_it_changes_back(conn, tmp_path):
     assert (report.ingested, report.quarantined) == (1, 1)
     after = conn.execute("SELECT current_setting('disabled_optimizers'), current_setting('checkpoint_threshold')").fetchone()
     assert after == before
+
+
+def test_an_id_repeated_across_files_of_one_batch_keeps_the_first_file_not_the_lowest_line(conn, tmp_path):
+    first = write_jsonl(tmp_path / "b-first.jsonl", [trace("y"), trace("x", intent="first")])
+    second = write_jsonl(tmp_path / "a-second.jsonl", [trace("x", intent="second")])
+    report = ingest_paths(conn, [first, second])
+    assert [(f.ingested, f.duplicates) for f in report.files] == [(2, 0), (0, 1)]
+    assert conn.execute("SELECT intent, source_file, source_line FROM raw.traces WHERE trace_id = 'x'").fetchall() == [
+        ("first", str(first), 2)]
+
+
+def test_a_changed_file_loaded_again_at_the_same_pinned_moment_is_told_apart_from_its_first_load(conn, tmp_path, monkeypatch):
+    """The rows a batch loaded are found by their ingested_at; with FLYWHEEL_NOW two loads share a
+    clock reading, and the second must not take the first one's rows for its own."""
+    monkeypatch.setenv("FLYWHEEL_NOW", "2026-05-04T06:00:00")
+    path = write_jsonl(tmp_path / "in.jsonl", [trace("a1"), trace("a2")])
+    ingest_paths(conn, [path])
+    write_jsonl(path, [trace("a1"), trace("a3"), "bad"])
+    report = ingest_paths(conn, [path])
+    assert (report.ingested, report.duplicates, report.quarantined) == (1, 1, 1)
+    assert conn.execute("SELECT trace_id, source_line FROM raw.traces ORDER BY trace_id").fetchall() == [
+        ("a1", 1), ("a2", 2), ("a3", 2)]
+    moments = conn.execute("SELECT DISTINCT ingested_at FROM raw.traces ORDER BY 1").fetchall()
+    assert [str(m[0]) for m in moments] == ["2026-05-04 06:00:00", "2026-05-04 06:00:00.000001"]
+
+
+def test_the_same_file_given_twice_is_loaded_once_and_counted_as_duplicates_the_second_time(conn, tmp_path):
+    path = write_jsonl(tmp_path / "in.jsonl", [trace("a"), trace("b")])
+    report = ingest_paths(conn, [path, path])
+    assert [(f.ingested, f.duplicates) for f in report.files] == [(2, 0), (0, 2)]
+    assert conn.execute("SELECT count(*) FROM raw.traces").fetchone()[0] == 2
+
+
+def test_a_bug_while_reading_is_raised_as_itself_not_taken_for_a_bad_record(conn, tmp_path, monkeypatch):
+    path = write_jsonl(tmp_path / "in.jsonl", [trace("a"), trace("b")])
+    real_read = intake.read_jsonl
+
+    def buggy(path, settings):
+        yield from real_read(path, settings)
+        raise RuntimeError("a bug in a reader")
+
+    monkeypatch.setattr(intake, "read_jsonl", buggy)
+    with pytest.raises(RuntimeError, match="a bug in a reader"):
+        ingest_paths(conn, [path])
+    assert conn.execute("SELECT count(*) FROM raw.traces").fetchone()[0] == 0
+
+
+def test_a_record_that_fails_the_statement_early_leaves_the_unread_files_for_the_next_batch(conn, tmp_path, monkeypatch):
+    """DuckDB stops reading the stream at the error: the files not read yet are loaded all the same."""
+    monkeypatch.setattr(intake, "BLOCK_BYTES", 512)
+    cursed = write_jsonl(tmp_path / "a.jsonl", [trace("c1")] + [trace(f"a{j}") for j in range(40)])
+    others = [write_jsonl(tmp_path / f"b{i}.jsonl", [trace(f"b{i}-{j}") for j in range(40)]) for i in range(5)]
+    real = intake.acceptance_sql
+
+    def fails_on_c1(max_bytes, source="chunk", carry=()):
+        return (f"SELECT * REPLACE (CASE WHEN trace_id = 'c1' THEN CAST(trace_id AS INTEGER)::VARCHAR ELSE reason END"
+                f" AS reason) FROM ({real(max_bytes, source, carry)})")
+
+    monkeypatch.setattr(intake, "acceptance_sql", fails_on_c1)
+    report = ingest_paths(conn, [cursed, *others])
+    assert [(f.ingested, f.error is None) for f in report.files] == [(0, False)] + [(40, True)] * 5
+    assert conn.execute("SELECT count(*) FROM raw.traces").fetchone()[0] == 200

@@ -1,11 +1,13 @@
 """Trace intake: files in, valid traces to raw.traces, every bad record to raw.quarantine.
 
-JSON Lines, Parquet and CSV files are turned into chunks of (line, text) records. A fast SQL check
-(flywheel.core.validation) inserts the valid ones with new trace ids straight into raw.traces; the
-rest (bad records, ids loaded before) go through the reference query, which names each fault.
-Nothing is dropped silently: a record is loaded, counted as a duplicate of a trace already loaded,
-or quarantined with its file, line and reason. Re-ingesting a file is idempotent, and a file is
-loaded all or nothing.
+JSON Lines, Parquet and CSV files are turned into chunks of (line, text) records. Files are loaded
+in batches, one transaction each. The records of a whole batch stream through one fast SQL check
+(flywheel.core.validation.acceptance_sql), which inserts the valid ones with new trace ids straight
+into raw.traces. A file the fast statement did not load completely is read again for the rest (bad
+records, ids loaded before, blank lines), which the reference query names the fault of. Nothing is
+dropped silently: a record is loaded, counted as a duplicate of a trace already loaded, or
+quarantined with its file, line and reason. Re-ingesting a file is idempotent, and a file is loaded
+all or nothing.
 """
 
 from __future__ import annotations
