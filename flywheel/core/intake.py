@@ -377,8 +377,6 @@ _STREAM_SCHEMA = pa.schema([
     ("line", pa.int64()),
     ("text", pa.large_string()),
 ])
-# Orders the rows of a batch by (file position in the batch, line) in one integer.
-_LINES_PER_FILE = 1 << 40
 
 
 def _json_error_detail(text: str) -> str:
@@ -679,11 +677,11 @@ def _keep_first_of_repeats(conn: duckdb.DuckDBPyConnection, files: list[str], in
     """An id loaded more than once by this batch (repeated inside it, or valid on a line the fast
     path declined and on a later one it loaded) keeps its first file and line."""
     conn.execute(
-        f"""DELETE FROM raw.traces WHERE rowid IN (
+        """DELETE FROM raw.traces WHERE rowid IN (
               SELECT row_id FROM (
                 SELECT t.rowid AS row_id, row_number() OVER (
                          PARTITION BY t.sample_key, t.trace_id
-                         ORDER BY list_position(?, t.source_file) * {_LINES_PER_FILE} + t.source_line) AS n
+                         ORDER BY list_position(?, t.source_file), t.source_line) AS n
                 FROM raw.traces t
                 SEMI JOIN (SELECT sample_key, trace_id FROM raw.traces WHERE ingested_at = ?
                            GROUP BY sample_key, trace_id HAVING count(*) > 1) r
