@@ -460,6 +460,7 @@ class _Streamed:
 
     path: Path
     result: FileResult
+    size_bytes: int
     rows: int = 0  # records handed to the fast statement
     rejected: int = 0  # records rejected before parsing (not UTF-8, over the size limit)
     fast: int = 0  # of the rows, those the fast statement loaded
@@ -516,6 +517,7 @@ class _BatchStream:
         try:
             if not path.is_file():
                 raise UnreadableFile(f"{path}: no such file")
+            size_bytes = path.stat().st_size
             result.sha256 = self.hashes.sha256(path)
         except _FILE_ERRORS as exc:
             self._unreadable(result, exc)
@@ -523,7 +525,7 @@ class _BatchStream:
         if self.manifest is not None and (result.file, result.sha256) in self.manifest:
             self.skipped += 1
             return None
-        return _Streamed(path, result)
+        return _Streamed(path, result, size_bytes)
 
     def _unreadable(self, result: FileResult, exc: BaseException) -> None:
         result.error = _file_error(Path(result.file), exc)
@@ -711,7 +713,7 @@ def _load_batch(conn: duckdb.DuckDBPyConnection, stream: _BatchStream, settings:
         result.duplicates = streamed.fast + streamed.valid_later - result.ingested
         conn.execute(
             "INSERT INTO raw.ingested_files VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [result.file, result.sha256, streamed.path.stat().st_size, result.ingested, result.duplicates,
+            [result.file, result.sha256, streamed.size_bytes, result.ingested, result.duplicates,
              result.quarantined, clock.now()],
         )
     return quarantine
