@@ -771,6 +771,8 @@ def _settle_failed_batch(stream: _BatchStream, exc: Exception, pending: deque, r
     go back to the front of the queue, to be loaded again."""
     if stream.failure is not None and stream.broken is None:
         raise stream.failure  # not a file that cannot be read: a bug, raised as itself
+    if not stream.files:
+        raise exc  # no file of the batch to blame it on
     if stream.broken is not None or isinstance(exc, _AbandonedFile):
         broken, error = (stream.broken.path, stream.broken.result.error) if stream.broken else (exc.path, exc.error)
         again = [(s.path, False) for s in stream.files if s.path != broken]
