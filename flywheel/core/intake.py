@@ -130,13 +130,6 @@ def ensure_raw_tables(conn: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def already_ingested(conn: duckdb.DuckDBPyConnection, file_name: str, sha256: str) -> bool:
-    row = conn.execute(
-        "SELECT count(*) FROM raw.ingested_files WHERE file_name = ? AND sha256 = ?", [file_name, sha256]
-    ).fetchone()
-    return bool(row and row[0])
-
-
 # ---------------------------------------------------------------------------------------------
 # Readers: every format becomes chunks of (line, text)
 # ---------------------------------------------------------------------------------------------
@@ -369,7 +362,6 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
 # Loading
 # ---------------------------------------------------------------------------------------------
 
-_TRACE_COLUMNS = ", ".join(f.name for f in TRACE_FIELDS)
 # The records of a batch of files as the fast statement reads them. Which file a record came from
 # travels dictionary-encoded: one name per Arrow batch, not one string per record.
 _STREAM_SCHEMA = pa.schema([
@@ -556,18 +548,27 @@ class _BatchStream:
 
 
 def _batch_moment(conn: duckdb.DuckDBPyConnection) -> dt.datetime:
-    """The ingested_at of a batch: now, moved on a microsecond at a time until no row has it, so that
-    `ingested_at = ?` picks out the batch's rows (two batches can share a clock reading, and with
-    FLYWHEEL_NOW every batch does)."""
+    """The ingested_at of a batch: now, or just past the rows loaded within a second after now, until
+    no row has it, so that `ingested_at = ?` picks out the batch's rows (two batches can share a clock
+    reading, and with FLYWHEEL_NOW every batch does). Looking only a second ahead keeps a pinned
+    clock's moment, rather than jumping past rows a later pinned moment loaded."""
     moment = clock.now()
-    latest = conn.execute(
-        "SELECT max(ingested_at) FROM raw.traces WHERE ingested_at >= ? AND ingested_at < ? + INTERVAL 1 SECOND",
-        [moment, moment],
-    ).fetchone()[0]
-    return latest + dt.timedelta(microseconds=1) if latest is not None else moment
+    while True:
+        latest = conn.execute(
+            "SELECT max(ingested_at) FROM raw.traces WHERE ingested_at >= ? AND ingested_at < ? + INTERVAL 1 SECOND",
+            [moment, moment],
+        ).fetchone()[0]
+        if latest is None:
+            return moment
+        moment = latest + dt.timedelta(microseconds=1)
 
 
-_TYPED_COLUMNS = ", ".join(f"v.{f.name}" for f in TRACE_FIELDS)
+def _stored_row(source_file: str) -> str:
+    """The select list of a raw.traces row from a checked record `v` (the validation queries'
+    output); `source_file` is SQL, and the batch's ingested_at a parameter after it."""
+    fields = ", ".join(f"v.{f.name}" for f in TRACE_FIELDS)
+    return (f"{fields}, {source_file} AS source_file, v.line AS source_line, ?::TIMESTAMP AS ingested_at, "
+            "md5_number(v.trace_id) AS sample_key")
 
 
 def _insert_accepted(conn: duckdb.DuckDBPyConnection, stream: _BatchStream, ingested_at: dt.datetime, max_bytes: int) -> None:
@@ -580,8 +581,7 @@ def _insert_accepted(conn: duckdb.DuckDBPyConnection, stream: _BatchStream, inge
         try:
             conn.execute(
                 f"""INSERT INTO raw.traces
-                    SELECT {_TYPED_COLUMNS}, v.source_file, v.line AS source_line, ?::TIMESTAMP AS ingested_at,
-                           md5_number(v.trace_id) AS sample_key
+                    SELECT {_stored_row("v.source_file")}
                     FROM ({accepted}) v
                     -- Matching on the md5 first reads 16-byte integers instead of every id string.
                     ANTI JOIN raw.traces t ON t.sample_key = md5_number(v.trace_id) AND t.trace_id = v.trace_id
@@ -635,8 +635,7 @@ def _check_rest(
     streamed.valid_later += conn.execute("SELECT count(*) FROM checked WHERE reason IS NULL").fetchone()[0]
     conn.execute(
         f"""INSERT INTO raw.traces
-            SELECT {_TRACE_COLUMNS}, ? AS source_file, line AS source_line, ?::TIMESTAMP AS ingested_at,
-                   md5_number(trace_id) AS sample_key
+            SELECT {_stored_row("?")}
             FROM checked v
             WHERE reason IS NULL
               AND NOT EXISTS (SELECT 1 FROM raw.traces t
