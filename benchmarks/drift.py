@@ -53,9 +53,9 @@ def main() -> int:
     parser.add_argument("--texts", type=int, default=2000, help="texts for the throughput figure")
     args = parser.parse_args()
 
-    from flywheel.core.db import connect
-    from flywheel.core.drift import drift, nearest
-    from flywheel.core.embeddings import CacheStats, embed
+    from flywheel.core.common.db import connect
+    from flywheel.core.drift.score import drift, nearest
+    from flywheel.core.drift.embeddings import CacheStats, embed
     from flywheel.resources.embedder import load_embedder
 
     embedder = load_embedder()

@@ -71,8 +71,8 @@ def phase_write_dirty(traces_dir: str, out_dir: str, every: int) -> dict:
 
 
 def phase_ingest(traces_dir: str, db: str) -> dict:
-    from flywheel.core.db import connect
-    from flywheel.core.intake import ingest_paths
+    from flywheel.core.common.db import connect
+    from flywheel.core.intake.ingest import ingest_paths
 
     with connect(db) as conn:
         t = time.perf_counter()
@@ -82,8 +82,8 @@ def phase_ingest(traces_dir: str, db: str) -> dict:
 
 
 def phase_sample(db: str, week: str, repeats: int = 5) -> dict:
-    from flywheel.core.db import connect
-    from flywheel.core.sampling import as_week_start, sample_week, write_sample
+    from flywheel.core.common.db import connect
+    from flywheel.core.sampling.sampler import as_week_start, sample_week, write_sample
 
     with connect(db) as conn:
         # Warm both once so neither pays for first-touch I/O the other skips.

@@ -1,6 +1,6 @@
 """The file contracts of DESIGN.md, one definition each.
 
-The validation SQL (flywheel.core.validation) and the table schemas are generated from these tuples,
+The validation SQL (flywheel.core.intake.validation) and the table schemas are generated from these tuples,
 and a test holds the README's contract table to them, so a field is changed in one place.
 """
 

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from flywheel.core.db import connect
-from flywheel.core.intake import ensure_raw_tables
+from flywheel.core.common.db import connect
+from flywheel.core.intake.ingest import ensure_raw_tables
 
 
 @pytest.fixture

@@ -66,7 +66,7 @@ def test_demo_run_replays_the_loop_as_dagster_runs_and_a_rerun_adds_nothing(data
     """Five weeks (March ends in the fifth), on the real scrubber and embedder."""
     import dagster as dg
 
-    from flywheel.core.db import connect
+    from flywheel.core.common.db import connect
 
     result = CliRunner().invoke(main, ["demo", "run", "--weeks", "5", "--traces-per-day", "12"])
     assert result.exit_code == 0, result.output
@@ -97,8 +97,8 @@ def test_status_tells_the_story_from_the_warehouse(data_dir):
     empty = CliRunner().invoke(main, ["status"])
     assert empty.exit_code == 1 and "no warehouse" in empty.output
     CliRunner().invoke(main, ["ingest", "--help"])
-    from flywheel.core.db import connect
-    from flywheel.core.intake import ensure_raw_tables
+    from flywheel.core.common.db import connect
+    from flywheel.core.intake.ingest import ensure_raw_tables
 
     with connect(data_dir / "flywheel.duckdb") as conn:
         ensure_raw_tables(conn)

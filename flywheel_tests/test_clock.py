@@ -4,7 +4,9 @@ import datetime as dt
 
 import pytest
 
-from flywheel.core import clock, evalset, regression
+from flywheel.core.common import clock
+from flywheel.core.evalset import versions as evalset
+from flywheel.core.evalset import regression
 from flywheel.core.labeling import labels
 
 MAY = dt.datetime(2026, 5, 4, 6, 0)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flywheel.core.intake import ingest_paths
+from flywheel.core.intake.ingest import ingest_paths
 from flywheel.demo.generator import ENTERPRISE_ONBOARD_WEEK, luhn_card, write_demo
 
 

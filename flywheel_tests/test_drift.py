@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from flywheel.core import drift_station, evalset, sampling
-from flywheel.core.drift import drift, nearest
+from flywheel.core.drift import station as drift_station
+from flywheel.core.evalset import versions as evalset
+from flywheel.core.sampling import sampler as sampling
+from flywheel.core.drift.score import drift, nearest
 from flywheel.resources.embedder import HashingEmbedder
 
 BANKING77 = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks" / "support_queries"
@@ -112,8 +114,8 @@ class Unscrubbed:
 
 
 def test_month_scores_store_and_feed_the_next_weekly_sample(tmp_path):
-    from flywheel.core.db import connect
-    from flywheel.core.intake import ingest_paths
+    from flywheel.core.common.db import connect
+    from flywheel.core.intake.ingest import ingest_paths
     from flywheel.demo.generator import write_demo
 
     demo = write_demo(tmp_path / "demo", weeks=6, traces_per_day=12, seed=5)
@@ -157,7 +159,7 @@ def test_drift_score_cli_json(real_embedder, tmp_path):
 def test_monthly_drift_asset_materializes_on_fakes(data_dir):
     import dagster as dg
 
-    from flywheel.core.intake import ingest_paths
+    from flywheel.core.intake.ingest import ingest_paths
     from flywheel.defs.drift import monthly_drift
     from flywheel.demo.generator import write_demo
     from flywheel.resources.embedder import FakeEmbedderResource

@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from flywheel.cli import main
-from flywheel.core import evalset
-from flywheel.core.db import connect
+from flywheel.core.evalset import versions as evalset
+from flywheel.core.common.db import connect
 from flywheel.core.labeling import labels, taxonomy
 from flywheel.settings import REPO_REFERENCE
 
@@ -127,7 +127,7 @@ def _results(path, rows):
 
 
 def test_results_import_reports_unknown_rows_and_version_mismatches(labelled, tmp_path):
-    from flywheel.core import regression
+    from flywheel.core.evalset import regression
 
     evalset.fold_in(labelled)
     v1_row = evalset.rows_at(labelled, 1)["row_id"][0]
@@ -147,7 +147,7 @@ def test_results_import_reports_unknown_rows_and_version_mismatches(labelled, tm
 
 
 def test_gate_fails_on_the_adversarial_slice_alone_and_says_why(conn, tmp_path):
-    from flywheel.core import regression
+    from flywheel.core.evalset import regression
 
     rows = [{"input": f"question {i}", "expected": "ok", "criterion": "", "adversarial": "true" if i < 2 else "false",
              "added_at": "2026-03-02"} for i in range(20)]
@@ -169,7 +169,7 @@ def test_gate_fails_on_the_adversarial_slice_alone_and_says_why(conn, tmp_path):
 
 
 def test_gate_and_lookup_cli(data_dir, tmp_path):
-    from flywheel.core import keys
+    from flywheel.core.common import keys
 
     runner = CliRunner()
     runner.invoke(main, ["evalset", "import", str(write_csv(tmp_path / "s.csv", STARTER))])
@@ -192,7 +192,7 @@ def test_gate_and_lookup_cli(data_dir, tmp_path):
 
 
 def test_export_on_a_warehouse_without_an_eval_set_writes_nothing(tmp_path):
-    from flywheel.core.db import connect
+    from flywheel.core.common.db import connect
 
     with connect(tmp_path / "empty.duckdb") as conn:
         assert evalset.export_versions(conn, tmp_path / "exports") == []

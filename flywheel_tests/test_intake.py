@@ -5,8 +5,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flywheel.core import intake
-from flywheel.core.intake import ingest_paths
+from flywheel.core.intake import ingest as intake
+from flywheel.core.intake.ingest import ingest_paths
 from flywheel.settings import IntakeSettings
 from flywheel_tests.conftest import trace, write_jsonl
 

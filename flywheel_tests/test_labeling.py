@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from flywheel.cli import main
-from flywheel.core.db import connect
+from flywheel.core.common.db import connect
 from flywheel.core.labeling import labels, queue, spreadsheet, taxonomy
 from flywheel.settings import REPO_REFERENCE
 
@@ -175,7 +175,7 @@ def test_labels_cli_round_trip(data_dir, tmp_path):
 
 
 def test_guardrail_trips_unlike_any_adversarial_row_are_candidates_and_go_first(wh, tmp_path):
-    from flywheel.core import evalset
+    from flywheel.core.evalset import versions as evalset
     from flywheel.resources.embedder import HashingEmbedder
 
     marked = queue.mark_adversarial_candidates(wh, queue.review_queue(wh, WEEK), HashingEmbedder())

@@ -9,8 +9,10 @@ import dagster as dg
 import pytest
 from dagster_duckdb_polars import DuckDBPolarsIOManager
 
-from flywheel.core import evalset, keys, regression
-from flywheel.core.db import connect
+from flywheel.core.evalset import versions as evalset
+from flywheel.core.common import keys
+from flywheel.core.evalset import regression
+from flywheel.core.common.db import connect
 from flywheel.defs.drift import monthly_drift
 from flywheel.defs.evalset import fold_in
 from flywheel.defs.intake import raw_traces

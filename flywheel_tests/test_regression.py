@@ -4,8 +4,10 @@ import datetime as dt
 
 import pytest
 
-from flywheel.core import evalset, regression, retirement
-from flywheel.core.db import connect
+from flywheel.core.evalset import versions as evalset
+from flywheel.core.evalset import regression
+from flywheel.core.evalset import retirement
+from flywheel.core.common.db import connect
 from flywheel_tests.test_evalset import write_csv
 
 ROWS = [{"input": f"q{i}", "expected": f"answer {i}", "criterion": "", "adversarial": "true" if i == 0 else "false",

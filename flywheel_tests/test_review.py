@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from flywheel.core.db import connect
+from flywheel.core.common.db import connect
 from flywheel.core.labeling import labels
 
 

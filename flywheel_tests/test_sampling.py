@@ -4,9 +4,9 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from flywheel.core import sampling
-from flywheel.core.db import connect
-from flywheel.core.intake import ensure_raw_tables
+from flywheel.core.sampling import sampler as sampling
+from flywheel.core.common.db import connect
+from flywheel.core.intake.ingest import ensure_raw_tables
 from flywheel.defs.sampling import sampled_traces
 from flywheel.resources.warehouse import Warehouse
 from flywheel.settings import SamplingSettings

@@ -5,8 +5,8 @@ import stat
 
 import pytest
 
-from flywheel.core import keys
-from flywheel.core.db import connect
+from flywheel.core.common import keys
+from flywheel.core.common.db import connect
 from flywheel.core.scrub import leaks
 from flywheel.core.scrub.residue import record_miss, summary
 from flywheel.core.scrub.scrubber import Placeholders, Span, merge_spans, replace

@@ -6,8 +6,8 @@ import dagster as dg
 import pytest
 from dagster_duckdb_polars import DuckDBPolarsIOManager
 
-from flywheel.core import keys
-from flywheel.core.intake import ingest_paths
+from flywheel.core.common import keys
+from flywheel.core.intake.ingest import ingest_paths
 from flywheel.core.scrub import leaks
 from flywheel.defs.sampling import sampled_traces
 from flywheel.defs.scrub import scrub_week

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from flywheel.cli import main
-from flywheel.core.db import connect
+from flywheel.core.common.db import connect
 from flywheel.core.scrub import leaks
 from flywheel.core.scrub.vocabulary import CustomerVocabulary
 

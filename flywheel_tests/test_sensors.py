@@ -6,9 +6,10 @@ import dagster as dg
 from click.testing import CliRunner
 
 from flywheel.cli import main
-from flywheel.core import incidents, sampling
-from flywheel.core.db import connect
-from flywheel.core.intake import ensure_raw_tables
+from flywheel.core.sampling import incidents
+from flywheel.core.sampling import sampler as sampling
+from flywheel.core.common.db import connect
+from flywheel.core.intake.ingest import ensure_raw_tables
 from flywheel.defs.sensors import incident_sensor, labels_sensor
 from flywheel.resources.warehouse import Warehouse
 from flywheel_tests.test_sampling import fill_week

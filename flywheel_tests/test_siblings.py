@@ -5,8 +5,8 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from flywheel.core.db import connect
-from flywheel.core.embeddings import CacheStats, embed
+from flywheel.core.common.db import connect
+from flywheel.core.drift.embeddings import CacheStats, embed
 from flywheel.core.labeling import labels, taxonomy
 from flywheel.core.labeling.siblings import find_siblings
 from flywheel.resources.embedder import HashingEmbedder

@@ -2,7 +2,7 @@
 
 import datetime as dt
 
-from flywheel.core import story
+from flywheel import story
 
 
 def month(m, *, first=0.9, latest=0.9, adversarial=1.0, csat=None, drift=None, p=None, alert=False, partial=False):

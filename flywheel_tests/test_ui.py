@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from flywheel.core import evalset, regression
-from flywheel.core.db import connect
+from flywheel.core.evalset import versions as evalset
+from flywheel.core.evalset import regression
+from flywheel.core.common.db import connect
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("FLYWHEEL_CHROMIUM", "/usr/bin/chromium")

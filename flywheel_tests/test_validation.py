@@ -8,7 +8,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from flywheel.core.validation import CONTENTS_READ_BY_PATH, NOT_ACCEPTED, acceptance_sql, validation_sql
+from flywheel.core.intake.validation import CONTENTS_READ_BY_PATH, NOT_ACCEPTED, acceptance_sql, validation_sql
 from flywheel_tests.conftest import trace
 from flywheel_tests.test_intake import BAD_RECORDS
 

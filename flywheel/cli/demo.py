@@ -74,8 +74,9 @@ def demo_run(weeks: int, traces_per_day: int, seed: int, data_dir: Path | None) 
     """
     import shutil
 
-    from flywheel.core import clock, evalset
-    from flywheel.core.db import connect
+    from flywheel.core.common import clock
+    from flywheel.core.evalset import versions as evalset
+    from flywheel.core.common.db import connect
     from flywheel.definitions import build_definitions
     from flywheel.defs.runner import run_job
     from flywheel.demo.generator import DEFAULT_START, write_demo

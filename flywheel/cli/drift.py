@@ -18,8 +18,8 @@ def drift_group() -> None:
 
 def _eval_texts(path: Path) -> list[str]:
     """Eval-row JSONL (input messages) or a CSV with an `input` column."""
-    from flywheel.core.embeddings import user_text
-    from flywheel.core.records import numbered_records
+    from flywheel.core.drift.embeddings import user_text
+    from flywheel.core.common.records import numbered_records
 
     if path.suffix.lower() == ".csv":
         with open(path, newline="", encoding="utf-8-sig") as fh:
@@ -36,8 +36,8 @@ def _eval_texts(path: Path) -> list[str]:
 
 
 def _trace_texts(path: Path) -> list[str]:
-    from flywheel.core.embeddings import user_text
-    from flywheel.core.records import numbered_records
+    from flywheel.core.drift.embeddings import user_text
+    from flywheel.core.common.records import numbered_records
 
     texts = []
     for number, rec in numbered_records(path):
@@ -63,7 +63,7 @@ def drift_score(eval_path: Path, current: Path, baseline: Path | None, alpha: fl
 
     Texts are the traces' user turns and the rows' inputs, embedded with all-MiniLM-L6-v2.
     """
-    from flywheel.core.drift import drift
+    from flywheel.core.drift.score import drift
     from flywheel.resources.embedder import load_embedder
 
     embedder = load_embedder()

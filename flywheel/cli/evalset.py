@@ -16,7 +16,7 @@ def evalset_group() -> None:
 
 
 def _connect(data_dir: Path | None):
-    from flywheel.core.db import open_connection
+    from flywheel.core.common.db import open_connection
 
     return open_connection(paths_for(data_dir).warehouse)
 
@@ -33,7 +33,7 @@ def evalset_import(path: Path, data_dir: Path | None) -> None:
     words must match exactly (equals) and a longer one must appear in the reply (contains). All rows
     are validated; a file with any bad row imports nothing, and each problem is listed by row and column.
     """
-    from flywheel.core import evalset
+    from flywheel.core.evalset import versions as evalset
 
     with _connect(data_dir) as conn:
         try:
@@ -52,7 +52,7 @@ def evalset_import(path: Path, data_dir: Path | None) -> None:
 @data_dir_option
 def evalset_export(version: int | None, fmt: str, output: Path, data_dir: Path | None) -> None:
     """Write one version's rows in the eval row contract."""
-    from flywheel.core import evalset
+    from flywheel.core.evalset import versions as evalset
 
     with _connect(data_dir) as conn:
         latest = evalset.latest_version(conn)
@@ -70,7 +70,7 @@ def evalset_export(version: int | None, fmt: str, output: Path, data_dir: Path |
 @data_dir_option
 def evalset_diff(a: int, b: int, as_json: bool, data_dir: Path | None) -> None:
     """Rows added and removed between versions A and B, and how many they share."""
-    from flywheel.core import evalset
+    from flywheel.core.evalset import versions as evalset
 
     with _connect(data_dir) as conn:
         d = evalset.diff(conn, a, b)
@@ -88,8 +88,8 @@ def evalset_diff(a: int, b: int, as_json: bool, data_dir: Path | None) -> None:
 @data_dir_option
 def evalset_versions(data_dir: Path | None) -> None:
     """Every version: rows added, active rows, adversarial share, what caused it."""
-    from flywheel.core import evalset
-    from flywheel.core.markdown import table
+    from flywheel.core.evalset import versions as evalset
+    from flywheel.core.common.markdown import table
 
     with _connect(data_dir) as conn:
         rows = evalset.versions(conn)
@@ -113,7 +113,7 @@ def results_import(path: Path, as_json: bool, data_dir: Path | None) -> None:
     Unknown row ids and version mismatches are reported by line and not loaded; the rest load.
     Exits 1 when any line was rejected.
     """
-    from flywheel.core import regression
+    from flywheel.core.evalset import regression
 
     with _connect(data_dir) as conn:
         try:
@@ -140,8 +140,8 @@ def gate(version: int | None, model_version: str | None, threshold: float, adver
          as_json: bool, data_dir: Path | None) -> None:
     """The one gate for CI: exit 1 when the overall pass rate or the adversarial slice is under its
     threshold, 0 when both pass, 2 when there are no results to judge."""
-    from flywheel.core import regression
-    from flywheel.core.markdown import table
+    from flywheel.core.evalset import regression
+    from flywheel.core.common.markdown import table
 
     with _connect(data_dir) as conn:
         verdict = regression.gate(conn, version, model_version, threshold, adversarial_threshold)
@@ -165,7 +165,8 @@ def gate(version: int | None, model_version: str | None, threshold: float, adver
 def lookup(customer_id: str, as_json: bool, data_dir: Path | None) -> None:
     """Is this customer's data in the eval set? Lists rows derived from their traces, in any version or
     the archive, found through the keyed hash (the id itself is stored nowhere)."""
-    from flywheel.core import keys, regression
+    from flywheel.core.common import keys
+    from flywheel.core.evalset import regression
 
     paths = paths_for(data_dir)
     ref = keys.keyed_hash(keys.load_key(paths.data_dir), customer_id, kind="customer")
@@ -194,9 +195,9 @@ def regress(target: str, version: int | None, model_version: str, judge: str | N
     """Run the eval set against your model and store a result per row (archived rows included).
 
     contains / not_contains / equals are case-insensitive text checks, regex is re.search, refusal
-    looks for a declining phrase (see flywheel.core.regression.REFUSAL_PHRASES), rubric asks --judge.
+    looks for a declining phrase (see flywheel.core.evalset.regression.REFUSAL_PHRASES), rubric asks --judge.
     """
-    from flywheel.core import regression
+    from flywheel.core.evalset import regression
 
     try:
         fn = regression.load_callable(target)

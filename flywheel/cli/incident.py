@@ -29,7 +29,7 @@ def incident_open(start: str, end: str, cohort: str | None, intent: str | None, 
     week the window touches, once (its run key is the incident id and the week). The sensor runs under
     `make ui` (dagster dev starts the daemon), or now with --run. Opening the same window twice is one
     incident, and its weeks are not re-sampled twice."""
-    from flywheel.core import incidents
+    from flywheel.core.sampling import incidents
 
     try:
         inc = incidents.new_incident(start, end, cohort, intent, note)
@@ -57,7 +57,7 @@ def incident_open(start: str, end: str, cohort: str | None, intent: str | None, 
 @data_dir_option
 def incident_list(data_dir: Path | None) -> None:
     """Incidents in the inbox, and any file that is not a valid incident."""
-    from flywheel.core import incidents
+    from flywheel.core.sampling import incidents
 
     found, problems = incidents.read_all(paths_for(data_dir).inbox_incidents)
     for i in found:

@@ -31,8 +31,8 @@ def ingest(paths: tuple[Path, ...], as_json: bool, max_line_bytes: int, data_dir
     file, line and reason; traces already loaded (same trace_id) are counted as duplicates. Exits 1
     only when a file cannot be read at all.
     """
-    from flywheel.core.db import connect
-    from flywheel.core.intake import ingest_paths
+    from flywheel.core.common.db import connect
+    from flywheel.core.intake.ingest import ingest_paths
 
     paths_ = paths_for(data_dir)
     settings = IntakeSettings(max_line_bytes=max_line_bytes)

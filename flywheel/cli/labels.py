@@ -19,7 +19,7 @@ def taxonomy() -> None:
 
 def _seeded_connection(paths: Paths):
     """A warehouse connection with the taxonomy seeded from the data directory's taxonomy.yaml."""
-    from flywheel.core.db import open_connection
+    from flywheel.core.common.db import open_connection
     from flywheel.core.labeling import taxonomy as tax
 
     conn = open_connection(paths.warehouse)
@@ -38,7 +38,7 @@ def _seeded_connection(paths: Paths):
 def taxonomy_list(as_json: bool, data_dir: Path | None) -> None:
     """Every failure mode: code, name and where it came from."""
     from flywheel.core.labeling import taxonomy as tax
-    from flywheel.core.markdown import table
+    from flywheel.core.common.markdown import table
 
     conn = _seeded_connection(paths_for(data_dir))
     with conn:
@@ -97,7 +97,7 @@ def labels_export(output: Path, week: str | None, data_dir: Path | None) -> None
     """Write the unlabelled queue as CSV: context columns, then empty label columns to fill in."""
     from flywheel.core.labeling.queue import review_queue, with_candidate_flags
     from flywheel.core.labeling.spreadsheet import LABEL_COLUMNS, export_queue
-    from flywheel.core.sampling import as_week_start
+    from flywheel.core.sampling.sampler import as_week_start
 
     conn = _seeded_connection(paths_for(data_dir))
     with conn:
@@ -147,7 +147,7 @@ def review(reviewer: str | None, data_dir: Path | None) -> None:
     criterion, adversarial, and the check that the scrubbed text is clean. s skips, b goes back, q quits;
     labels are stored as you go, so the next run resumes where you stopped.
     """
-    from flywheel.review import Session, default_reviewer, run
+    from flywheel.cli.review import Session, default_reviewer, run
 
     paths = paths_for(data_dir)
     conn = _seeded_connection(paths)

@@ -37,9 +37,9 @@ def sample(weeks: tuple[str, ...], random_rate: float | None, salt: str | None, 
 
 def run_weeks(paths: Paths, weeks: list[str], overrides: dict, job: str = "weekly_sample_job") -> list[dict]:
     """Run `job` for each week (default: every week with traffic); per-week sampling summaries."""
-    from flywheel.core import sampling
-    from flywheel.core.db import connect
-    from flywheel.core.intake import ensure_raw_tables
+    from flywheel.core.sampling import sampler as sampling
+    from flywheel.core.common.db import connect
+    from flywheel.core.intake.ingest import ensure_raw_tables
     from flywheel.definitions import build_definitions
     from flywheel.defs.runner import run_job
     from flywheel.settings import SamplingSettings

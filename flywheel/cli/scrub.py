@@ -116,8 +116,8 @@ def residue(ctx: click.Context, as_json: bool, data_dir: Path | None) -> None:
     """
     if ctx.invoked_subcommand:
         return
-    from flywheel.core.db import connect
-    from flywheel.core.markdown import table
+    from flywheel.core.common.db import connect
+    from flywheel.core.common.markdown import table
     from flywheel.core.scrub.residue import summary
 
     paths = paths_for(data_dir)
@@ -144,7 +144,7 @@ def residue(ctx: click.Context, as_json: bool, data_dir: Path | None) -> None:
 @data_dir_option
 def residue_add(trace_ref: str, entity_type: str, note: str | None, reviewer: str | None, data_dir: Path | None) -> None:
     """Record a scrubber miss found in a scrubbed trace."""
-    from flywheel.core.db import connect
+    from flywheel.core.common.db import connect
     from flywheel.core.scrub.residue import record_miss
 
     with connect(paths_for(data_dir).warehouse) as conn:

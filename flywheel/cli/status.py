@@ -25,8 +25,9 @@ def status(data_dir: Path | None) -> None:
     eval suite's pass rates and drift), samples, scrub findings and residue, labels, eval set versions
     with pass rates, drift per month, whether the essay's trap applies, and which UI pages to open."""
     from flywheel.cli import summary
-    from flywheel.core import sampling, story
-    from flywheel.core.db import connect
+    from flywheel.core.sampling import sampler as sampling
+    from flywheel import story
+    from flywheel.core.common.db import connect
     from flywheel.settings import SamplingSettings
 
     paths = paths_for(data_dir)

@@ -6,8 +6,8 @@ from flywheel.settings import Paths
 
 
 def drift_summary(paths: Paths) -> str:
-    from flywheel.core import drift_station
-    from flywheel.core.db import connect
+    from flywheel.core.drift import station as drift_station
+    from flywheel.core.common.db import connect
 
     with connect(paths.warehouse) as conn:
         months = drift_station.history(conn)
@@ -16,8 +16,10 @@ def drift_summary(paths: Paths) -> str:
 
 
 def evalset_summary(paths: Paths) -> str:
-    from flywheel.core import evalset, markdown, regression
-    from flywheel.core.db import connect
+    from flywheel.core.evalset import versions as evalset
+    from flywheel.core.common import markdown
+    from flywheel.core.evalset import regression
+    from flywheel.core.common.db import connect
 
     with connect(paths.warehouse) as conn:
         history = evalset.versions(conn)
@@ -45,8 +47,8 @@ def evalset_summary(paths: Paths) -> str:
 
 
 def label_summary(paths: Paths, labelled) -> str:
-    from flywheel.core import markdown
-    from flywheel.core.db import connect
+    from flywheel.core.common import markdown
+    from flywheel.core.common.db import connect
 
     with connect(paths.warehouse, read_only=True) as conn:
         looked = conn.execute("SELECT count(*) FROM label.current_labels").fetchone()[0]
@@ -72,8 +74,8 @@ def label_summary(paths: Paths, labelled) -> str:
 
 
 def scrub_summary(paths: Paths, results: list[dict] | None) -> str:
-    from flywheel.core import markdown
-    from flywheel.core.db import connect
+    from flywheel.core.common import markdown
+    from flywheel.core.common.db import connect
     from flywheel.core.scrub.residue import summary
 
     with connect(paths.warehouse, read_only=True) as conn:
@@ -99,7 +101,7 @@ def scrub_summary(paths: Paths, results: list[dict] | None) -> str:
 
 def sample_summary(results: list[dict]) -> str:
     """Per week, or per month when there are more than eight weeks (the demo's six months)."""
-    from flywheel.core import markdown
+    from flywheel.core.common import markdown
 
     by_month = len(results) > 8
     groups: dict[str, list[dict]] = {}
@@ -128,8 +130,8 @@ def sample_summary(results: list[dict]) -> str:
 
 def story_summary(paths: Paths) -> str:
     """The two dashboards side by side, month by month, and what they say together."""
-    from flywheel.core import story
-    from flywheel.core.db import connect
+    from flywheel import story
+    from flywheel.core.common.db import connect
 
     with connect(paths.warehouse) as conn:
         months = story.months(conn)

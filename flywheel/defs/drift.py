@@ -2,8 +2,10 @@
 
 import dagster as dg
 
-from flywheel.core import drift_station, markdown, story
-from flywheel.core.embeddings import CacheStats
+from flywheel.core.drift import station as drift_station
+from flywheel.core.common import markdown
+from flywheel import story
+from flywheel.core.drift.embeddings import CacheStats
 from flywheel.defs.evalset import VERSIONS
 from flywheel.defs.intake import RAW_TRACES
 from flywheel.defs.regression import monthly_partitions

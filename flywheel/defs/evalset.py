@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from flywheel.core import evalset, markdown
+from flywheel.core.evalset import versions as evalset
+from flywheel.core.common import markdown
 from flywheel.defs.labeling import LABELS
 from flywheel.resources.warehouse import Warehouse
 
@@ -45,7 +46,7 @@ def fold_in(context: dg.AssetExecutionContext, warehouse: Warehouse):
 
 
 def _has_labels(conn) -> bool:
-    from flywheel.core.db import table_exists
+    from flywheel.core.common.db import table_exists
 
     return table_exists(conn, "label", "labels") and table_exists(conn, "scrub", "anonymized_traces")
 

@@ -3,7 +3,8 @@
 
 import dagster as dg
 
-from flywheel.core import intake, markdown
+from flywheel.core.intake import ingest as intake
+from flywheel.core.common import markdown
 from flywheel.resources.warehouse import Warehouse
 from flywheel.settings import IntakeSettings
 

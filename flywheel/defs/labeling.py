@@ -3,7 +3,8 @@ spreadsheet round trip), so label/labels is observed here, not computed."""
 
 import dagster as dg
 
-from flywheel.core import markdown, sampling
+from flywheel.core.common import markdown
+from flywheel.core.sampling import sampler as sampling
 from flywheel.core.labeling import labels as labels_mod
 from flywheel.core.labeling import queue as queue_mod
 from flywheel.core.labeling import taxonomy as taxonomy_mod

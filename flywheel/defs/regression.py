@@ -2,7 +2,10 @@
 
 import dagster as dg
 
-from flywheel.core import evalset, markdown, regression, retirement
+from flywheel.core.evalset import versions as evalset
+from flywheel.core.common import markdown
+from flywheel.core.evalset import regression
+from flywheel.core.evalset import retirement
 from flywheel.defs.evalset import EVAL_ROWS, GROUP, VERSIONS
 from flywheel.resources.warehouse import Warehouse
 from flywheel.settings import partitions_start

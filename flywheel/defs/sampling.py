@@ -3,7 +3,9 @@
 
 import dagster as dg
 
-from flywheel.core import incidents, markdown, sampling
+from flywheel.core.sampling import incidents
+from flywheel.core.common import markdown
+from flywheel.core.sampling import sampler as sampling
 from flywheel.defs.intake import RAW_TRACES
 from flywheel.defs.partitions import weekly_partitions
 from flywheel.resources.warehouse import Warehouse

@@ -3,7 +3,9 @@
 import dagster as dg
 import polars as pl
 
-from flywheel.core import keys, markdown, sampling
+from flywheel.core.common import keys
+from flywheel.core.common import markdown
+from flywheel.core.sampling import sampler as sampling
 from flywheel.core.scrub import leaks, station
 from flywheel.core.scrub import residue as residue_table
 from flywheel.defs.partitions import weekly_partitions

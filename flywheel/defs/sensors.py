@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from flywheel.core import incidents
-from flywheel.core.db import table_exists
+from flywheel.core.sampling import incidents
+from flywheel.core.common.db import table_exists
 from flywheel.defs.evalset import fold_in_job
 from flywheel.defs.jobs import weekly_loop_job
 from flywheel.defs.partitions import weekly_partitions

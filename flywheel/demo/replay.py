@@ -19,8 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flywheel.core import clock, evalset, incidents, keys, regression, sampling
-from flywheel.core.db import connect
+from flywheel.core.common import clock
+from flywheel.core.evalset import versions as evalset
+from flywheel.core.sampling import incidents
+from flywheel.core.common import keys
+from flywheel.core.evalset import regression
+from flywheel.core.sampling import sampler as sampling
+from flywheel.core.common.db import connect
 from flywheel.defs.runner import run_job, tick_sensor
 from flywheel.demo import model
 from flywheel.demo.generator import DEFAULT_START, ENTERPRISE_ONBOARD_WEEK, DemoSummary

@@ -20,8 +20,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from flywheel.core import keys
-from flywheel.core.embeddings import Embedder
+from flywheel.core.common import keys
+from flywheel.core.drift.embeddings import Embedder
 from flywheel.core.labeling import labels, taxonomy
 from flywheel.core.labeling.queue import mark_adversarial_candidates, review_queue
 from flywheel.core.labeling.siblings import find_siblings

@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterator
 import dagster as dg
 import duckdb
 
-from flywheel.core import db, keys
+from flywheel.core.common import db
+from flywheel.core.common import keys
 from flywheel.settings import Paths
 
 

@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 
 import duckdb
 
-from flywheel.core import clock
-from flywheel.core.db import table_exists
+from flywheel.core.common import clock
+from flywheel.core.common.db import table_exists
 from flywheel.core.labeling import taxonomy
 from flywheel.core.scrub import residue
 

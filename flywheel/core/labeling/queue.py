@@ -9,10 +9,10 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from flywheel.core import evalset
-from flywheel.core.db import table_exists, transaction
-from flywheel.core.drift import nearest
-from flywheel.core.embeddings import Embedder, embed, user_text
+from flywheel.core.evalset import versions as evalset
+from flywheel.core.common.db import table_exists, transaction
+from flywheel.core.drift.score import nearest
+from flywheel.core.drift.embeddings import Embedder, embed, user_text
 from flywheel.core.labeling.labels import ensure_tables
 
 PRIORITY = """CASE WHEN list_contains(a.modes, 'anomaly') THEN 0

@@ -8,7 +8,7 @@ import datetime as dt
 import duckdb
 import numpy as np
 
-from flywheel.core.embeddings import Embedder, embed, user_text
+from flywheel.core.drift.embeddings import Embedder, embed, user_text
 
 
 def find_siblings(

@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from flywheel.core.db import transaction
+from flywheel.core.common.db import transaction
 from flywheel.core.labeling import labels, taxonomy
 from flywheel.core.labeling.queue import format_conversation
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import yaml
 
-from flywheel.core import clock
+from flywheel.core.common import clock
 
 CODE = re.compile(r"^[a-z][a-z0-9_]{2,48}$")
 SENTENCE_END = re.compile(r"[.!?](?:\s|$)")

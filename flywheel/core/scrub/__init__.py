@@ -1,7 +1,5 @@
-"""Station 2: layered anonymization (regex, NER, customer-vocabulary lookup).
-
-The only code besides raw intake that ever reads customer text. What leaves it is scrubbed text with
-typed, numbered placeholders and the spans that were replaced.
+"""Station 2, anonymization: layered regex, NER and customer-vocabulary scrubbing, the only reader of raw text.
+Feeds `scrub/anonymized_traces`, `scrub/scrub_report` and `scrub/residue` (typed, numbered placeholders; keyed hashes).
 """
 
 import logging

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import duckdb
 
-from flywheel.core import clock
-from flywheel.core.db import table_exists
+from flywheel.core.common import clock
+from flywheel.core.common.db import table_exists
 
 
 def ensure_residue_table(conn: duckdb.DuckDBPyConnection) -> None:

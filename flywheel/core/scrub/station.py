@@ -1,7 +1,7 @@
 """Station 2 for one week: scrub the sampled traces, report what was found, hash the ids.
 
 Nothing that leaves here holds raw text or a raw id: messages are scrubbed, trace and customer ids
-are keyed hashes (flywheel.core.keys), and the raw trace's free-form metadata is not carried over.
+are keyed hashes (flywheel.core.common.keys), and the raw trace's free-form metadata is not carried over.
 """
 
 from __future__ import annotations

@@ -14,10 +14,11 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from flywheel.core import evalset, markdown
-from flywheel.core.db import table_exists, transaction
-from flywheel.core.drift import DriftResult, drift
-from flywheel.core.embeddings import CacheStats, Embedder, embed, user_text
+from flywheel.core.evalset import versions as evalset
+from flywheel.core.common import markdown
+from flywheel.core.common.db import table_exists, transaction
+from flywheel.core.drift.score import DriftResult, drift
+from flywheel.core.drift.embeddings import CacheStats, Embedder, embed, user_text
 from flywheel.settings import DriftSettings
 
 

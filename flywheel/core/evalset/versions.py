@@ -21,15 +21,15 @@ import duckdb
 import polars as pl
 
 from flywheel.contracts import EVAL_ROW_FIELDS
-from flywheel.core import clock
-from flywheel.core.db import transaction
+from flywheel.core.common import clock
+from flywheel.core.common.db import transaction
 from flywheel.core.labeling.labels import (
     CRITERION_TYPES,
     Label,
     criterion_errors,
     parse_criterion,
 )
-from flywheel.core.records import numbered_records
+from flywheel.core.common.records import numbered_records
 
 EQUALS_MAX_WORDS = 8  # a plain expected answer this short becomes `equals`, a longer one `contains`
 

@@ -2,7 +2,7 @@
 
 JSON Lines, Parquet and CSV files are turned into chunks of (line, text) records. Files are loaded
 in batches, one transaction each. The records of a whole batch stream through one fast SQL check
-(flywheel.core.validation.acceptance_sql), which inserts the valid ones with new trace ids straight
+(flywheel.core.intake.validation.acceptance_sql), which inserts the valid ones with new trace ids straight
 into raw.traces. A file the fast statement did not load completely is read again for the rest (bad
 records, ids loaded before, blank lines), which the reference query names the fault of. Nothing is
 dropped silently: a record is loaded, counted as a duplicate of a trace already loaded, or
@@ -29,10 +29,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from flywheel.core import clock
-from flywheel.core.db import rollback_quietly, setting
+from flywheel.core.common import clock
+from flywheel.core.common.db import rollback_quietly, setting
 from flywheel.contracts import TRACE_FIELDS, trace_table_columns
-from flywheel.core.validation import acceptance_sql, validation_sql
+from flywheel.core.intake.validation import acceptance_sql, validation_sql
 from flywheel.settings import IntakeSettings
 
 SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".csv": "csv"}

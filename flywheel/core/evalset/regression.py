@@ -17,8 +17,9 @@ from pathlib import Path
 import duckdb
 
 from flywheel.contracts import REGRESSION_RESULT_FIELDS
-from flywheel.core import clock, evalset
-from flywheel.core.records import numbered_records
+from flywheel.core.common import clock
+from flywheel.core.evalset import versions as evalset
+from flywheel.core.common.records import numbered_records
 
 TRUE, FALSE = {"true", "1", "yes", "pass", "passed"}, {"false", "0", "no", "fail", "failed"}
 EXIT_PASS, EXIT_FAIL, EXIT_NO_RESULTS = 0, 1, 2
@@ -168,7 +169,7 @@ def gate(conn: duckdb.DuckDBPyConnection, version: int | None = None, model_vers
 def lookup_customer(conn: duckdb.DuckDBPyConnection, customer_ref: str) -> list[dict]:
     """Eval rows derived from a customer's traces (found through the keyed hash), with the versions
     they were added in and whether they are archived. An empty list is an answer too."""
-    from flywheel.core.db import table_exists
+    from flywheel.core.common.db import table_exists
 
     if not (table_exists(conn, "scrub", "anonymized_traces") and table_exists(conn, "eval", "eval_rows")):
         return []

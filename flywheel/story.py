@@ -3,14 +3,21 @@
 Two dashboards the essay says feel unrelated, side by side: production (traffic, the cohort mix, the
 online judge's mean score, CSAT per cohort) and the eval suite (the first eval set's rows as run that
 month, the latest version's pass rate, drift). Read by `flywheel status` and `make demo`.
+
+It reads every station's tables, so it belongs to no station's package in `flywheel.core`; its readers
+are on both sides (the CLI's status and demo summary, and the drift station's Dagster metadata), so it
+sits at the top of the package beside `contracts` and `settings`, which both sides import too.
 """
 
 from __future__ import annotations
 
 import duckdb
 
-from flywheel.core import drift_station, evalset, markdown, regression
-from flywheel.core.db import table_exists
+from flywheel.core.drift import station as drift_station
+from flywheel.core.evalset import versions as evalset
+from flywheel.core.common import markdown
+from flywheel.core.evalset import regression
+from flywheel.core.common.db import table_exists
 
 
 def months(conn: duckdb.DuckDBPyConnection) -> list[dict]:

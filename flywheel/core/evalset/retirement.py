@@ -17,7 +17,8 @@ import datetime as dt
 import duckdb
 import polars as pl
 
-from flywheel.core import evalset, regression
+from flywheel.core.evalset import versions as evalset
+from flywheel.core.evalset import regression
 
 
 def previous_month(month: dt.date) -> dt.date:

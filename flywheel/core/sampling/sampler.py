@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 import duckdb
 import polars as pl
 
-from flywheel.core.db import table_exists, transaction
+from flywheel.core.common.db import table_exists, transaction
 from flywheel.settings import SamplingSettings
 
 WEEK = dt.timedelta(days=7)
