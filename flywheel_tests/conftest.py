@@ -19,6 +19,14 @@ def data_dir(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
+def warehouse(data_dir) -> Path:
+    """An empty warehouse in the test's data directory: verbs that read state refuse a directory without one."""
+    with connect(data_dir / "flywheel.duckdb") as c:
+        ensure_raw_tables(c)
+    return data_dir / "flywheel.duckdb"
+
+
+@pytest.fixture
 def conn(tmp_path):
     with connect(tmp_path / "test.duckdb") as c:
         ensure_raw_tables(c)

@@ -57,7 +57,12 @@ def test_demo_generate_rejects_a_non_monday(tmp_path):
     assert result.exit_code == 2 and "Monday" in result.output
 
 
-def test_sample_without_traces_says_what_to_do(data_dir):
+def test_sample_without_a_warehouse_says_what_to_do(data_dir):
+    result = CliRunner().invoke(main, ["sample"])
+    assert result.exit_code == 1 and "no flywheel warehouse" in result.output and "flywheel ingest PATH" in result.output
+
+
+def test_sample_without_traces_says_what_to_do(warehouse):
     result = CliRunner().invoke(main, ["sample"])
     assert result.exit_code == 1 and "ingest some traces first" in result.output
 
@@ -95,7 +100,7 @@ def test_demo_run_replays_the_loop_as_dagster_runs_and_a_rerun_adds_nothing(data
 
 def test_status_tells_the_story_from_the_warehouse(data_dir):
     empty = CliRunner().invoke(main, ["status"])
-    assert empty.exit_code == 1 and "no warehouse" in empty.output
+    assert empty.exit_code == 1 and "no flywheel warehouse" in empty.output
     CliRunner().invoke(main, ["ingest", "--help"])
     from flywheel.core.common.db import connect
     from flywheel.core.intake.ingest import ensure_raw_tables

@@ -161,7 +161,7 @@ def test_csv_new_failure_creates_its_taxonomy_entry_with_the_label(wh, tmp_path)
     assert "half_defined" not in taxonomy.codes(wh)
 
 
-def test_labels_cli_round_trip(data_dir, tmp_path):
+def test_labels_cli_round_trip(data_dir, warehouse, tmp_path):
     runner = CliRunner()
     assert runner.invoke(main, ["taxonomy", "list"]).exit_code == 0
     out = tmp_path / "q.csv"

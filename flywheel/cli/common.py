@@ -1,17 +1,94 @@
-"""The `flywheel` command group and what its verbs share."""
+"""The `flywheel` command group and what its verbs share.
+
+The group loads a verb's module only when that verb runs, so `flywheel --help` and the light verbs
+(`gate`, `lookup`, `evalset versions`) start in a fraction of a second: the verbs that scrub, embed or
+launch Dagster runs import those libraries inside their own functions.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import importlib
+import os
 import sys
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
 from flywheel import __version__
 from flywheel.settings import DATA_DIR_ENV, Paths
 
 MAX_PRINTED_ERRORS = 20
+DEBUG_ENV = "FLYWHEEL_DEBUG"  # set to 1 to see the traceback behind an unexpected error
+
+# verb -> (module that registers it, its one-line help as `flywheel --help` lists it). The help is
+# written here so that listing the verbs imports none of them; test_cli_startup.py checks it matches
+# each verb's own docstring.
+VERBS: dict[str, tuple[str, str]] = {
+    "ingest": ("flywheel.cli.ingest", "Load trace files (JSON Lines, Parquet, CSV) or folders of them into raw/traces."),
+    "run": ("flywheel.cli.loop", "Run the loop for one week (ingest, sample, scrub, queue) or one month (drift, retirement)."),
+    "review": ("flywheel.cli.labels", "Label the review queue from the terminal: anomalies first, then strata, then random picks."),
+    "fold-in": ("flywheel.cli.loop", "Fold reviewed labels into a new eval set version."),
+    "sample": ("flywheel.cli.sample", "Run station 1 (sample/sampled_traces) for weekly partitions, as Dagster runs."),
+    "labels": ("flywheel.cli.labels", "The spreadsheet round trip: export the review queue, fill in labels, import them."),
+    "taxonomy": ("flywheel.cli.labels", "The failure taxonomy labels use (seeded from data/reference/taxonomy.yaml)."),
+    "evalset": ("flywheel.cli.evalset", "The versioned eval set: import the starter suite, export a version, compare two."),
+    "results": ("flywheel.cli.evalset", "Regression results from your own runner (the regression result contract)."),
+    "regress": ("flywheel.cli.evalset", "Run the eval set against your model and store a result per row (archived rows included)."),
+    "gate": ("flywheel.cli.evalset", "The one gate for CI: exit 1 when the overall pass rate or the adversarial slice is under its threshold, 0 when both pass, 2 when there are no results to judge."),
+    "lookup": ("flywheel.cli.evalset", "Is this customer's data in the eval set? Lists rows derived from their traces, in any version or the archive, found through the keyed hash (the id itself is stored nowhere)."),
+    "status": ("flywheel.cli.status", "What the loop has done: the story month by month (production CSAT and judge scores beside the eval suite's pass rates and drift), samples, scrub findings and residue, labels, eval set versions with pass rates, drift per month, whether the essay's trap applies, and which UI pages to open."),
+    "scrub": ("flywheel.cli.scrub", "Scrub customer data out of texts or traces; stateless, nothing is stored."),
+    "residue": ("flywheel.cli.scrub", "Misses per PII class: traces scrubbed, misses reviewers reported, miss rate."),
+    "drift": ("flywheel.cli.drift", "Does the eval set still look like production?"),
+    "incident": ("flywheel.cli.incident", "Declare incidents: their window is re-sampled, anomalies at 100%."),
+    "demo": ("flywheel.cli.demo", "SIMULATED help-desk traffic and the whole loop on it (what make demo runs)."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose verbs live in modules imported on first use (see VERBS)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(VERBS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in VERBS:
+            importlib.import_module(VERBS[name][0])  # its decorators register the verb on this group
+        return self.commands.get(name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        limit = formatter.width - 6 - max(len(name) for name in VERBS)
+        rows = [(name, click.utils.make_default_short_help(help_, limit)) for name, (_, help_) in VERBS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            raise SystemExit(130) from None
+        except Exception as exc:  # noqa: BLE001 - the one place that turns a crash into one line
+            if os.environ.get(DEBUG_ENV):
+                raise
+            raise click.ClickException(one_line(exc)) from None
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line a person can act on, for the errors a mistake or a busy machine causes."""
+    if type(exc).__module__.startswith("duckdb") and "lock" in str(exc).lower():
+        return ("the warehouse is in use by another flywheel process (a run, the UI's daemon or another "
+                "command): try again when it has finished")
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a file is not UTF-8 text ({exc.reason} at byte {exc.start}): save it as UTF-8 and try again"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return (f"unexpected {type(exc).__name__}: {first} (this is a bug in flywheel; run again with "
+            f"{DEBUG_ENV}=1 to see where, and report it)")
 
 
 def data_dir_option(fn):
@@ -22,16 +99,63 @@ def data_dir_option(fn):
     )(fn)
 
 
-def paths_for(data_dir: Path | None) -> Paths:
-    return Paths(data_dir)
+def paths_for(data_dir: Path | None, *, need_warehouse: bool = True) -> Paths:
+    """The data directory's paths. Verbs that read state refuse a directory with no warehouse, so a
+    mistyped --data-dir is named instead of silently starting an empty one."""
+    paths = Paths(data_dir)
+    if need_warehouse and not paths.warehouse.exists():
+        raise click.ClickException(
+            f"no flywheel warehouse in {paths.data_dir} ({paths.warehouse.name} not found): check --data-dir "
+            f"or ${DATA_DIR_ENV}, or start with flywheel ingest PATH")
+    return paths
 
 
 def progress(desc: str, total: int | None = None, unit: str = "it"):
+    from tqdm import tqdm
+
     # Only draw bars for a person watching; CI logs and pipes get the summary alone.
     return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, disable=not sys.stderr.isatty(), leave=False)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _iso_date(text: str) -> dt.date:
+    return dt.date.fromisoformat(text.strip())
+
+
+class WeekType(click.ParamType):
+    """A week, given as any day of it (YYYY-MM-DD); the value is its Monday."""
+
+    name = "DAY"
+
+    def convert(self, value, param, ctx) -> dt.date:
+        if isinstance(value, dt.date):
+            day = value
+        else:
+            try:
+                day = _iso_date(value)
+            except ValueError as exc:
+                self.fail(f"{value!r} is not a date: give a day of the week as YYYY-MM-DD ({exc})", param, ctx)
+        return day - dt.timedelta(days=day.weekday())
+
+
+class MonthType(click.ParamType):
+    """A calendar month, YYYY-MM; the value is its first day."""
+
+    name = "YYYY-MM"
+
+    def convert(self, value, param, ctx) -> dt.date:
+        if isinstance(value, dt.date):
+            return value.replace(day=1)
+        try:
+            return _iso_date(f"{value.strip()}-01") if len(value.strip()) == 7 else self.fail("", param, ctx)
+        except (ValueError, click.BadParameter):
+            self.fail(f"{value!r} is not a month: give it as YYYY-MM, e.g. 2026-05", param, ctx)
+
+
+WEEK = WeekType()
+MONTH = MonthType()
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="flywheel")
 def main() -> None:
     """flywheel keeps an LLM application's eval suite alive.
@@ -39,6 +163,7 @@ def main() -> None:
     Every week it samples production traces, scrubs customer data out, queues them for labelling and
     folds new rows into a versioned eval set; every month it checks the eval set still looks like
     production. State lives in one data directory (./data, $FLYWHEEL_DATA or --data-dir).
+
+    Your first week: flywheel ingest FILES, flywheel run --week DAY, flywheel review, flywheel fold-in,
+    flywheel regress --target module:function, flywheel gate.
     """
-
-

@@ -83,7 +83,7 @@ def demo_run(weeks: int, traces_per_day: int, seed: int, data_dir: Path | None) 
     from flywheel.demo.replay import replay
     from flywheel.resources.embedder import load_embedder
 
-    paths = paths_for(data_dir)
+    paths = paths_for(data_dir, need_warehouse=False)
     click.echo(f"[1/3] Generating {weeks} weeks x {traces_per_day} traces/day of SIMULATED traffic from {DEFAULT_START} ...")
     with progress("generate", total=weeks * 7 * traces_per_day, unit="trace") as bar:
         summary = write_demo(paths.demo, weeks=weeks, traces_per_day=traces_per_day, seed=seed, progress=bar.update)

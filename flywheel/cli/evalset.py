@@ -15,10 +15,10 @@ def evalset_group() -> None:
     """The versioned eval set: import the starter suite, export a version, compare two."""
 
 
-def _connect(data_dir: Path | None):
+def _connect(data_dir: Path | None, *, need_warehouse: bool = True):
     from flywheel.core.common.db import open_connection
 
-    return open_connection(paths_for(data_dir).warehouse)
+    return open_connection(paths_for(data_dir, need_warehouse=need_warehouse).warehouse)
 
 
 @evalset_group.command("import")
@@ -35,7 +35,7 @@ def evalset_import(path: Path, data_dir: Path | None) -> None:
     """
     from flywheel.core.evalset import versions as evalset
 
-    with _connect(data_dir) as conn:
+    with _connect(data_dir, need_warehouse=False) as conn:
         try:
             version = evalset.import_starter(conn, path)
         except evalset.EvalSetError as exc:

@@ -35,7 +35,9 @@ def incident_open(start: str, end: str, cohort: str | None, intent: str | None, 
         inc = incidents.new_incident(start, end, cohort, intent, note)
     except incidents.IncidentError as exc:
         raise click.ClickException(str(exc)) from None
-    path = incidents.write(inc, paths_for(data_dir).inbox_incidents)
+    # Like a trace file, an incident is dropped into the inbox: the run it triggers creates the warehouse.
+    paths = paths_for(data_dir, need_warehouse=False)
+    path = incidents.write(inc, paths.inbox_incidents)
     weeks = ", ".join(f"{w:%Y-%m-%d}" for w in inc.weeks())
     click.echo(f"{inc.incident_id}: {path}\nweeks to re-sample: {weeks}")
     if not run_now:
@@ -44,7 +46,6 @@ def incident_open(start: str, end: str, cohort: str | None, intent: str | None, 
     from flywheel.definitions import build_definitions
     from flywheel.defs.runner import tick_sensor
 
-    paths = paths_for(data_dir)
     _, runs = tick_sensor(build_definitions(str(paths.data_dir)), "incident_sensor", paths)
     for result in runs:
         state = "done" if result.success else "FAILED (see the run in the UI)"
@@ -59,7 +60,7 @@ def incident_list(data_dir: Path | None) -> None:
     """Incidents in the inbox, and any file that is not a valid incident."""
     from flywheel.core.sampling import incidents
 
-    found, problems = incidents.read_all(paths_for(data_dir).inbox_incidents)
+    found, problems = incidents.read_all(paths_for(data_dir, need_warehouse=False).inbox_incidents)
     for i in found:
         scope = " ".join(x for x in (i.cohort and f"cohort={i.cohort}", i.intent and f"intent={i.intent}") if x)
         click.echo(f"{i.incident_id}  {i.start:%Y-%m-%d %H:%M} -> {i.end:%Y-%m-%d %H:%M}  {scope}  {i.note or ''}".rstrip())

@@ -34,7 +34,7 @@ def ingest(paths: tuple[Path, ...], as_json: bool, max_line_bytes: int, data_dir
     from flywheel.core.common.db import connect
     from flywheel.core.intake.ingest import ingest_paths
 
-    paths_ = paths_for(data_dir)
+    paths_ = paths_for(data_dir, need_warehouse=False)
     settings = IntakeSettings(max_line_bytes=max_line_bytes)
     with connect(paths_.warehouse) as conn, progress("ingest", unit="rec") as bar:
         report = ingest_paths(conn, paths, settings, on_progress=bar.update)

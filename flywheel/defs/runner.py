@@ -1,8 +1,10 @@
 """Running the stations as Dagster runs recorded in the data directory's instance, so `make ui`
 shows what the CLI and `make demo` did."""
 
+import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -31,14 +33,55 @@ def instance(paths: Paths) -> dg.DagsterInstance:
 def run_job(
     defs: dg.Definitions, job_name: str, paths: Paths, *, partition_key: str | None = None, run_config: dict | None = None,
     raise_on_error: bool = True, tags: dict[str, str] | None = None, log_level: str = "WARNING",
+    on_step: Callable[[str, str], None] | None = None,
 ) -> dg.ExecuteInProcessResult:
+    """Run a job in this process, recorded in the data directory's instance. `on_step(step_key, event)`
+    hears each step start and finish ("started", "done", "failed"), for a progress bar."""
     job = defs.resolve_job_def(job_name)
+    if on_step:
+        job = job.with_logger_defs({**job.loggers, "flywheel_progress": _progress_logger(on_step)})
     # The run's full event log is in the instance (and the UI); the terminal gets warnings only.
-    config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
+    loggers = {"console": {"config": {"log_level": log_level}}, **({"flywheel_progress": {}} if on_step else {})}
+    config = {"loggers": loggers, **(run_config or {})}
     return job.execute_in_process(
         instance=instance(paths), partition_key=partition_key, run_config=config, raise_on_error=raise_on_error,
         tags=tags,
     )
+
+
+_STEP_EVENTS = {"STEP_START": "started", "STEP_SUCCESS": "done", "STEP_FAILURE": "failed"}
+
+
+def _progress_logger(on_step: Callable[[str, str], None]) -> dg.LoggerDefinition:
+    """A Dagster logger that passes step starts and ends to `on_step` and prints nothing itself."""
+
+    class StepHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            event = getattr(record, "dagster_meta", {}).get("dagster_event")
+            if event is not None and event.event_type_value in _STEP_EVENTS:
+                on_step(event.step_key, _STEP_EVENTS[event.event_type_value])
+
+    @dg.logger(description="Step starts and ends, for the CLI's progress bar.")
+    def flywheel_progress(_init_context):
+        log = logging.Logger("flywheel_progress", level=logging.DEBUG)
+        log.addHandler(StepHandler())
+        return log
+
+    return flywheel_progress
+
+
+def failure_line(result: dg.ExecuteInProcessResult, paths: Paths) -> str:
+    """One line for a failed run: which step, why (the error's first line), and where the full log is."""
+    failures = [e for e in result.all_events if e.is_step_failure]
+    where = f"full log: run {result.run_id} in the UI (make ui, then /runs/{result.run_id}), stored under {os.environ.get('DAGSTER_HOME', paths.dagster_home)}"
+    if not failures:
+        return f"the {result.job_def.name} run failed; {where}"
+    event = failures[0]
+    error = event.step_failure_data.error
+    cause = error.cause if error and error.cause and "DagsterExecutionStepExecutionError" in error.cls_name else None
+    error = cause or error
+    message = (error.message.strip().splitlines() or [""])[0] if error else "unknown error"
+    return f"step {event.step_key} failed: {message}; {where}"
 
 
 def tick_sensor(

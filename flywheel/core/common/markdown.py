@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
-import polars as pl
+# Only a type here: `flywheel gate` and friends print tables without paying for polars' import.
+if TYPE_CHECKING:
+    import polars as pl
 
 
 def _cell(value) -> str:

@@ -16,9 +16,9 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import polars as pl
 
 from flywheel.contracts import EVAL_ROW_FIELDS
 from flywheel.core.common import clock
@@ -30,6 +30,11 @@ from flywheel.core.labeling.labels import (
     parse_criterion,
 )
 from flywheel.core.common.records import numbered_records
+
+# Only a type here (DuckDB's .pl() imports polars when a frame is built): `flywheel gate`, `lookup` and
+# `evalset versions` answer without paying for polars' import.
+if TYPE_CHECKING:
+    import polars as pl
 
 EQUALS_MAX_WORDS = 8  # a plain expected answer this short becomes `equals`, a longer one `contains`
 

@@ -2,11 +2,14 @@
 Feeds `scrub/anonymized_traces`, `scrub/scrub_report` and `scrub/residue` (typed, numbered placeholders; keyed hashes).
 """
 
-import logging
-
-# Presidio warns about every recognizer of a language we do not load, on every engine it builds.
-logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
-
-from flywheel.core.scrub.scrubber import SCRUBBER_VERSION, ScrubbedText, Scrubber, Span
+import importlib
 
 __all__ = ["SCRUBBER_VERSION", "Scrubber", "ScrubbedText", "Span"]
+
+
+def __getattr__(name: str):
+    # The scrubber pulls in Presidio and spaCy (seconds, hundreds of MB); the station's light modules
+    # (residue, leaks) are read by verbs that never scrub, so it loads only when asked for (PEP 562).
+    if name in __all__:
+        return getattr(importlib.import_module("flywheel.core.scrub.scrubber"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

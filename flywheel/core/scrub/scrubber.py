@@ -16,6 +16,7 @@ same person), and a bare first or last name joins the full name it belongs to.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ from flywheel.settings import ScrubSettings
 
 # Bump when recognizers or merging change: each scrub report records the version that produced it.
 SCRUBBER_VERSION = "3"
+
+# Presidio warns about every recognizer of a language we do not load, on every engine it builds.
+logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
 
 NER_RECOGNIZER = "SpacyRecognizer"
 

@@ -1,0 +1,160 @@
+"""flywheel run and flywheel fold-in: the loop from the command line, as Dagster runs.
+
+Each runs one of the jobs the schedules and sensors run (so the UI shows it, with its lineage), prints
+what it did and says what to do next. No Dagster command is ever needed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+
+import click
+
+from flywheel.cli.common import MONTH, WEEK, data_dir_option, main, paths_for
+from flywheel.settings import Paths
+
+
+def _partition_or_fail(partitions_def, key: str, what: str, option: str) -> None:
+    """Refuse a week or month outside the partitions before Dagster does it with a traceback."""
+    if partitions_def.has_partition_key(key):
+        return
+    first, last = partitions_def.get_first_partition_key(), partitions_def.get_last_partition_key()
+    span = f"from {first} to {last}" if last else f"from {first} (none has ended yet)"
+    raise click.BadParameter(
+        f"{what} {key} is not one flywheel can run: {what}s run {span}, and only once they have ended; for older "
+        f"traffic set FLYWHEEL_PARTITIONS_START to an earlier Monday", param_hint=option)
+
+
+def _run(paths: Paths, job: str, partition_key: str | None, label: str):
+    """Run `job` with a progress bar over its steps; a failed run is one line (which step, why, where the log is)."""
+    from tqdm import tqdm
+
+    from flywheel.definitions import build_definitions
+    from flywheel.defs.runner import failure_line, run_job
+
+    defs = build_definitions(str(paths.data_dir))
+    steps = len(defs.resolve_job_def(job).nodes_in_topological_order)
+    with tqdm(total=steps, desc=label, unit="step", disable=not sys.stderr.isatty(), leave=False) as bar:
+        def on_step(step: str, event: str) -> None:
+            if event == "started":
+                bar.set_postfix_str(step.replace("__", "/"))
+            else:
+                bar.update(1)
+
+        result = run_job(defs, job, paths, partition_key=partition_key, raise_on_error=False, log_level="CRITICAL",
+                         on_step=on_step)
+    if not result.success:  # a blocking check that fails (a PII leak) fails its step too: named the same way
+        raise click.ClickException(f"{label}: {failure_line(result, paths)}")
+    return result
+
+
+@main.command("run")
+@click.option("--week", type=WEEK, help="Run the weekly loop for the week holding this day (YYYY-MM-DD): ingest "
+              "what is in the inbox, sample, scrub, queue for review, fold in labels.")
+@click.option("--month", type=MONTH, help="Run the monthly job for this month (YYYY-MM): drift, the traces that "
+              "focus next week's sample, retirement.")
+@data_dir_option
+def run(week: dt.date | None, month: dt.date | None, data_dir: Path | None) -> None:
+    """Run the loop for one week (ingest, sample, scrub, queue) or one month (drift, retirement).
+
+    What the schedules do on their own while `make ui` runs, now, as a Dagster run the UI shows.
+    Give exactly one of --week or --month. Reruns rewrite the week's partitions and add nothing twice.
+    """
+    if (week is None) == (month is None):
+        raise click.UsageError("give exactly one of --week DAY or --month YYYY-MM")
+    paths = paths_for(data_dir, need_warehouse=False)
+    if week is not None:
+        _run_week(paths, week)
+    else:
+        _run_month(paths, month)
+
+
+def _run_week(paths: Paths, week: dt.date) -> None:
+    from flywheel.core.common.db import connect
+    from flywheel.core.intake.ingest import ensure_raw_tables
+    from flywheel.core.labeling.queue import review_queue
+    from flywheel.core.sampling import sampler
+    from flywheel.defs.partitions import weekly_partitions
+
+    key = week.isoformat()
+    _partition_or_fail(weekly_partitions, key, "week", "'--week'")
+    with connect(paths.warehouse) as conn:
+        ensure_raw_tables(conn)
+    _run(paths, "weekly_loop_job", key, f"week {key}")
+    start = dt.datetime.combine(week, dt.time())
+    with connect(paths.warehouse) as conn:  # not read-only: the queue's label tables are created on first use
+        traffic = sampler.week_traffic(conn, start)
+        sampled = sampler.read_sample(conn, start).height
+        waiting = review_queue(conn, start).height
+        version = _latest_version(conn)
+    click.echo(f"Week {key}: {traffic} traces, {sampled} sampled and scrubbed, {waiting} waiting for review"
+               + (f"; eval set at v{version}." if version else "."))
+    if not traffic:
+        click.echo("No traffic that week: ingest its traces first (flywheel ingest PATH), then run it again.")
+    elif waiting:
+        click.echo(f"Next: {waiting} traces wait for review: flywheel review (or flywheel labels export --week {key} "
+                   "--output queue.csv), then flywheel fold-in.")
+    else:
+        click.echo("Every sampled trace of the week has a label. Next: flywheel fold-in.")
+
+
+def _run_month(paths: Paths, month: dt.date) -> None:
+    from flywheel.core.common.db import connect, table_exists
+    from flywheel.defs.regression import monthly_partitions
+
+    key = month.isoformat()
+    _partition_or_fail(monthly_partitions, key, "month", "'--month'")
+    if not paths.warehouse.exists():
+        raise click.ClickException(f"no flywheel warehouse in {paths.data_dir}: ingest traces first (flywheel ingest PATH)")
+    _run(paths, "monthly_drift_job", key, f"month {month:%Y-%m}")
+    with connect(paths.warehouse, read_only=True) as conn:
+        score = conn.execute("SELECT score, p_value, alert, eval_version FROM drift.scores WHERE month = ?",
+                             [month]).fetchone() if table_exists(conn, "drift", "scores") else None
+    if score is None:
+        click.echo(f"Month {month:%Y-%m}: nothing to score (no traces that month, or no eval set yet: "
+                   "flywheel evalset import FILE).")
+        return
+    value, p, alert, version = score
+    p_text = "no earlier month to compare with" if p is None else f"p = {p:.3f}"
+    click.echo(f"Month {month:%Y-%m}: drift {value:.3f} against eval set v{version} ({p_text})"
+               + (": ALERT, the eval set no longer looks like production." if alert else "."))
+    click.echo("Its most distant traces go into the next weekly sample (flywheel run --week DAY); retirement ran "
+               "too: flywheel evalset versions.")
+
+
+def _latest_version(conn) -> int:
+    from flywheel.core.common.db import table_exists
+
+    if not table_exists(conn, "eval", "versions"):
+        return 0
+    return conn.execute("SELECT coalesce(max(version), 0) FROM eval.versions").fetchone()[0]
+
+
+@main.command("fold-in")
+@data_dir_option
+def fold_in(data_dir: Path | None) -> None:
+    """Fold reviewed labels into a new eval set version.
+
+    Failure labels whose scrubbed text the reviewer confirmed clean become eval rows; one new version
+    if any row was added, none otherwise. What the labels sensor does on its own while `make ui` runs.
+    """
+    from flywheel.core.common.db import connect
+
+    paths = paths_for(data_dir)
+    with connect(paths.warehouse, read_only=True) as conn:
+        before = _latest_version(conn)
+    _run(paths, "fold_in_job", None, "fold-in")
+    with connect(paths.warehouse, read_only=True) as conn:
+        after = _latest_version(conn)
+        added = conn.execute("SELECT coalesce(sum(rows_added), 0) FROM eval.versions WHERE version > ?",
+                             [before]).fetchone()[0] if after else 0
+    if after == before:
+        click.echo(f"Nothing new to fold in: the eval set stays at "
+                   f"{'v' + str(after) if after else 'no version'}. Label failures first: flywheel review.")
+        return
+    click.echo(f"Folded {added} reviewed failure(s) into eval set v{after}; exported to "
+               f"{paths.exports / f'eval_set_v{after}.jsonl'}.")
+    click.echo(f"Next: run it against your model: flywheel regress --target module:function --version {after}, "
+               "then flywheel gate.")
