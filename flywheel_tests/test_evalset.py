@@ -116,7 +116,7 @@ def test_evalset_cli(data_dir, tmp_path):
     assert runner.invoke(main, ["evalset", "export", "--format", "csv", "--output", str(out)]).exit_code == 0
     assert len(list(csv.DictReader(open(out)))) == 3
     missing = runner.invoke(main, ["evalset", "export", "--version", "7", "--output", str(out)])
-    assert missing.exit_code == 1 and "no eval set version 7" in missing.output
+    assert missing.exit_code == 2 and "no eval set version 7" in missing.output  # a usage mistake
     diff = runner.invoke(main, ["evalset", "diff", "1", "1", "--json"])
     assert json.loads(diff.stdout)["added"] == []
 

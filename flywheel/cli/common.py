@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from flywheel import __version__
-from flywheel.settings import DATA_DIR_ENV, Paths
+from flywheel.paths import DATA_DIR_ENV, Paths
 
 MAX_PRINTED_ERRORS = 20
 DEBUG_ENV = "FLYWHEEL_DEBUG"  # set to 1 to see the traceback behind an unexpected error
@@ -27,7 +27,7 @@ DEBUG_ENV = "FLYWHEEL_DEBUG"  # set to 1 to see the traceback behind an unexpect
 VERBS: dict[str, tuple[str, str]] = {
     "ingest": ("flywheel.cli.ingest", "Load trace files (JSON Lines, Parquet, CSV) or folders of them into raw/traces."),
     "run": ("flywheel.cli.loop", "Run the loop for one week (ingest, sample, scrub, queue) or one month (drift, retirement)."),
-    "review": ("flywheel.cli.labels", "Label the review queue from the terminal: anomalies first, then strata, then random picks."),
+    "review": ("flywheel.cli.labels", "Label the review queue from the terminal: anomalies first, one trace at a time."),
     "fold-in": ("flywheel.cli.loop", "Fold reviewed labels into a new eval set version."),
     "sample": ("flywheel.cli.sample", "Run station 1 (sample/sampled_traces) for weekly partitions, as Dagster runs."),
     "labels": ("flywheel.cli.labels", "The spreadsheet round trip: export the review queue, fill in labels, import them."),
@@ -38,11 +38,11 @@ VERBS: dict[str, tuple[str, str]] = {
     "gate": ("flywheel.cli.evalset", "The one gate for CI: exit 1 when the overall pass rate or the adversarial slice is under its threshold, 0 when both pass, 2 when there are no results to judge."),
     "lookup": ("flywheel.cli.evalset", "Is this customer's data in the eval set? Lists rows derived from their traces, in any version or the archive, found through the keyed hash (the id itself is stored nowhere)."),
     "status": ("flywheel.cli.status", "What the loop has done: the story month by month (production CSAT and judge scores beside the eval suite's pass rates and drift), samples, scrub findings and residue, labels, eval set versions with pass rates, drift per month, whether the essay's trap applies, and which UI pages to open."),
-    "scrub": ("flywheel.cli.scrub", "Scrub customer data out of texts or traces; stateless, nothing is stored."),
+    "scrub": ("flywheel.cli.scrub", "Scrub customer data out of texts or traces; stateless (touches no warehouse)."),
     "residue": ("flywheel.cli.scrub", "Misses per PII class: traces scrubbed, misses reviewers reported, miss rate."),
     "drift": ("flywheel.cli.drift", "Does the eval set still look like production?"),
-    "incident": ("flywheel.cli.incident", "Declare incidents: their window is re-sampled, anomalies at 100%."),
-    "demo": ("flywheel.cli.demo", "SIMULATED help-desk traffic and the whole loop on it (what make demo runs)."),
+    "incident": ("flywheel.cli.incident", "Declare incidents: their window is re-sampled, anomalies at 100% and their cohort over-sampled."),
+    "demo": ("flywheel.cli.demo", "SIMULATED help-desk traffic and the whole loop on it (what `make demo` runs)."),
 }
 
 
@@ -59,7 +59,7 @@ class LazyGroup(click.Group):
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         limit = formatter.width - 6 - max(len(name) for name in VERBS)
-        rows = [(name, click.utils.make_default_short_help(help_, limit)) for name, (_, help_) in VERBS.items()]
+        rows = [(name, click.Command(name, help=help_).get_short_help_str(limit)) for name, (_, help_) in VERBS.items()]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
@@ -108,6 +108,33 @@ def paths_for(data_dir: Path | None, *, need_warehouse: bool = True) -> Paths:
             f"no flywheel warehouse in {paths.data_dir} ({paths.warehouse.name} not found): check --data-dir "
             f"or ${DATA_DIR_ENV}, or start with flywheel ingest PATH")
     return paths
+
+
+def output_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """Option callback for a file a verb writes: its folder must exist and be writable, checked before
+    any work is done, so a typo costs nothing."""
+    if value is None:
+        return None
+    folder = value.parent if str(value.parent) else Path(".")
+    if not folder.is_dir():
+        raise click.BadParameter(f"{value}: the folder {folder} does not exist; create it first or pick another path",
+                                 ctx, param)
+    if value.is_dir():
+        raise click.BadParameter(f"{value} is a folder; give a file name inside it", ctx, param)
+    if not os.access(folder, os.W_OK) or (value.exists() and not os.access(value, os.W_OK)):
+        raise click.BadParameter(f"{value}: not writable here (permissions); pick another path", ctx, param)
+    return value
+
+
+def partition_or_fail(partitions_def, key: str, what: str, option: str) -> None:
+    """Refuse a week or month outside the partitions before Dagster does it with a traceback."""
+    if partitions_def.has_partition_key(key):
+        return
+    first, last = partitions_def.get_first_partition_key(), partitions_def.get_last_partition_key()
+    span = f"from {first} to {last}" if last else f"from {first} (none has ended yet)"
+    raise click.BadParameter(
+        f"{what} {key} is not one flywheel can run: {what}s run {span}, and only once they have ended; for older "
+        f"traffic set FLYWHEEL_PARTITIONS_START to an earlier Monday", param_hint=option)
 
 
 def progress(desc: str, total: int | None = None, unit: str = "it"):

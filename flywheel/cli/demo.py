@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from flywheel.cli.common import data_dir_option, main, paths_for, progress
-from flywheel.settings import Paths
+from flywheel.paths import Paths
 
 
 @main.group()

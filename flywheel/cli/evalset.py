@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from flywheel.cli.common import data_dir_option, main, paths_for
+from flywheel.cli.common import data_dir_option, main, output_file, paths_for
 
 
 @main.group("evalset")
@@ -19,6 +19,22 @@ def _connect(data_dir: Path | None, *, need_warehouse: bool = True):
     from flywheel.core.common.db import open_connection
 
     return open_connection(paths_for(data_dir, need_warehouse=need_warehouse).warehouse)
+
+
+def _known_version(conn, version: int | None, option: str) -> int:
+    """The version asked for (default the latest), refused unless it exists: an answer about a version
+    that does not exist would be a wrong answer, not an empty one."""
+    from flywheel.core.evalset import versions as evalset
+
+    evalset.ensure_tables(conn)
+    latest = evalset.latest_version(conn)
+    if not latest:
+        raise click.ClickException("the eval set is empty: import your suite (flywheel evalset import FILE) or "
+                                   "fold in reviewed labels (flywheel fold-in)")
+    if version is not None and not 1 <= version <= latest:
+        raise click.BadParameter(f"no eval set version {version}: versions are 1 to {latest} (flywheel evalset versions)",
+                                 param_hint=option)
+    return latest if version is None else version
 
 
 @evalset_group.command("import")
@@ -48,19 +64,16 @@ def evalset_import(path: Path, data_dir: Path | None) -> None:
 @evalset_group.command("export")
 @click.option("--version", type=int, help="Default: the latest.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), required=True, callback=output_file)
 @data_dir_option
 def evalset_export(version: int | None, fmt: str, output: Path, data_dir: Path | None) -> None:
     """Write one version's rows in the eval row contract."""
     from flywheel.core.evalset import versions as evalset
 
     with _connect(data_dir) as conn:
-        latest = evalset.latest_version(conn)
-        if not latest or (version and not 1 <= version <= latest):
-            raise click.ClickException(f"no eval set version {version or ''} (versions: 1..{latest})" if latest
-                                       else "the eval set is empty: flywheel evalset import FILE")
+        version = _known_version(conn, version, "'--version'")
         n = evalset.export(conn, output, version, fmt)
-    click.echo(f"Wrote {n} rows of version {version or latest} to {output}.")
+    click.echo(f"Wrote {n} rows of version {version} to {output}.")
 
 
 @evalset_group.command("diff")
@@ -73,6 +86,8 @@ def evalset_diff(a: int, b: int, as_json: bool, data_dir: Path | None) -> None:
     from flywheel.core.evalset import versions as evalset
 
     with _connect(data_dir) as conn:
+        _known_version(conn, a, "'A'")
+        _known_version(conn, b, "'B'")
         d = evalset.diff(conn, a, b)
     if as_json:
         click.echo(json.dumps(d, indent=2))
@@ -144,6 +159,7 @@ def gate(version: int | None, model_version: str | None, threshold: float, adver
     from flywheel.core.common.markdown import table
 
     with _connect(data_dir) as conn:
+        version = _known_version(conn, version, "'--version'")
         verdict = regression.gate(conn, version, model_version, threshold, adversarial_threshold)
     if as_json:
         click.echo(json.dumps(verdict.to_json(), indent=2))
@@ -205,6 +221,7 @@ def regress(target: str, version: int | None, model_version: str, judge: str | N
     except regression.ResultsError as exc:
         raise click.ClickException(str(exc)) from None
     with _connect(data_dir) as conn:
+        version = _known_version(conn, version, "'--version'")
         try:
             report = regression.run_regression(conn, fn, version=version, model_version=model_version, rubric_judge=rubric)
         except regression.ResultsError as exc:

@@ -12,19 +12,8 @@ from pathlib import Path
 
 import click
 
-from flywheel.cli.common import MONTH, WEEK, data_dir_option, main, paths_for
-from flywheel.settings import Paths
-
-
-def _partition_or_fail(partitions_def, key: str, what: str, option: str) -> None:
-    """Refuse a week or month outside the partitions before Dagster does it with a traceback."""
-    if partitions_def.has_partition_key(key):
-        return
-    first, last = partitions_def.get_first_partition_key(), partitions_def.get_last_partition_key()
-    span = f"from {first} to {last}" if last else f"from {first} (none has ended yet)"
-    raise click.BadParameter(
-        f"{what} {key} is not one flywheel can run: {what}s run {span}, and only once they have ended; for older "
-        f"traffic set FLYWHEEL_PARTITIONS_START to an earlier Monday", param_hint=option)
+from flywheel.cli.common import MONTH, WEEK, data_dir_option, main, partition_or_fail, paths_for
+from flywheel.paths import Paths
 
 
 def _run(paths: Paths, job: str, partition_key: str | None, label: str):
@@ -79,7 +68,7 @@ def _run_week(paths: Paths, week: dt.date) -> None:
     from flywheel.defs.partitions import weekly_partitions
 
     key = week.isoformat()
-    _partition_or_fail(weekly_partitions, key, "week", "'--week'")
+    partition_or_fail(weekly_partitions, key, "week", "'--week'")
     with connect(paths.warehouse) as conn:
         ensure_raw_tables(conn)
     _run(paths, "weekly_loop_job", key, f"week {key}")
@@ -105,7 +94,7 @@ def _run_month(paths: Paths, month: dt.date) -> None:
     from flywheel.defs.regression import monthly_partitions
 
     key = month.isoformat()
-    _partition_or_fail(monthly_partitions, key, "month", "'--month'")
+    partition_or_fail(monthly_partitions, key, "month", "'--month'")
     if not paths.warehouse.exists():
         raise click.ClickException(f"no flywheel warehouse in {paths.data_dir}: ingest traces first (flywheel ingest PATH)")
     _run(paths, "monthly_drift_job", key, f"month {month:%Y-%m}")

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from pathlib import Path
 
 import click
-import dagster as dg
 from tqdm import tqdm
 
-from flywheel.cli.common import data_dir_option, main, paths_for
-from flywheel.settings import Paths
+from flywheel.cli.common import WEEK, data_dir_option, main, partition_or_fail, paths_for
+from flywheel.paths import Paths
 
 
 @main.command()
-@click.option("--week", "weeks", multiple=True, help="Monday (YYYY-MM-DD) of a week to sample; repeatable. "
-              "Default: every week with traffic.")
-@click.option("--random-rate", type=float, help="Override the random share (default 0.02).")
+@click.option("--week", "weeks", type=WEEK, multiple=True, help="A week to sample, as any day of it (YYYY-MM-DD); "
+              "repeatable. Default: every ended week with traffic.")
+@click.option("--random-rate", type=click.FloatRange(0, 1), help="Override the random share (default 0.02; the essay "
+              "says 1-5%).")
 @click.option("--salt", help="Override the sampling salt.")
 @click.option("--json", "as_json", is_flag=True, help="Print per-week counts as JSON.")
 @data_dir_option
-def sample(weeks: tuple[str, ...], random_rate: float | None, salt: str | None, as_json: bool, data_dir: Path | None) -> None:
+def sample(weeks: tuple[dt.date, ...], random_rate: float | None, salt: str | None, as_json: bool, data_dir: Path | None) -> None:
     """Run station 1 (sample/sampled_traces) for weekly partitions, as Dagster runs.
 
     Ingest first (`flywheel ingest` or the raw/traces asset). Reruns give the same rows.
@@ -35,20 +36,27 @@ def sample(weeks: tuple[str, ...], random_rate: float | None, salt: str | None, 
             click.echo(f"{r['week']}: {r['sampled']} of {r['traffic']} traces sampled  {r['per_mode']}")
 
 
-def run_weeks(paths: Paths, weeks: list[str], overrides: dict, job: str = "weekly_sample_job") -> list[dict]:
-    """Run `job` for each week (default: every week with traffic); per-week sampling summaries."""
+def run_weeks(paths: Paths, weeks: list[dt.date], overrides: dict, job: str = "weekly_sample_job") -> list[dict]:
+    """Run `job` for each week (default: every ended week with traffic); per-week sampling summaries."""
     from flywheel.core.sampling import sampler as sampling
     from flywheel.core.common.db import connect
     from flywheel.core.intake.ingest import ensure_raw_tables
     from flywheel.definitions import build_definitions
-    from flywheel.defs.runner import run_job
+    import dagster as dg
+
+    from flywheel.defs.partitions import weekly_partitions
+    from flywheel.defs.runner import failure_line, run_job
     from flywheel.settings import SamplingSettings
 
+    for week in weeks:
+        partition_or_fail(weekly_partitions, week.isoformat(), "week", "'--week'")
     with connect(paths.warehouse) as conn:
         ensure_raw_tables(conn)
-        starts = [sampling.as_week_start(w) for w in weeks] if weeks else sampling.week_starts(conn)
+        starts = [sampling.as_week_start(w) for w in weeks] if weeks else [
+            w for w in sampling.week_starts(conn) if weekly_partitions.has_partition_key(w.date().isoformat())]
     if not starts:
-        raise click.ClickException("raw/traces is empty: ingest some traces first (flywheel ingest PATH).")
+        raise click.ClickException("raw/traces has no traffic in an ended week: ingest some traces first "
+                                   "(flywheel ingest PATH).")
     defs = build_definitions(str(paths.data_dir))
     run_config = {"ops": {"sample__sampled_traces": {"config": overrides}}} if overrides else None
     results = []
@@ -57,7 +65,7 @@ def run_weeks(paths: Paths, weeks: list[str], overrides: dict, job: str = "weekl
         # A failed blocking check (a PII leak) stops that week's run; report it and go on with the rest.
         result = run_job(defs, job, paths, partition_key=key, run_config=run_config, raise_on_error=False)
         if not result.success and not result.is_node_success("sample__sampled_traces"):
-            raise click.ClickException(f"the {job} run for week {key} failed: see run {result.run_id} in the UI")
+            raise click.ClickException(f"week {key}: {failure_line(result, paths)}")
         with connect(paths.warehouse, read_only=True) as conn:
             sample = sampling.read_sample(conn, start)
             traffic = sampling.week_traffic(conn, start)

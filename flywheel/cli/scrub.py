@@ -7,16 +7,16 @@ from pathlib import Path
 
 import click
 
-from flywheel.cli.common import data_dir_option, main, paths_for, progress
+from flywheel.cli.common import data_dir_option, main, output_file, paths_for, progress
 
 SCRUB_BATCH = 256
 
 
 @main.command()
-@click.option("--input", "input_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.option("--input", "input_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help='JSON Lines: {"id", "text"} records or traces ({"trace_id", "messages"}).')
 @click.option("--output", "output_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Where the scrubbed JSON Lines go.")
+              callback=output_file, help="Where the scrubbed JSON Lines go.")
 @click.option("--vocabulary", type=click.Path(dir_okay=False, path_type=Path),
               help="Customer vocabulary CSV (a CRM export with contact_name / company columns).")
 @data_dir_option
