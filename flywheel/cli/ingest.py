@@ -19,7 +19,7 @@ from flywheel.settings import IntakeSettings
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the machine-readable report instead of a summary.")
 @click.option("--max-line-bytes", type=int, default=IntakeSettings().max_line_bytes, show_default=True,
               help="Records larger than this are quarantined unread.")
