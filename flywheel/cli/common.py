@@ -71,6 +71,9 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             raise SystemExit(130) from None
+        except BrokenPipeError:  # `flywheel status | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(0) from None
         except Exception as exc:  # noqa: BLE001 - the one place that turns a crash into one line
             if os.environ.get(DEBUG_ENV):
                 raise
