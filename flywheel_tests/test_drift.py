@@ -150,7 +150,8 @@ def test_drift_score_cli_json(real_embedder, tmp_path):
                                        "--baseline", str(tmp_path / "base.jsonl"), "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert set(out) == {"score", "ci_low", "ci_high", "tail_share", "p_value", "alert", "reverse_coverage", "n_current", "n_eval"}
+    assert set(out) == {"score", "ci_low", "ci_high", "tail_share", "p_value", "alert", "reverse_coverage", "n_current", "n_eval",
+                        "skipped_lines"}
     assert (out["n_current"], out["n_eval"]) == (3, 3) and 0 <= out["score"] <= 2
     alone = CliRunner().invoke(main, ["drift", "score", "--eval", str(eval_file), "--current", str(tmp_path / "cur.jsonl"), "--json"])
     assert json.loads(alone.stdout)["p_value"] is None and json.loads(alone.stdout)["alert"] is False

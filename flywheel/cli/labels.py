@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from pathlib import Path
 
 import click
 
-from flywheel.cli.common import data_dir_option, main, paths_for
-from flywheel.settings import Paths
+from flywheel.cli.common import WEEK, data_dir_option, main, output_file, paths_for
+from flywheel.paths import Paths
 
 
 @main.group()
@@ -90,10 +91,10 @@ def labels() -> None:
 
 
 @labels.command("export")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--week", help="Only this week (any day of it); default every week with unlabelled traces.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), required=True, callback=output_file)
+@click.option("--week", type=WEEK, help="Only this week (any day of it, YYYY-MM-DD); default every week with unlabelled traces.")
 @data_dir_option
-def labels_export(output: Path, week: str | None, data_dir: Path | None) -> None:
+def labels_export(output: Path, week: dt.date | None, data_dir: Path | None) -> None:
     """Write the unlabelled queue as CSV: context columns, then empty label columns to fill in."""
     from flywheel.core.labeling.queue import review_queue, with_candidate_flags
     from flywheel.core.labeling.spreadsheet import LABEL_COLUMNS, export_queue
@@ -126,6 +127,10 @@ def labels_import(path: Path, reviewer: str | None, as_json: bool, data_dir: Pat
             report = import_labels(conn, path, default_reviewer=reviewer)
         except FileNotFoundError as exc:
             raise click.ClickException(str(exc)) from None
+    header = [e for e in report.errors if e["row"] == 1 and e["message"].startswith("missing column")]
+    if header and not as_json:  # not a labels spreadsheet at all: one line, not a report of nothing imported
+        raise click.ClickException(f"{path}: not a labels spreadsheet (no {header[0]['column']} column in the header); "
+                                   "write one with flywheel labels export --output FILE")
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
@@ -143,9 +148,13 @@ def review(reviewer: str | None, data_dir: Path | None) -> None:
     """Label the review queue from the terminal: anomalies first, one trace at a time.
 
     For each scrubbed trace: the conversation by role, why it was sampled and its judge score; then
-    known failure / new failure / not a bug, the code (by number or search), expected behaviour, pass
-    criterion, adversarial, and the check that the scrubbed text is clean. s skips, b goes back, q quits;
-    labels are stored as you go, so the next run resumes where you stopped.
+    the bucket (k known failure, w new failure, o not a bug), the code (by number or search), expected
+    behaviour, pass criterion (c contains, x not_contains, r regex, e equals, f refusal, u rubric),
+    adversarial, and the check that the scrubbed text is clean.
+
+    One key, one meaning: y and n answer yes-or-no questions only; s skips the trace, b goes back one,
+    q quits, at every prompt that lists them; Ctrl-C or Ctrl-D quits at any prompt (Ctrl-C exits 130).
+    Labels are stored as you go, so quitting keeps them and the next run resumes where you stopped.
     """
     from flywheel.cli.review import Session, default_reviewer, run
 

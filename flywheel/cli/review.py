@@ -1,24 +1,42 @@
 """`flywheel review`: label the queue from a terminal, over SSH if need be.
 
-Plain line prompts (a letter and Enter), no full-screen UI: it works in any terminal, in tmux, and when
+Plain line prompts (a key and Enter), no full-screen UI: it works in any terminal, in tmux, and when
 driven by a script. Every label is stored the moment it is given, so quitting loses nothing and the
 next session starts where this one stopped (the queue only holds unlabelled traces).
+
+One key means one thing at every prompt, and each prompt lists the keys it takes:
+
+- y / n answer yes-or-no questions, and nothing else;
+- s skips the trace, b goes back to the previous one, q quits: at every lettered prompt, and at the
+  code prompt (a one-letter search would be no search);
+- the bucket (k, w, o) and the pass criterion (c, x, r, e, f, u) use letters that mean nothing else;
+- Ctrl-C or Ctrl-D quits at any prompt, free text included. The label being typed is dropped, the
+  ones already stored are kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
-from collections.abc import Callable
+import select
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import click
 import duckdb
 
+from flywheel.core.common.db import transaction
 from flywheel.core.labeling import labels, taxonomy
 from flywheel.core.labeling.queue import review_queue, with_candidate_flags
 
 PRIORITY_NAMES = ("anomaly", "stratified", "random")
-CRITERION_KEYS = {"c": "contains", "n": "not_contains", "r": "regex", "e": "equals", "f": "refusal", "u": "rubric"}
+YES_NO = {"y": "yes", "n": "no"}
+NAVIGATION = {"s": "skip", "b": "back", "q": "quit"}
+BUCKET_KEYS = {"k": "known failure", "w": "new failure", "o": "not a bug"}
+BUCKETS = {"k": "known_failure", "w": "new_failure", "o": "not_a_bug"}
+CRITERION_KEYS = {"c": "contains", "x": "not_contains", "r": "regex", "e": "equals", "f": "refusal", "u": "rubric"}
+EXIT_INTERRUPTED = 130  # what a shell reports for a command stopped by Ctrl-C (128 + SIGINT)
 
 
 @dataclass
@@ -26,6 +44,38 @@ class Session:
     conn: duckdb.DuckDBPyConnection
     reviewer: str
     siblings: Callable[[str, int], list[dict]] | None = None  # (trace_ref, k) -> nearest scrubbed traces
+    stored: int = 0  # labels stored this session, siblings included
+
+
+class _Leave(Exception):
+    """s, b or q at a prompt: leave the trace being labelled (its unfinished label is dropped)."""
+
+    def __init__(self, action: str):
+        super().__init__(action)
+        self.action = action
+
+
+def _menu(keys: dict[str, str]) -> str:
+    return " ".join(f"[{k}] {what}" for k, what in keys.items())
+
+
+def _key(question: str, keys: dict[str, str], *, default: str | None = None,
+         navigation: dict[str, str] = NAVIGATION) -> str:
+    """One key from `keys`, listed in the prompt with the navigation keys; a navigation key raises _Leave."""
+    text = f"{question} {_menu(keys)}" + (f" (Enter: {default})" if default else "")
+    if navigation:
+        text += f" · {_menu(navigation)}"
+    while True:
+        answer = click.prompt(text, default=default or "", show_default=False).strip().lower()
+        if answer in keys:
+            return answer
+        if answer in navigation:
+            raise _Leave(navigation[answer])
+        click.echo(f"  type one of {', '.join([*keys, *navigation])}")
+
+
+def _yes(question: str, default: bool, *, navigation: dict[str, str] = NAVIGATION) -> bool:
+    return _key(question, YES_NO, default="y" if default else "n", navigation=navigation) == "y"
 
 
 def _show(row: dict, position: int, total: int, reviewed: int) -> None:
@@ -52,7 +102,9 @@ def _choose_code(conn: duckdb.DuckDBPyConnection) -> str:
     while True:
         for i, e in enumerate(shown, 1):
             click.echo(f"  {i:>2}. {e['code']}: {e['name']}")
-        answer = click.prompt("code (number, or text to search)").strip()
+        answer = click.prompt(f"code (number, or text to search) · {_menu(NAVIGATION)}").strip()
+        if answer.lower() in NAVIGATION:
+            raise _Leave(NAVIGATION[answer.lower()])
         if answer.isdigit() and 1 <= int(answer) <= len(shown):
             return shown[int(answer) - 1]["code"]
         if answer in {e["code"] for e in entries}:
@@ -64,11 +116,8 @@ def _choose_code(conn: duckdb.DuckDBPyConnection) -> str:
 
 
 def _criterion() -> tuple[str, str | None]:
-    keys = " ".join(f"[{k}]{v[len(k):] if v.startswith(k) else ' ' + v}" for k, v in CRITERION_KEYS.items())
     while True:
-        kind = CRITERION_KEYS.get(click.prompt(f"pass criterion {keys}").strip().lower())
-        if not kind:
-            continue
+        kind = CRITERION_KEYS[_key("pass criterion", CRITERION_KEYS)]
         if kind in labels.CRITERIA_WITHOUT_VALUE:
             return kind, None
         value = click.prompt(f"{kind} value" if kind != "rubric" else "rubric (what a judge checks)").strip()
@@ -80,99 +129,181 @@ def _criterion() -> tuple[str, str | None]:
 
 
 def _pii(label: labels.Label) -> None:
-    label.pii_ok = click.confirm("is the scrubbed text clean of customer data?", default=True)
+    label.pii_ok = _yes("is the scrubbed text clean of customer data?", default=True)
     if not label.pii_ok:
         label.pii_issue_class = click.prompt("which class leaked (e.g. PERSON, EMAIL_ADDRESS; never the value)").strip().upper()
         label.pii_note = click.prompt("note", default="", show_default=False).strip() or None
 
 
-def _new_mode(session: Session, trace_ref: str) -> str:
+def _new_mode(session: Session, trace_ref: str) -> taxonomy.TaxonomyEntry:
+    """A new taxonomy entry, checked now and added only with its label (a label given up leaves no code)."""
     while True:
         code = click.prompt("new code (snake_case)").strip()
         name = click.prompt("name").strip()
         definition = click.prompt("two-sentence definition").strip()
-        try:
-            taxonomy.add(session.conn, taxonomy.TaxonomyEntry(code, name, definition, created_from=trace_ref))
-            return code
-        except taxonomy.TaxonomyError as exc:
-            click.echo(f"  {exc}")
+        entry = taxonomy.TaxonomyEntry(code, name, definition, created_from=trace_ref)
+        problems = entry.problems()
+        if code in taxonomy.codes(session.conn):
+            problems.append(f"code {code!r} already exists")
+        if not problems:
+            return entry
+        click.echo(f"  {'; '.join(problems)}")
 
 
-def _offer_siblings(session: Session, trace_ref: str, label: labels.Label) -> int:
+def _offer_siblings(session: Session, trace_ref: str, label: labels.Label) -> None:
     """Offer the nearest scrubbed traces of the last 30 days; each accepted one is a known failure of
-    the new code, with the same expected behaviour and criterion."""
+    the new code, with the same expected behaviour and criterion. s moves on without the rest."""
     if session.siblings is None:
-        return 0
-    accepted = 0
+        return
     for sibling in session.siblings(trace_ref, 5):
         click.echo("-" * 78)
         click.echo(f"sibling {sibling['trace_ref']} (similarity {sibling['similarity']:.2f}):")
         for m in sibling["messages"]:
             click.echo(f"{m['role']:>9}: {m['content']}")
-        if click.confirm(f"label it {label.taxonomy_code} too?", default=False):
-            labels.record(session.conn, labels.Label(
+        try:
+            accepted = _yes(f"label it {label.taxonomy_code} too?", default=False,
+                            navigation={"s": "skip the rest", "q": "quit"})
+        except _Leave as leave:
+            if leave.action == "quit":
+                raise
+            return
+        if accepted and labels.record(session.conn, labels.Label(
                 sibling["trace_ref"], "known_failure", session.reviewer, label.taxonomy_code, label.expected_behaviour,
-                label.criterion_type, label.criterion_value, label.adversarial, source="sibling"))
-            accepted += 1
-    return accepted
+                label.criterion_type, label.criterion_value, label.adversarial, source="sibling")):
+            session.stored += 1
 
 
-def _ask(session: Session, row: dict) -> str | labels.Label:
-    """One trace: returns a label, or 'skip' / 'back' / 'quit'."""
-    action = click.prompt("[k]nown failure  [n]ew failure  n[o]t a bug  [s]kip  [b]ack  [q]uit",
-                          type=click.Choice(["k", "n", "o", "s", "b", "q"]), show_choices=False)
-    if action in ("s", "b", "q"):
-        return {"s": "skip", "b": "back", "q": "quit"}[action]
-    label = labels.Label(row["trace_ref"], {"k": "known_failure", "n": "new_failure", "o": "not_a_bug"}[action],
-                         session.reviewer, source="review")
+def _label(session: Session, row: dict) -> tuple[labels.Label, taxonomy.TaxonomyEntry | None]:
+    """One trace's label, and the taxonomy entry it opens if it is a new failure."""
+    key = _key("label", BUCKET_KEYS)
+    label = labels.Label(row["trace_ref"], BUCKETS[key], session.reviewer, source="review")
+    entry = None
     if label.bucket == "known_failure":
         label.taxonomy_code = _choose_code(session.conn)
     elif label.bucket == "new_failure":
-        label.taxonomy_code = _new_mode(session, row["trace_ref"])
+        entry = _new_mode(session, row["trace_ref"])
+        label.taxonomy_code = entry.code
     if label.bucket != "not_a_bug":
         label.expected_behaviour = click.prompt("expected behaviour").strip()
         label.criterion_type, label.criterion_value = _criterion()
-    label.adversarial = click.confirm("adversarial?", default=bool(row.get("adversarial_candidate"))
-                                      or "guardrail_tripped" in (row["reasons"] or []))
+    label.adversarial = _yes("adversarial?", default=bool(row.get("adversarial_candidate"))
+                             or "guardrail_tripped" in (row["reasons"] or []))
     _pii(label)
-    return label
+    return label, entry
 
 
-def run(session: Session) -> int:
-    """Review the queue in order; returns how many labels were stored."""
-    rows = list(with_candidate_flags(session.conn, review_queue(session.conn)).iter_rows(named=True))
-    total, position, stored = len(rows), 0, 0
+def _ask(session: Session, row: dict) -> str | tuple[labels.Label, taxonomy.TaxonomyEntry | None]:
+    """One trace: a label (with the new taxonomy entry, if any), or 'skip' / 'back' / 'quit'."""
+    try:
+        return _label(session, row)
+    except _Leave as leave:
+        return leave.action
+
+
+def _store(session: Session, label: labels.Label, entry: taxonomy.TaxonomyEntry | None) -> None:
+    # The new code and its first label land together or not at all.
+    with transaction(session.conn):
+        if entry is not None:
+            taxonomy.add(session.conn, entry)
+        if labels.record(session.conn, label):
+            session.stored += 1
+
+
+def _review(session: Session, rows: list[dict]) -> None:
+    total, position = len(rows), 0
     refs = [r["trace_ref"] for r in rows]
-    if not rows:
-        click.echo("Nothing to review: every scrubbed trace has a label.")
-        return 0
     while 0 <= position < total:
         row = rows[position]
-        reviewed = len(labels.labelled(session.conn, refs))
-        _show(row, position, total, reviewed)
+        _show(row, position, total, len(labels.labelled(session.conn, refs)))
         current = labels.current_label(session.conn, row["trace_ref"])
         if current:
             click.echo(f"(labelled {current['bucket']} {current['taxonomy_code'] or ''}; a new label supersedes it)")
         answer = _ask(session, row)
         if answer == "quit":
-            break
+            return
         if answer == "back":
             position = max(0, position - 1)
             continue
         if answer != "skip":
+            label, entry = answer
             try:
-                if labels.record(session.conn, answer):
-                    stored += 1
-                if answer.bucket == "new_failure":
-                    stored += _offer_siblings(session, row["trace_ref"], answer)
-            except labels.LabelError as exc:
+                _store(session, label, entry)
+            except (labels.LabelError, taxonomy.TaxonomyError) as exc:
                 click.echo(f"not stored: {exc}")
                 click.pause()
                 continue
+            if label.bucket == "new_failure":
+                try:
+                    _offer_siblings(session, row["trace_ref"], label)
+                except _Leave:
+                    return
         position += 1
+
+
+@contextlib.contextmanager
+def _prompts_that_ctrl_c_interrupts() -> Iterator[None]:
+    """Ctrl-C must end the review at once, not after the next Enter.
+
+    Python runs its SIGINT handler in the main thread, but the kernel hands the signal to any thread
+    that does not block it, and DuckDB and Polars keep worker threads. When one of those takes it, the
+    main thread stays blocked in read() and the KeyboardInterrupt waits for the next line. So a prompt
+    on a terminal waits for its line in short select() slices, between which the handler runs. Only on
+    a terminal: it hands over one line per read, so nothing can sit unseen in a buffer while we wait.
+    click reads every prompt through `termui.visible_prompt_func` (its test runner swaps it the same way)."""
+    try:
+        fd = sys.stdin.fileno()
+        terminal = sys.stdin.isatty()
+    except (AttributeError, OSError, ValueError):
+        terminal = False
+    if not terminal:
+        yield
+        return
+    read = click.termui.visible_prompt_func
+
+    def prompt(text: str) -> str:
+        click.echo(text, nl=False)
+        while not select.select([fd], [], [], 0.1)[0]:
+            pass
+        return read("")
+
+    click.termui.visible_prompt_func = prompt
+    try:
+        yield
+    finally:
+        click.termui.visible_prompt_func = read
+
+
+def _interrupted_by_ctrl_c(exc: BaseException) -> bool:
+    # click.prompt turns Ctrl-C and Ctrl-D alike into Abort; the key pressed is the exception it replaced.
+    return isinstance(exc, KeyboardInterrupt) or isinstance(exc.__context__, KeyboardInterrupt)
+
+
+def run(session: Session) -> int:
+    """Review the queue in order; returns how many labels were stored. Ctrl-C or Ctrl-D at any prompt
+    ends the session with the labels stored so far kept: Ctrl-D as q does, Ctrl-C with exit status 130."""
+    rows = list(with_candidate_flags(session.conn, review_queue(session.conn)).iter_rows(named=True))
+    if not rows:
+        click.echo("Nothing to review: every scrubbed trace has a label.")
+        return 0
+    refs = [r["trace_ref"] for r in rows]
+    try:
+        with _prompts_that_ctrl_c_interrupts():
+            _review(session, rows)
+    except (click.Abort, KeyboardInterrupt, EOFError) as exc:
+        ctrl_c = _interrupted_by_ctrl_c(exc)
+        click.echo()  # the prompt's line has no newline yet
+        click.echo(f"{'Interrupted' if ctrl_c else 'End of input'}: {_tally(session, refs)}")
+        if ctrl_c:
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+        return session.stored
+    click.echo(_tally(session, refs))
+    return session.stored
+
+
+def _tally(session: Session, refs: list[str]) -> str:
     done = len(labels.labelled(session.conn, refs))
-    click.echo(f"{done}/{total} reviewed; {stored} labels stored this session. Run flywheel review again to go on.")
-    return stored
+    return (f"{done}/{len(refs)} reviewed; {session.stored} labels stored this session. "
+            "Run flywheel review again to go on.")
 
 
 def default_reviewer() -> str:

@@ -2,7 +2,47 @@
 
 from __future__ import annotations
 
-from flywheel.settings import Paths
+from flywheel.paths import Paths
+
+MAX_NAMES = 5  # reviewers named in the labels line; the rest are counted
+
+
+def _version_spans(versions: list[int]) -> str:
+    """[1, 2, 3, 5] -> 'v1-v3, v5'."""
+    spans: list[list[int]] = []
+    for v in sorted(versions):
+        if spans and v == spans[-1][1] + 1:
+            spans[-1][1] = v
+        else:
+            spans.append([v, v])
+    return ", ".join(f"v{a}" if a == b else f"v{a}-v{b}" for a, b in spans)
+
+
+def pass_rates_heading(models_by_version: dict[int, str]) -> str:
+    """Which model's pass rates the versions table shows, by the names found: "the simulated model"
+    only when every one is a build of the demo's simulated model."""
+    from flywheel.demo.model import BUILDS  # light: the demo's model is keyword rules
+
+    models: dict[str, list[int]] = {}
+    for version, model in sorted(models_by_version.items()):
+        models.setdefault(model, []).append(version)
+    if not models:
+        return "Station 4 - eval set versions (no regression results yet, so no pass rates)"
+    if set(models) <= {b.version for b in BUILDS}:
+        return "Station 4 - eval set versions and the simulated model's pass rates"
+    if len(models) == 1:
+        return f"Station 4 - eval set versions and the pass rates of model {next(iter(models))}"
+    return ("Station 4 - eval set versions and pass rates of models "
+            + ", ".join(f"{model} ({_version_spans(versions)})" for model, versions in models.items()))
+
+
+def reviewers_words(reviewers: list[str]) -> str:
+    """The reviewers whose labels are in force, by name, most labels first."""
+    if not reviewers:
+        return "no reviewer yet"
+    named = ", ".join(reviewers[:MAX_NAMES])
+    more = f" and {len(reviewers) - MAX_NAMES} more" if len(reviewers) > MAX_NAMES else ""
+    return ("reviewer " if len(reviewers) == 1 else "reviewers ") + named + more
 
 
 def drift_summary(paths: Paths) -> str:
@@ -27,13 +67,14 @@ def evalset_summary(paths: Paths) -> str:
     exported = sorted(int(p.stem.removeprefix("eval_set_v")) for p in paths.exports.glob("eval_set_v*.jsonl")
                       if p.stem.removeprefix("eval_set_v").isdigit())
     rate = {(r["eval_version"], r["slice"]): r for r in rates}
+    shown = {version: r["model_version"] for (version, slice_), r in rate.items() if slice_ == "overall"}
 
     def pct(version, slice_):
         r = rate.get((version, slice_))
         return f"{r['pass_rate']:.0%} (n={r['n']})" if r else "-"
 
     return (
-        "Station 4 - eval set versions and the simulated model's pass rates\n"
+        pass_rates_heading({v["version"]: shown[v["version"]] for v in history if v["version"] in shown}) + "\n"
         + markdown.table(["version", "rows added", "active", "adversarial share", "pass rate", "adversarial",
                           "shared rows: before -> now", "cause"],
                          [(v["version"], v["rows_added"], v["active_rows"], f"{v['adversarial_share']:.0%}",
@@ -59,10 +100,12 @@ def label_summary(paths: Paths, labelled) -> str:
         ).fetchall()
         pii = conn.execute("SELECT count(*) FROM label.current_labels WHERE NOT pii_ok").fetchone()[0]
         buckets = dict(conn.execute("SELECT bucket, count(*) FROM label.current_labels GROUP BY 1").fetchall())
+        reviewers = [r for (r,) in conn.execute(
+            "SELECT reviewer FROM label.current_labels GROUP BY 1 ORDER BY count(*) DESC, reviewer").fetchall()]
     share = buckets.get("not_a_bug", 0) / max(1, looked)
     siblings = labelled.get("sibling", 0)
     return (
-        f"Station 3 - {looked} of {queued} scrubbed traces labelled (reviewer demo-simulated; "
+        f"Station 3 - {looked} of {queued} scrubbed traces labelled ({reviewers_words(reviewers)}; "
         f"{sum(labelled.values())} in this run): " + ", ".join(f"{k} {v}" for k, v in sorted(buckets.items()))
         + f"; {share:.0%} of what was looked at is not a bug (the essay: about a third).\n"
         + markdown.table(["taxonomy code", "labels", "origin"],

@@ -18,6 +18,7 @@ import duckdb
 
 from flywheel.contracts import REGRESSION_RESULT_FIELDS
 from flywheel.core.common import clock
+from flywheel.core.common.db import transaction
 from flywheel.core.evalset import versions as evalset
 from flywheel.core.common.records import numbered_records
 
@@ -135,19 +136,18 @@ def gate(conn: duckdb.DuckDBPyConnection, version: int | None = None, model_vers
         row = conn.execute("SELECT model_version FROM regression.results WHERE eval_version = ? "
                            "ORDER BY run_at DESC LIMIT 1", [version]).fetchone()
         model_version = row[0] if row else None
-    rows = evalset.rows_at(conn, version) if version else None
-    if rows is None or rows.is_empty() or model_version is None:
+    if not version or model_version is None:
         return GateVerdict(version or 0, model_version, 0, None, 0, None, [], EXIT_NO_RESULTS, ["no results to judge"])
-    conn.register("gate_rows", rows.select("row_id", "taxonomy_code", "adversarial"))
-    try:
-        latest = conn.execute(
-            """SELECT g.row_id, g.taxonomy_code, g.adversarial, r.passed FROM gate_rows g
-               JOIN (SELECT * FROM regression.results WHERE eval_version = ? AND model_version = ?
-                     QUALIFY row_number() OVER (PARTITION BY row_id ORDER BY run_at DESC) = 1) r USING (row_id)""",
-            [version, model_version],
-        ).fetchall()
-    finally:
-        conn.unregister("gate_rows")
+    evalset.ensure_tables(conn)
+    # All in SQL (no frame of the version's rows): the gate runs in CI on every pull request, and
+    # building a frame would import polars, which costs more than the rest of the command.
+    latest = conn.execute(
+        f"""WITH gate_rows AS ({evalset.ROWS_AT_SQL})
+            SELECT g.row_id, g.taxonomy_code, g.adversarial, r.passed FROM gate_rows g
+            JOIN (SELECT * FROM regression.results WHERE eval_version = $version AND model_version = $model
+                  QUALIFY row_number() OVER (PARTITION BY row_id ORDER BY run_at DESC) = 1) r USING (row_id)""",
+        {"version": version, "model": model_version},
+    ).fetchall()
     if not latest:
         return GateVerdict(version, model_version, 0, None, 0, None, [], EXIT_NO_RESULTS, ["no results to judge"])
     rate = sum(p for *_, p in latest) / len(latest)
@@ -216,19 +216,50 @@ def judge_reply(criterion_type: str, value: str | None, reply: str, rubric_judge
 
 
 def load_callable(spec: str):
-    """'package.module:function' -> the function."""
+    """'package.module:function' -> the function. The current directory is on the import path, as with
+    `python -m`, so `--target mybot:echo` finds the mybot.py beside you."""
     import importlib
+    import os
+    import sys
 
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise ResultsError(f"{spec!r}: expected module:function")
+    here = os.getcwd()
+    if here not in {os.path.abspath(p or os.curdir) for p in sys.path}:
+        sys.path.insert(0, here)
+        importlib.invalidate_caches()
     try:
-        target = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ResultsError(f"{spec!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - whatever the user's module raises on import, say it in one line
+        raise ResultsError(f"{spec!r}: importing {module_name} raised {type(exc).__name__}: {_message(exc)}") from None
+    try:
+        target = getattr(module, attr)
+    except AttributeError as exc:
         raise ResultsError(f"{spec!r}: {exc}") from None
     if not callable(target):
         raise ResultsError(f"{spec!r} is not callable")
     return target
+
+
+def _message(exc: BaseException, limit: int = 200) -> str:
+    """An exception's message on one line, cut short."""
+    message = " ".join(str(exc).split())
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
+def _raised(who: str, fn, exc: BaseException, row_id: str) -> ResultsError:
+    message = _message(exc)
+    return ResultsError(f"{who} {_name(fn)} raised {type(exc).__name__} on row {row_id}"
+                        + (f": {message}" if message else ""))
+
+
+def _name(fn) -> str:
+    """How the user named a callable on the command line: module:function."""
+    module, name = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+    return f"{module}:{name}" if module and name else repr(fn)
 
 
 @dataclass
@@ -244,7 +275,10 @@ class RunReport:
 def run_regression(conn: duckdb.DuckDBPyConnection, target, *, version: int | None = None, model_version: str,
                    rubric_judge=None, run_at: dt.datetime | None = None) -> RunReport:
     """Call target(messages) -> reply for every row of the version, and for archived rows too (a
-    retired row that fails again is a regression worth knowing about); store each verdict."""
+    retired row that fails again is a regression worth knowing about); store each verdict.
+
+    All or nothing: the verdicts are stored together once every row has run, so a target (or judge)
+    that raises leaves no partial run behind; the ResultsError names the row and the exception."""
     ensure_table(conn)
     version = version or evalset.latest_version(conn)
     if not version:
@@ -253,18 +287,50 @@ def run_regression(conn: duckdb.DuckDBPyConnection, target, *, version: int | No
     report = RunReport(version, model_version)
     active = evalset.rows_at(conn, version)
     archived = evalset.archived_at(conn, version)
+    verdicts: list[list] = []
     for rows, is_archived in ((active, False), (archived, True)):
         for row in rows.iter_rows(named=True):
-            verdict = judge_reply(row["criterion_type"], row["criterion_value"], target(row["input"]), rubric_judge, row)
+            verdict = _verdict(target, rubric_judge, row)
             if verdict is None:
                 report.skipped += 1
                 continue
-            conn.execute("INSERT INTO regression.results VALUES (?, ?, ?, ?, NULL, ?, 'runner')",
-                         [row["row_id"], version, model_version, verdict, run_at])
+            verdicts.append([row["row_id"], version, model_version, verdict, run_at])
             report.run += 1
             report.passed += verdict
             report.archived_run += is_archived
+    if verdicts:
+        with transaction(conn):
+            conn.executemany("INSERT INTO regression.results VALUES (?, ?, ?, ?, NULL, ?, 'runner')", verdicts)
     return report
+
+
+class _JudgeFailed(Exception):
+    pass
+
+
+def _verdict(target, rubric_judge, row: dict) -> bool | None:
+    """One row's verdict; a ResultsError naming the row when the target, the judge or the criterion fails."""
+    try:
+        reply = target(row["input"])
+    except Exception as exc:  # noqa: BLE001 - the user's code: any failure stops the run, in one line
+        raise _raised("target", target, exc, row["row_id"]) from None
+    if reply is not None and not isinstance(reply, str):
+        raise ResultsError(f"target {_name(target)} returned {type(reply).__name__} on row {row['row_id']}, "
+                           "expected the reply as a string")
+
+    def judge(r: dict, rubric: str, text: str) -> bool:
+        try:
+            return rubric_judge(r, rubric, text)
+        except Exception as exc:  # noqa: BLE001 - as for the target
+            raise _JudgeFailed from exc
+
+    try:
+        return judge_reply(row["criterion_type"], row["criterion_value"], reply, judge if rubric_judge else None, row)
+    except _JudgeFailed as failed:
+        raise _raised("judge", rubric_judge, failed.__cause__, row["row_id"]) from None
+    except (ValueError, re.error) as exc:
+        raise ResultsError(f"row {row['row_id']}: cannot check its {row['criterion_type']} criterion: "
+                           f"{_message(exc)}") from None
 
 
 def pass_rates(conn: duckdb.DuckDBPyConnection) -> list[dict]:

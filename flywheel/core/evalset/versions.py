@@ -85,18 +85,19 @@ def latest_version(conn: duckdb.DuckDBPyConnection) -> int:
     return conn.execute("SELECT coalesce(max(version), 0) FROM eval.versions").fetchone()[0]
 
 
+# The rows of version $version as they were then; a query, so SQL that needs only some columns (the
+# gate) can read it without building a frame.
+ROWS_AT_SQL = """SELECT r.* EXCLUDE (version_added, version_retired, retire_reason), $version::INTEGER AS eval_version
+                 FROM eval.eval_rows r
+                 WHERE EXISTS (SELECT 1 FROM eval.row_spans s WHERE s.row_id = r.row_id AND s.version_from <= $version
+                               AND (s.version_to IS NULL OR s.version_to > $version))"""
+
+
 def rows_at(conn: duckdb.DuckDBPyConnection, version: int | None = None) -> pl.DataFrame:
     """The rows of a version (default the latest), as they were then."""
     ensure_tables(conn)
     version = version or latest_version(conn)
-    return conn.execute(
-        """SELECT r.* EXCLUDE (version_added, version_retired, retire_reason), ?::INTEGER AS eval_version
-           FROM eval.eval_rows r
-           WHERE EXISTS (SELECT 1 FROM eval.row_spans s WHERE s.row_id = r.row_id AND s.version_from <= ?
-                         AND (s.version_to IS NULL OR s.version_to > ?))
-           ORDER BY r.added_at, r.row_id""",
-        [version, version, version],
-    ).pl()
+    return conn.execute(f"{ROWS_AT_SQL} ORDER BY added_at, row_id", {"version": version}).pl()
 
 
 def add_version(conn: duckdb.DuckDBPyConnection, rows: list[Row], cause: str) -> int | None:

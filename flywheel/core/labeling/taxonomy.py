@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-import yaml
 
 from flywheel.core.common import clock
 
@@ -39,6 +38,8 @@ class TaxonomyEntry:
 
 
 def load_seed(path: str | Path) -> list[TaxonomyEntry]:
+    import yaml  # here, not at the top: the light verbs (gate, lookup) import this module but never seed
+
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or []
