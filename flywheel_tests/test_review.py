@@ -192,7 +192,7 @@ def _review_in_process(monkeypatch, data_dir, typed: str, siblings=None):
     from flywheel.cli import labels as labels_cli
     from flywheel.cli import main
 
-    monkeypatch.setattr(labels_cli, "_sibling_finder", lambda paths, conn: siblings)
+    monkeypatch.setattr(labels_cli, "_sibling_finder", lambda paths: siblings)
     return CliRunner().invoke(main, ["review", "--reviewer", "ana", "--data-dir", str(data_dir)], input=typed)
 
 

@@ -82,6 +82,8 @@ class LazyGroup(click.Group):
 
 def one_line(exc: BaseException) -> str:
     """An exception as one line a person can act on, for the errors a mistake or a busy machine causes."""
+    if type(exc).__name__ == "WarehouseBusy":
+        return str(exc)
     if type(exc).__module__.startswith("duckdb") and "lock" in str(exc).lower():
         return ("the warehouse is in use by another flywheel process (a run, the UI's daemon or another "
                 "command): try again when it has finished")

@@ -159,20 +159,22 @@ def review(reviewer: str | None, data_dir: Path | None) -> None:
     from flywheel.cli.review import Session, default_reviewer, run
 
     paths = paths_for(data_dir)
-    conn = _seeded_connection(paths)
-    with conn:
-        run(Session(conn, reviewer or default_reviewer(), siblings=_sibling_finder(paths, conn)))
+    _seeded_connection(paths).close()  # seed the taxonomy, then hold nothing while the reviewer reads
+    run(Session(paths.warehouse, reviewer or default_reviewer(), siblings=_sibling_finder(paths)))
 
 
-def _sibling_finder(paths: Paths, conn):
+def _sibling_finder(paths: Paths):
     """Nearest scrubbed traces of the last 30 days by sentence embedding; the model loads on first use."""
 
     def find(trace_ref: str, k: int) -> list[dict]:
+        from flywheel.core.common.db import connect
         from flywheel.core.labeling.siblings import find_siblings
         from flywheel.resources.embedder import load_embedder
 
         click.echo("finding siblings (sentence embeddings, cached) ...")
-        return find_siblings(conn, load_embedder(), trace_ref, k)
+        embedder = load_embedder()  # before the warehouse opens: loading the model takes seconds
+        with connect(paths.warehouse) as conn:
+            return find_siblings(conn, embedder, trace_ref, k)
 
     return find
 

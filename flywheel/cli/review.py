@@ -22,11 +22,12 @@ import select
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import click
 import duckdb
 
-from flywheel.core.common.db import transaction
+from flywheel.core.common.db import connect, transaction
 from flywheel.core.labeling import labels, taxonomy
 from flywheel.core.labeling.queue import review_queue, with_candidate_flags
 
@@ -41,10 +42,17 @@ EXIT_INTERRUPTED = 130  # what a shell reports for a command stopped by Ctrl-C (
 
 @dataclass
 class Session:
-    conn: duckdb.DuckDBPyConnection
+    warehouse: Path  # opened for each read or write and closed before the next prompt (see db())
     reviewer: str
     siblings: Callable[[str, int], list[dict]] | None = None  # (trace_ref, k) -> nearest scrubbed traces
     stored: int = 0  # labels stored this session, siblings included
+
+    @contextlib.contextmanager
+    def db(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The warehouse for one read or write. DuckDB lets one process write the file at a time; a
+        reviewer thinking at a prompt must not hold it, or runs, sensors and every other verb wait."""
+        with connect(self.warehouse) as conn:
+            yield conn
 
 
 class _Leave(Exception):
@@ -95,9 +103,10 @@ def _show(row: dict, position: int, total: int, reviewed: int) -> None:
     click.echo("-" * 78)
 
 
-def _choose_code(conn: duckdb.DuckDBPyConnection) -> str:
+def _choose_code(session: Session) -> str:
     """Pick a code by number, or type text to narrow the list."""
-    entries = taxonomy.entries(conn)
+    with session.db() as conn:
+        entries = taxonomy.entries(conn)
     shown = entries
     while True:
         for i, e in enumerate(shown, 1):
@@ -143,7 +152,9 @@ def _new_mode(session: Session, trace_ref: str) -> taxonomy.TaxonomyEntry:
         definition = click.prompt("two-sentence definition").strip()
         entry = taxonomy.TaxonomyEntry(code, name, definition, created_from=trace_ref)
         problems = entry.problems()
-        if code in taxonomy.codes(session.conn):
+        with session.db() as conn:
+            taken = code in taxonomy.codes(conn)
+        if taken:
             problems.append(f"code {code!r} already exists")
         if not problems:
             return entry
@@ -167,10 +178,13 @@ def _offer_siblings(session: Session, trace_ref: str, label: labels.Label) -> No
             if leave.action == "quit":
                 raise
             return
-        if accepted and labels.record(session.conn, labels.Label(
+        if not accepted:
+            continue
+        with session.db() as conn:
+            stored = labels.record(conn, labels.Label(
                 sibling["trace_ref"], "known_failure", session.reviewer, label.taxonomy_code, label.expected_behaviour,
-                label.criterion_type, label.criterion_value, label.adversarial, source="sibling")):
-            session.stored += 1
+                label.criterion_type, label.criterion_value, label.adversarial, source="sibling"))
+        session.stored += bool(stored)
 
 
 def _label(session: Session, row: dict) -> tuple[labels.Label, taxonomy.TaxonomyEntry | None]:
@@ -179,7 +193,7 @@ def _label(session: Session, row: dict) -> tuple[labels.Label, taxonomy.Taxonomy
     label = labels.Label(row["trace_ref"], BUCKETS[key], session.reviewer, source="review")
     entry = None
     if label.bucket == "known_failure":
-        label.taxonomy_code = _choose_code(session.conn)
+        label.taxonomy_code = _choose_code(session)
     elif label.bucket == "new_failure":
         entry = _new_mode(session, row["trace_ref"])
         label.taxonomy_code = entry.code
@@ -202,10 +216,10 @@ def _ask(session: Session, row: dict) -> str | tuple[labels.Label, taxonomy.Taxo
 
 def _store(session: Session, label: labels.Label, entry: taxonomy.TaxonomyEntry | None) -> None:
     # The new code and its first label land together or not at all.
-    with transaction(session.conn):
+    with session.db() as conn, transaction(conn):
         if entry is not None:
-            taxonomy.add(session.conn, entry)
-        if labels.record(session.conn, label):
+            taxonomy.add(conn, entry)
+        if labels.record(conn, label):
             session.stored += 1
 
 
@@ -214,8 +228,10 @@ def _review(session: Session, rows: list[dict]) -> None:
     refs = [r["trace_ref"] for r in rows]
     while 0 <= position < total:
         row = rows[position]
-        _show(row, position, total, len(labels.labelled(session.conn, refs)))
-        current = labels.current_label(session.conn, row["trace_ref"])
+        with session.db() as conn:
+            reviewed = len(labels.labelled(conn, refs))
+            current = labels.current_label(conn, row["trace_ref"])
+        _show(row, position, total, reviewed)
         if current:
             click.echo(f"(labelled {current['bucket']} {current['taxonomy_code'] or ''}; a new label supersedes it)")
         answer = _ask(session, row)
@@ -281,7 +297,8 @@ def _interrupted_by_ctrl_c(exc: BaseException) -> bool:
 def run(session: Session) -> int:
     """Review the queue in order; returns how many labels were stored. Ctrl-C or Ctrl-D at any prompt
     ends the session with the labels stored so far kept: Ctrl-D as q does, Ctrl-C with exit status 130."""
-    rows = list(with_candidate_flags(session.conn, review_queue(session.conn)).iter_rows(named=True))
+    with session.db() as conn:
+        rows = list(with_candidate_flags(conn, review_queue(conn)).iter_rows(named=True))
     if not rows:
         click.echo("Nothing to review: every scrubbed trace has a label.")
         return 0
@@ -301,7 +318,8 @@ def run(session: Session) -> int:
 
 
 def _tally(session: Session, refs: list[str]) -> str:
-    done = len(labels.labelled(session.conn, refs))
+    with session.db() as conn:
+        done = len(labels.labelled(conn, refs))
     return (f"{done}/{len(refs)} reviewed; {session.stored} labels stored this session. "
             "Run flywheel review again to go on.")
 

@@ -8,7 +8,9 @@ backoff instead of failing the run.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +20,30 @@ import duckdb
 LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked")
 
 
+class WarehouseBusy(RuntimeError):
+    """Another process held the warehouse for longer than we waited; the message names it."""
+
+
 def _is_lock_error(exc: Exception) -> bool:
     return any(marker in str(exc) for marker in LOCK_MARKERS)
+
+
+def lock_holder(message: str) -> str:
+    """Who holds the lock, from DuckDB's error ("... held in /usr/bin/python3 (PID 123)"): the command
+    as the person typed it (`flywheel review`, `dagster dev`) when /proc shows it, else the program."""
+    found = re.search(r"held in (.+?) \(PID (\d+)\)", message)
+    if not found:
+        return "another process"
+    program, pid = found.groups()
+    try:
+        argv = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace").split("\0")
+    except OSError:
+        argv = [program]
+    argv = [a for a in argv if a]
+    if len(argv) > 1 and os.path.basename(argv[0]).startswith("python"):
+        argv = argv[1:]  # `python .venv/bin/flywheel review` reads as `flywheel review`
+    words = [os.path.basename(argv[0])] + argv[1:3] if argv else [os.path.basename(program)]
+    return f"{' '.join(words)} (PID {pid})"
 
 
 def open_connection(path: str | Path, *, read_only: bool = False, timeout_s: float = 60.0) -> duckdb.DuckDBPyConnection:
@@ -33,8 +57,11 @@ def open_connection(path: str | Path, *, read_only: bool = False, timeout_s: flo
             conn = duckdb.connect(str(path), read_only=read_only)
             break
         except duckdb.IOException as exc:
-            if not _is_lock_error(exc) or time.monotonic() > deadline:
+            if not _is_lock_error(exc):
                 raise
+            if time.monotonic() > deadline:
+                raise WarehouseBusy(f"the warehouse {path} is in use by {lock_holder(str(exc))} and stayed locked for "
+                                    f"{timeout_s:.0f} s: try again when it has finished") from None
             time.sleep(delay + random.uniform(0, delay))
             delay = min(delay * 2, 2.0)
     # Timestamps are stored as UTC; make naive strings mean UTC whatever the machine's zone.
