@@ -52,25 +52,45 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+UI_WEEKS = 4  # March: one new eval version a week, each run by the build in production
+
+
 def _loop_runs(data_dir: Path) -> None:
-    """One week through the loop on the fake scrubber and embedder, recorded in the instance."""
+    """Four weeks of the demo's loop on the fake scrubber and embedder, recorded in the instance as
+    `make demo` records them: weekly loop, review, fold-in, regression, pass_rates_job. Before that the
+    next build ran version 1 once, so the pass-rate chart has another build's line too; the build in
+    production stays under the 90% gate, so every pass_rates_job run has a failed gate check."""
+    from flywheel.core.common import clock
     from flywheel.definitions import build_definitions
     from flywheel.defs.runner import run_job
     from flywheel.demo import model
-    from flywheel.demo.generator import write_demo
+    from flywheel.demo.generator import DEFAULT_START, write_demo
+    from flywheel.demo.replay import Replay
     from flywheel.resources.embedder import FakeEmbedderResource
     from flywheel.resources.scrubber import FakeScrubberResource
     from flywheel.settings import Paths
 
     paths = Paths(str(data_dir))
-    demo = write_demo(data_dir.parent / "generated", weeks=1, traces_per_day=10, seed=5, traces_dir=paths.inbox_traces)
-    with connect(paths.warehouse) as conn:
+    demo = write_demo(data_dir.parent / "generated", weeks=UI_WEEKS, traces_per_day=40, seed=5)
+    # Version 1 dates from the first Monday, as in `flywheel demo run`: the replay's regressions run
+    # the versions that existed on their (pinned) day.
+    with clock.pinned_at(dt.datetime.combine(DEFAULT_START, dt.time(9))), connect(paths.warehouse) as conn:
         evalset.import_starter(conn, demo.eval_set_file)
         regression.run_regression(conn, model.LATEST.reply, model_version=model.LATEST.version,
-                                  rubric_judge=model.rubric_judge, run_at=dt.datetime(2026, 3, 10))
+                                  rubric_judge=model.rubric_judge)
     defs = build_definitions(str(data_dir), scrubber=FakeScrubberResource(), embedder=FakeEmbedderResource())
-    for job, partition in (("taxonomy_job", None), ("weekly_loop_job", "2026-03-02"), ("pass_rates_job", None)):
-        run_job(defs, job, paths, partition_key=partition, raise_on_error=False)
+    run_job(defs, "taxonomy_job", paths)
+    replay = Replay(paths, defs, demo)
+    for week in range(UI_WEEKS):
+        replay.run_week(DEFAULT_START + dt.timedelta(weeks=week))
+
+
+def _pass_rates_job_runs() -> list:
+    """The instance's pass_rates_job runs (DAGSTER_HOME is the test's data directory)."""
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        return instance.get_runs(filters=dg.RunsFilter(job_name="pass_rates_job"))
 
 
 @pytest.fixture
@@ -103,11 +123,17 @@ def ui(data_dir):
         log.close()
 
 
+PER_VERSION_COLUMNS = ["version", "model", "gate", "n", "pass rate", "adv n", "adv pass rate", "shared n",
+                       "shared before", "shared now"]
+
+
 def test_asset_graph_asset_page_checks_and_runs_in_a_real_browser(ui):
     sync_playwright = _browser_or_skip()
     shots = Path(os.environ.get("FLYWHEEL_UI_SCREENSHOTS", REPO / "build" / "ui-screenshots"))
     shutil.rmtree(shots, ignore_errors=True)
     shots.mkdir(parents=True)
+    runs = _pass_rates_job_runs()
+    assert len(runs) == UI_WEEKS and all(r.status.value == "SUCCESS" for r in runs), "a failed gate fails no run"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
@@ -135,10 +161,36 @@ def test_asset_graph_asset_page_checks_and_runs_in_a_real_browser(ui):
         assert all(a in catalog for a in STATION_ASSETS)
         asset = visit("/assets/regression/pass_rates", "4-pass-rates", ["Pass rate and n per eval version"])
         assert "station_4_evalset" in asset and "Checks" in asset
-        checks = visit("/assets/regression/pass_rates?view=checks", "5-pass-rates-checks", ["gate_passes"])
-        assert "blocking" in checks
-        runs = visit("/runs", "6-runs", ["weekly_loop_job"])
-        assert "pass_rates_job" in runs and "taxonomy_job" in runs
+        _pass_rates_chart_table_and_time_plot(page, shots)
+        checks = visit("/assets/regression/pass_rates?view=checks", "5-pass-rates-checks", ["gate_passes", "Failed"])
+        assert "non-blocking" in checks, "the gate is red, and says it does not stop the run"
+        runs_page = visit("/runs", "6-runs", ["weekly_loop_job"])
+        assert "pass_rates_job" in runs_page and "taxonomy_job" in runs_page
+        gate_runs = visit("/runs?q%5B0%5D=job%3Apass_rates_job", "7-pass-rates-job-runs", ["Job is", "Success"])
+        assert "Failure" not in gate_runs and gate_runs.count("Success") == UI_WEEKS
         browser.close()
-    assert len(list(shots.glob("*.png"))) == 6
+    assert len(list(shots.glob("*.png"))) == 10
     print(f"screenshots in {shots}")
+
+
+def _pass_rates_chart_table_and_time_plot(page, shots: Path) -> None:
+    """On the asset's overview, without a click: the chart of pass rate against eval version (an
+    image that decoded), the per-version table; then Dagster's own plot over time, one toggle away."""
+    chart = page.locator("img[alt^='pass rate by eval version']")
+    chart.wait_for(state="visible", timeout=60_000)
+    assert chart.get_attribute("alt") == f"pass rate by eval version v1-v{UI_WEEKS + 1}"
+    assert chart.evaluate("img => img.complete && img.naturalWidth >= 400"), "the SVG decoded and shows"
+    chart.screenshot(path=str(shots / "4a-pass-rate-chart.png"))
+    table = page.locator("table", has=page.locator("th", has_text="adv pass rate")).last  # the inner table
+    headers = table.locator("th").all_inner_texts()
+    assert headers == PER_VERSION_COLUMNS
+    rows = [row.split("\t") for row in table.locator("tbody tr").all_inner_texts()]
+    assert [r[0].strip() for r in rows][:2] == [str(UI_WEEKS + 1), str(UI_WEEKS)], "newest version first"
+    assert len(rows) == UI_WEEKS + 2, "every version under the build in production, and v1 under the next one"
+    assert rows[0][2].strip() == "FAIL"
+    table.scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "4b-pass-rates-table.png"))
+    page.get_by_role("button", name="Plots").click()
+    page.get_by_text("latest_version_pass_rate").first.wait_for(timeout=60_000)
+    page.locator("canvas").first.wait_for(state="visible", timeout=60_000)
+    page.screenshot(path=str(shots / "4c-pass-rates-plots-over-time.png"))

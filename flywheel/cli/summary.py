@@ -188,7 +188,7 @@ def story_summary(paths: Paths) -> str:
 
 UI_PAGES = (
     ("Global asset lineage: the five stations and what feeds what", "/asset-groups"),
-    ("Pass rate per eval version (table, bars, plot over time) and the gate check", "/assets/regression/pass_rates"),
+    ("Pass rate against eval version (chart and table) and the gate check", "/assets/regression/pass_rates"),
     ("Drift per month with p-values; the essay's trap", "/assets/drift/scores"),
     ("This week's review queue, adversarial candidates first", "/assets/label/review_queue"),
     ("Scrub report and the PII canary leak check", "/assets/scrub/anonymized_traces"),
