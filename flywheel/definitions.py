@@ -3,7 +3,7 @@
 import dagster as dg
 from dagster_duckdb_polars import DuckDBPolarsIOManager
 
-from flywheel.defs import drift, evalset, intake, jobs, labeling, regression, sampling, scrub, sensors
+from flywheel.defs import dead_runs, drift, evalset, intake, jobs, labeling, regression, sampling, scrub, sensors
 from flywheel.resources.embedder import EmbedderResource
 from flywheel.resources.scrubber import ScrubberResource
 from flywheel.resources.warehouse import Warehouse
@@ -22,7 +22,7 @@ def build_definitions(data_dir: str | None = None, scrubber: dg.ConfigurableReso
         jobs=[intake.ingest_job, sampling.weekly_sample_job, jobs.weekly_loop_job, jobs.taxonomy_job,
               evalset.fold_in_job, regression.pass_rates_job, jobs.monthly_drift_job],
         schedules=[jobs.weekly_loop_schedule, jobs.monthly_drift_schedule],
-        sensors=[sensors.incident_sensor, sensors.labels_sensor],
+        sensors=[sensors.incident_sensor, sensors.labels_sensor, dead_runs.dead_runs_sensor],
         resources={
             "warehouse": Warehouse(data_dir=str(paths.data_dir)),
             "scrubber": scrubber or ScrubberResource(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from flywheel.defs.dead_runs import reap_dead_runs
 from flywheel.settings import Paths
 
 REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
@@ -27,7 +28,9 @@ def ensure_dagster_home(paths: Paths) -> Path:
 
 def instance(paths: Paths) -> dg.DagsterInstance:
     ensure_dagster_home(paths)
-    return dg.DagsterInstance.get()
+    inst = dg.DagsterInstance.get()
+    reap_dead_runs(inst)  # a run killed earlier must not keep the duckdb pool slot this run needs
+    return inst
 
 
 def run_job(
