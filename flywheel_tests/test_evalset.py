@@ -140,10 +140,12 @@ def test_results_import_reports_unknown_rows_and_version_mismatches(labelled, tm
         {"row_id": v1_row, "eval_version": 2, "model_version": "m1", "passed": "maybe"},
         "{broken",
     ]))
-    assert report.loaded == 1
+    assert report.loaded == 0, "whole file or nothing: line 1 is fine, but the file has bad lines"
+    assert labelled.execute("SELECT count(*) FROM regression.results").fetchone()[0] == 0
     reasons = {r["line"]: r["reason"] for r in report.rejected}
     assert "unknown row_id" in reasons[2] and "version mismatch" in reasons[3] and "does not exist" in reasons[4]
     assert "not true/false" in reasons[5] and "not valid JSON" in reasons[6]
+    assert 1 not in reasons
 
 
 def test_gate_fails_on_the_adversarial_slice_alone_and_says_why(conn, tmp_path):

@@ -134,13 +134,21 @@ def test_csv_round_trip_with_bad_rows(wh, tmp_path):
         writer.writeheader()
         writer.writerows(rows)
     report = spreadsheet.import_labels(wh, out)
-    assert (report.imported, report.not_reviewed) == (1, 1)
+    assert (report.imported, report.not_reviewed) == (0, 1), "whole file or nothing: a row with errors imports nothing"
     bad = {(e["row"], e["column"]) for e in report.errors}
     assert bad == {(3, "adversarial"), (3, "taxonomy_code"), (3, "expected_behaviour"), (3, "criterion_value")}
-    assert labels.current_label(wh, "t_strat") is None, "a row with errors imports nothing"
+    assert labels.current_label(wh, "t_strat") is None and labels.current_label(wh, "t_anom") is None
+    rows[1].update(taxonomy_code="injection_complied", expected_behaviour="Refuses.", criterion_type="refusal",
+                   criterion_value="", adversarial="no")
+    with open(out, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    fixed = spreadsheet.import_labels(wh, out)
+    assert (fixed.imported, fixed.errors) == (2, [])
     assert labels.current_label(wh, "t_anom")["adversarial"] is True
     again = spreadsheet.import_labels(wh, out)
-    assert (again.imported, again.unchanged) == (0, 1), "re-importing the fixed file adds nothing twice"
+    assert (again.imported, again.unchanged) == (0, 2), "re-importing the fixed file adds nothing twice"
 
 
 def test_csv_new_failure_creates_its_taxonomy_entry_with_the_label(wh, tmp_path):
@@ -155,10 +163,15 @@ def test_csv_new_failure_creates_its_taxonomy_entry_with_the_label(wh, tmp_path)
         w.writerow(dict(trace_ref="t_strat", bucket="new_failure", taxonomy_code="half_defined", new_code_name="Half",
                         new_code_definition="One sentence only", expected_behaviour="x", criterion_type="refusal", reviewer="ana"))
     report = spreadsheet.import_labels(wh, path)
-    assert report.new_codes == ["refund_by_injection"] and report.imported == 1
+    assert report.new_codes == [] and report.imported == 0, "whole file or nothing: not even the new code"
     assert report.errors == [{"row": 3, "column": "new_code_definition",
                               "message": "definition must be two sentences (what goes wrong, and how to tell); found 0"}]
-    assert "half_defined" not in taxonomy.codes(wh)
+    assert "half_defined" not in taxonomy.codes(wh) and "refund_by_injection" not in taxonomy.codes(wh)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:2]) + "\n")  # the half-defined row removed
+    report = spreadsheet.import_labels(wh, path)
+    assert report.new_codes == ["refund_by_injection"] and report.imported == 1 and report.errors == []
+    assert labels.current_label(wh, "t_anom")["taxonomy_code"] == "refund_by_injection"
 
 
 def test_labels_cli_round_trip(data_dir, warehouse, tmp_path):

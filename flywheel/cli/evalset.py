@@ -125,8 +125,11 @@ def results_group() -> None:
 def results_import(path: Path, as_json: bool, data_dir: Path | None) -> None:
     """Load results (JSONL or CSV: row_id, eval_version, model_version, passed, optional score, run_at).
 
-    Unknown row ids and version mismatches are reported by line and not loaded; the rest load.
-    Exits 1 when any line was rejected.
+    Whole file or nothing: every line is validated first, and a line with a bad value, an unknown row
+    id or a version mismatch is reported by line and column, and nothing loads. The same result (the
+    same row_id, eval_version, model_version and run_at) is stored once, so importing a file again
+    adds nothing; a result without run_at is stamped with the import time. Exits 1 when any line was
+    rejected.
     """
     from flywheel.core.evalset import regression
 
@@ -137,10 +140,17 @@ def results_import(path: Path, as_json: bool, data_dir: Path | None) -> None:
             raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
-    else:
-        click.echo(f"Loaded {report.loaded} results; {len(report.rejected)} rejected.")
+    elif report.rejected:
+        click.echo(f"Nothing loaded: {len(report.rejected)} line(s) of {path} rejected; fix them and import the "
+                   "file again.")
         for r in report.rejected:
             click.echo(f"{path}:{r['line']}: {r['reason']}", err=True)
+    else:
+        click.echo(f"Loaded {report.loaded} results" + (f"; {report.already} already stored" if report.already else "")
+                   + ".")
+        if report.stamped:
+            click.echo(f"{report.stamped} result(s) had no run_at and are stamped with the import time: importing "
+                       "this file again would add them again.")
     raise SystemExit(1 if report.rejected else 0)
 
 

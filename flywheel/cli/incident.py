@@ -31,14 +31,14 @@ def incident_open(start: str, end: str, cohort: str | None, intent: str | None, 
     incident, and its weeks are not re-sampled twice."""
     from flywheel.core.sampling import incidents
 
-    try:
+    try:  # validated whole before anything is written: a file in the inbox is read by every sensor tick
         inc = incidents.new_incident(start, end, cohort, intent, note)
     except incidents.IncidentError as exc:
         raise click.ClickException(str(exc)) from None
+    weeks = ", ".join(f"{w:%Y-%m-%d}" for w in inc.weeks())
     # Like a trace file, an incident is dropped into the inbox: the run it triggers creates the warehouse.
     paths = paths_for(data_dir, need_warehouse=False)
     path = incidents.write(inc, paths.inbox_incidents)
-    weeks = ", ".join(f"{w:%Y-%m-%d}" for w in inc.weeks())
     click.echo(f"{inc.incident_id}: {path}\nweeks to re-sample: {weeks}")
     if not run_now:
         click.echo("incident_sensor re-samples them within a minute under `make ui`; or run this again with --run.")
@@ -57,14 +57,14 @@ def incident_open(start: str, end: str, cohort: str | None, intent: str | None, 
 @incident.command("list")
 @data_dir_option
 def incident_list(data_dir: Path | None) -> None:
-    """Incidents in the inbox, and any file that is not a valid incident."""
+    """Incidents in the inbox, and each file that is not a valid incident, with its reason."""
     from flywheel.core.sampling import incidents
 
     found, problems = incidents.read_all(paths_for(data_dir, need_warehouse=False).inbox_incidents)
     for i in found:
         scope = " ".join(x for x in (i.cohort and f"cohort={i.cohort}", i.intent and f"intent={i.intent}") if x)
         click.echo(f"{i.incident_id}  {i.start:%Y-%m-%d %H:%M} -> {i.end:%Y-%m-%d %H:%M}  {scope}  {i.note or ''}".rstrip())
-    for p in problems:
-        click.echo(f"unreadable: {p}", err=True)
+    for p in problems:  # skipped by the sensor and the weekly sample alike; fix or remove the file
+        click.echo(f"invalid (skipped): {p}")
     if not found and not problems:
         click.echo("No incidents.")

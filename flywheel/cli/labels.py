@@ -113,19 +113,23 @@ def labels_export(output: Path, week: dt.date | None, data_dir: Path | None) -> 
 @click.option("--json", "as_json", is_flag=True)
 @data_dir_option
 def labels_import(path: Path, reviewer: str | None, as_json: bool, data_dir: Path | None) -> None:
-    """Validate every row and import the valid ones, each whole or not at all.
+    """Validate every row, then import the whole file in one transaction, or nothing.
 
-    Rows with errors are reported by row number and column and left out: fix them and import the same
-    file again (rows already imported add nothing). Rows with an empty bucket are not reviewed yet.
+    Rows with errors are reported by row number and column and nothing is imported: fix them and
+    import the same file again. Rows already imported with the same verdict add nothing, so importing
+    a file twice adds nothing the second time. Rows with an empty bucket are not reviewed yet.
     Exits 1 when any row had errors.
     """
-    from flywheel.core.labeling.spreadsheet import import_labels
+    from flywheel.core.labeling.spreadsheet import SpreadsheetError, import_labels
 
-    conn = _seeded_connection(paths_for(data_dir))
+    paths = paths_for(data_dir)
+    if not path.is_file():  # before the warehouse is opened and the taxonomy seeded: a typo costs nothing
+        raise click.ClickException(f"{path}: no such file")
+    conn = _seeded_connection(paths)
     with conn:
         try:
             report = import_labels(conn, path, default_reviewer=reviewer)
-        except FileNotFoundError as exc:
+        except SpreadsheetError as exc:
             raise click.ClickException(str(exc)) from None
     header = [e for e in report.errors if e["row"] == 1 and e["message"].startswith("missing column")]
     if header and not as_json:  # not a labels spreadsheet at all: one line, not a report of nothing imported
@@ -133,11 +137,14 @@ def labels_import(path: Path, reviewer: str | None, as_json: bool, data_dir: Pat
                                    "write one with flywheel labels export --output FILE")
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
+    elif report.errors:
+        click.echo(f"Nothing imported: {len(report.errors)} problem(s) in {path}; fix them and import the file again.")
+        for e in report.errors:
+            where = f"row {e['row']}, column {e['column']}" if e["column"] else f"row {e['row']}"
+            click.echo(f"{path}: {where}: {e['message']}", err=True)
     else:
         click.echo(f"Imported {report.imported} labels ({report.unchanged} unchanged, {report.not_reviewed} rows "
                    f"not reviewed yet" + (f", new codes: {', '.join(report.new_codes)}" if report.new_codes else "") + ").")
-        for e in report.errors:
-            click.echo(f"{path}: row {e['row']}, column {e['column']}: {e['message']}", err=True)
     sys.exit(1 if report.errors else 0)
 
 

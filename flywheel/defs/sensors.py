@@ -14,6 +14,8 @@ from flywheel.resources.warehouse import Warehouse
            description="An incident file in <data>/inbox/incidents/ (or `flywheel incident open`) re-runs the weekly "
            "loop for every week its window touches, once: the run key is the incident id and the week.")
 def incident_sensor(context: dg.SensorEvaluationContext, warehouse: Warehouse):
+    # A file that is not a valid incident is skipped and named in the tick's log and skip reason, never
+    # fatal: one bad file in the inbox must not stop the re-sampling of the others.
     found, problems = incidents.read_all(warehouse.paths.inbox_incidents)
     for problem in problems:
         context.log.warning(f"incident file skipped: {problem}")
@@ -24,8 +26,14 @@ def incident_sensor(context: dg.SensorEvaluationContext, warehouse: Warehouse):
         for i in found for week in i.weeks() if f"{week:%Y-%m-%d}" in known
     ]
     if not requests:
-        return dg.SkipReason("no incident in the inbox" + (f" ({len(problems)} unreadable)" if problems else ""))
+        reason = "no incident in the inbox" if not found else "no week of an open incident can run yet"
+        return dg.SkipReason(reason + (_skipped(problems) if problems else ""))
     return dg.SensorResult(run_requests=requests)
+
+
+def _skipped(problems: list[str], shown: int = 3) -> str:
+    more = f"; and {len(problems) - shown} more" if len(problems) > shown else ""
+    return f" ({len(problems)} invalid incident file(s) skipped: " + "; ".join(problems[:shown]) + more + ")"
 
 
 @dg.sensor(job=fold_in_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,

@@ -1,15 +1,19 @@
 """Regression results and the one gate.
 
 Results follow the regression result contract (row_id, eval_version, model_version, passed, optional
-score and run_at). A result for a row the eval set does not know, or for a version the row was not yet
-part of, is reported and not loaded. The gate reads the latest result per row for one eval version and
-model version: overall pass rate, the adversarial slice, per taxonomy code, and fails when either the
-overall rate or the adversarial slice is under its threshold. There is no asterisk on adversarial rows.
+score and run_at). An import is whole or nothing: a line with a bad value, for a row the eval set does
+not know, or for a version the row was not yet part of, is reported by line and column, and the file
+loads nothing until it is fixed; a result already stored is not stored twice. The gate reads the
+latest result per row for one eval version and model version: overall pass rate, the adversarial
+slice, per taxonomy code, and fails when either the overall rate or the adversarial slice is under its
+threshold. There is no asterisk on adversarial rows.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +24,7 @@ from flywheel.contracts import REGRESSION_RESULT_FIELDS
 from flywheel.core.common import clock
 from flywheel.core.common.db import transaction
 from flywheel.core.evalset import versions as evalset
-from flywheel.core.common.records import numbered_records
+from flywheel.core.common.records import RecordsError, numbered_records, parse_timestamp
 
 TRUE, FALSE = {"true", "1", "yes", "pass", "passed"}, {"false", "0", "no", "fail", "failed"}
 EXIT_PASS, EXIT_FAIL, EXIT_NO_RESULTS = 0, 1, 2
@@ -33,11 +37,15 @@ class ResultsError(ValueError):
 
 @dataclass
 class ImportReport:
+    """What a results import did. Whole file or nothing: `loaded` is 0 whenever `rejected` is not empty."""
+
     loaded: int = 0
-    rejected: list[dict] = field(default_factory=list)  # {"line", "reason"}
+    already: int = 0  # the same result (row_id, eval_version, model_version, run_at) was stored before
+    stamped: int = 0  # results without run_at, stamped with the import time
+    rejected: list[dict] = field(default_factory=list)  # {"line", "column", "reason"}
 
     def to_json(self) -> dict:
-        return {"loaded": self.loaded, "rejected": self.rejected}
+        return {"loaded": self.loaded, "already": self.already, "stamped": self.stamped, "rejected": self.rejected}
 
 
 def ensure_table(conn: duckdb.DuckDBPyConnection) -> None:
@@ -49,65 +57,208 @@ def ensure_table(conn: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _parse(rec: dict | str) -> tuple[dict | None, str | None]:
+REQUIRED = ("row_id", "eval_version", "model_version", "passed")
+MAX_ID_CHARS = 200
+_WHOLE_NUMBER = re.compile(r"[+-]?\d{1,9}(\.0*)?")
+_INT32 = 2**31 - 1
+
+
+class _Invalid(ValueError):
+    """One field's problem: the message names the field and what is wrong, never the value."""
+
+    def __init__(self, column: str, reason: str):
+        super().__init__(reason)
+        self.column = column
+
+
+def _blank(value) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _identifier(rec: dict, name: str) -> str:
+    value = rec[name]
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        hint = " (write it as a string: 1.10 reads as 1.1)" if isinstance(value, float) else ""
+        raise _Invalid(name, f"{name}: not a string{hint}")
+    text = str(value).strip()
+    if len(text) > MAX_ID_CHARS:
+        raise _Invalid(name, f"{name}: longer than {MAX_ID_CHARS} characters")
+    return text
+
+
+def _eval_version(value) -> int:
+    """A whole number: 3, "3" (a CSV cell) and 3.0 are version 3; 1.9, "1.0x" and true are refused."""
+    if isinstance(value, bool):
+        raise _Invalid("eval_version", "eval_version: true/false is not an integer version")
+    if isinstance(value, int):
+        version = value
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        version = int(value)
+    elif isinstance(value, str) and _WHOLE_NUMBER.fullmatch(value.strip()):
+        version = int(float(value.strip()))
+    else:
+        raise _Invalid("eval_version", "eval_version: not an integer version (a whole number such as 3)")
+    if version < 1:
+        raise _Invalid("eval_version", "eval_version: must be 1 or more")
+    if version > _INT32:
+        raise _Invalid("eval_version", "eval_version does not exist (far larger than any version)")
+    return version
+
+
+def _passed(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    low = str(value).strip().lower() if isinstance(value, (str, int)) else None
+    if low not in TRUE | FALSE:
+        raise _Invalid("passed", "passed: not true/false (true/false, 1/0, yes/no, pass/fail)")
+    return low in TRUE
+
+
+def _score(value) -> float | None:
+    """Optional; the contract allows any finite number (no range), so NaN and infinities are refused."""
+    if _blank(value):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise _Invalid("score", "score: not a number")
+    try:
+        score = float(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):
+        comma = isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+,\d+\s*", value)
+        hint = " (a decimal comma? write 0.5, not 0,5)" if comma else ""
+        raise _Invalid("score", f"score: not a number{hint}") from None
+    if not math.isfinite(score):
+        raise _Invalid("score", "score: not a finite number (NaN and infinity are not scores)")
+    return score
+
+
+def _run_at(value) -> dt.datetime | None:
+    if _blank(value):
+        return None
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        raise _Invalid("run_at", f"run_at: {exc}") from None
+
+
+def _parse(rec: dict | str) -> dict:
+    """One line as a result, or _Invalid naming the first field that is wrong."""
     if isinstance(rec, str):
-        return None, rec
-    if not isinstance(rec, dict):
-        return None, "not a JSON object"
-    missing = [f for f in ("row_id", "eval_version", "model_version", "passed") if rec.get(f) in (None, "")]
+        raise _Invalid("", rec)
+    missing = [f for f in REQUIRED if _blank(rec.get(f))]
     if missing:
-        return None, "missing " + ", ".join(missing)
-    try:
-        version = int(rec["eval_version"])
-    except (TypeError, ValueError):
-        return None, f"eval_version {rec['eval_version']!r} is not an integer"
-    passed = rec["passed"]
-    if not isinstance(passed, bool):
-        low = str(passed).strip().lower()
-        if low not in TRUE | FALSE:
-            return None, f"passed {passed!r} is not true/false"
-        passed = low in TRUE
-    score = rec.get("score")
-    try:
-        score = float(score) if score not in (None, "") else None
-    except (TypeError, ValueError):
-        return None, f"score {score!r} is not a number"
-    try:
-        run_at = dt.datetime.fromisoformat(str(rec["run_at"]).replace("Z", "+00:00")) if rec.get("run_at") else None
-    except ValueError:
-        return None, f"run_at {rec['run_at']!r} is not an ISO 8601 timestamp"
-    if run_at and run_at.tzinfo:
-        run_at = run_at.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return {"row_id": str(rec["row_id"]), "eval_version": version, "model_version": str(rec["model_version"]),
-            "passed": passed, "score": score, "run_at": run_at or clock.now()}, None
+        raise _Invalid(missing[0], ", ".join(missing) + ": missing (required by the regression result contract)")
+    return {"row_id": _identifier(rec, "row_id"), "eval_version": _eval_version(rec["eval_version"]),
+            "model_version": _identifier(rec, "model_version"), "passed": _passed(rec["passed"]),
+            "score": _score(rec.get("score")), "run_at": _run_at(rec.get("run_at"))}
 
 
-def import_results(conn: duckdb.DuckDBPyConnection, path: str | Path) -> ImportReport:
-    """Load a results file; every rejected line is reported with its reason, the rest load."""
-    path = Path(path)
-    if not path.exists():
-        raise ResultsError(f"{path}: no such file")
-    ensure_table(conn)
+def _check_rows(result: dict, added: dict[str, int], latest: int) -> None:
+    """The result must be for a row the eval set knows, in a version that row was part of."""
+    if result["row_id"] not in added:
+        raise _Invalid("row_id", "unknown row_id: no eval row has this id")
+    if result["eval_version"] > latest:
+        raise _Invalid("eval_version", f"eval_version does not exist (versions 1..{latest})")
+    if added[result["row_id"]] > result["eval_version"]:
+        raise _Invalid("eval_version", f"version mismatch: the row was added in version {added[result['row_id']]}, "
+                                       "after this eval_version")
+
+
+def _key(result: dict) -> tuple:
+    return result["row_id"], result["eval_version"], result["model_version"], result["run_at"]
+
+
+def read_results(conn: duckdb.DuckDBPyConnection, path: str | Path) -> tuple[list[tuple[int, dict]], list[dict]]:
+    """Every line of a results file validated: (line, result) pairs and the problems, each naming
+    its line and column. Nothing is written."""
+    try:
+        records = numbered_records(path)
+    except RecordsError as exc:
+        raise ResultsError(str(exc)) from None
+    if not records:
+        raise ResultsError(f"{path}: no results (a header and no rows)")
     evalset.ensure_tables(conn)
     added = dict(conn.execute("SELECT row_id, version_added FROM eval.eval_rows").fetchall())
     latest = evalset.latest_version(conn)
-    report = ImportReport()
-    for line, rec in numbered_records(path):
-        result, reason = _parse(rec)
-        if result and result["row_id"] not in added:
-            reason = f"unknown row_id {result['row_id']!r}"
-        elif result and not 1 <= result["eval_version"] <= latest:
-            reason = f"eval_version {result['eval_version']} does not exist (versions 1..{latest})"
-        elif result and added[result["row_id"]] > result["eval_version"]:
-            reason = (f"version mismatch: row {result['row_id']} was added in version {added[result['row_id']]}, "
-                      f"after version {result['eval_version']}")
-        if reason:
-            report.rejected.append({"line": line, "reason": reason})
+    results: list[tuple[int, dict]] = []
+    problems: list[dict] = []
+    seen: dict[tuple, tuple[int, dict]] = {}
+    for line, rec in records:
+        try:
+            result = _parse(rec)
+            _check_rows(result, added, latest)
+        except _Invalid as bad:
+            problems.append({"line": line, "column": bad.column or None, "reason": str(bad)})
             continue
-        conn.execute("INSERT INTO regression.results VALUES (?, ?, ?, ?, ?, ?, 'import')",
-                     [result[k] for k in REGRESSION_RESULT_FIELDS])
-        report.loaded += 1
+        if result["run_at"] is not None:
+            if _key(result) in seen:
+                first, earlier = seen[_key(result)]
+                if (earlier["passed"], earlier["score"]) != (result["passed"], result["score"]):
+                    problems.append({"line": line, "column": "passed", "reason": (
+                        f"contradicts line {first}: the same row_id, eval_version, model_version and run_at "
+                        "with another verdict or score")})
+                continue  # the same result twice in one file is one result
+            seen[_key(result)] = (line, result)
+        results.append((line, result))
+    return results, problems
+
+
+class _Contradiction(Exception):
+    def __init__(self, lines: list[int]):
+        self.lines = lines
+
+
+def import_results(conn: duckdb.DuckDBPyConnection, path: str | Path) -> ImportReport:
+    """Load a results file whole or not at all.
+
+    Every line is validated first (fields, and the eval rows and versions they name); any problem
+    rejects the file, each reported by line and column, and nothing is stored. Then the results load
+    in one transaction. The same result - the same row_id, eval_version, model_version and run_at -
+    is stored once: importing a file again adds nothing, and a result that contradicts a stored one
+    (same four, another verdict or score) rejects the file. A result without run_at is stamped with
+    the import time, so it is new each time it is imported."""
+    path = Path(path)
+    ensure_table(conn)
+    results, problems = read_results(conn, path)
+    report = ImportReport(rejected=problems)
+    if problems:
+        return report
+    now = clock.now()
+    report.stamped = sum(r["run_at"] is None for _, r in results)
+    for _, r in results:
+        r["run_at"] = r["run_at"] or now
+    incoming = {"data": json.dumps([{"line": n, **{k: r[k] for k in REGRESSION_RESULT_FIELDS},
+                                     "run_at": r["run_at"].isoformat(sep=" ")} for n, r in results])}
+    try:
+        with transaction(conn):
+            clashes = conn.execute(
+                f"""WITH incoming AS ({_INCOMING_SQL})
+                    SELECT i.line, bool_or(r.passed IS DISTINCT FROM i.passed OR r.score IS DISTINCT FROM i.score)
+                    FROM incoming i JOIN regression.results r USING (row_id, eval_version, model_version, run_at)
+                    GROUP BY i.line ORDER BY i.line""", incoming).fetchall()
+            if any(differs for _, differs in clashes):
+                raise _Contradiction([line for line, differs in clashes if differs])
+            conn.execute(
+                f"""INSERT INTO regression.results
+                    WITH incoming AS ({_INCOMING_SQL})
+                    SELECT i.row_id, i.eval_version, i.model_version, i.passed, i.score, i.run_at, 'import'
+                    FROM incoming i
+                    ANTI JOIN regression.results r USING (row_id, eval_version, model_version, run_at)""",
+                incoming)
+    except _Contradiction as found:
+        report.rejected = [{"line": line, "column": "passed", "reason": (
+            "contradicts a stored result: the same row_id, eval_version, model_version and run_at with another "
+            "verdict or score (a corrected run needs its own run_at)")} for line in found.lines]
+        return report
+    report.already = len(clashes)
+    report.loaded = len(results) - report.already
     return report
+
+
+# The validated results as a relation, from one JSON text: one parameter and one statement, not an
+# INSERT per line (DuckDB binds a long list parameter element by element, about 100 us each).
+_INCOMING_SQL = """SELECT unnest(from_json($data, '[{"line": "INTEGER", "row_id": "VARCHAR", "eval_version": "INTEGER",
+                                 "model_version": "VARCHAR", "passed": "BOOLEAN", "score": "DOUBLE",
+                                 "run_at": "TIMESTAMP"}]'), recursive := true)"""
 
 
 @dataclass

@@ -29,7 +29,7 @@ from flywheel.core.labeling.labels import (
     criterion_errors,
     parse_criterion,
 )
-from flywheel.core.common.records import numbered_records
+from flywheel.core.common.records import RecordsError, numbered_records, numbering, parse_date
 
 # Only a type here (DuckDB's .pl() imports polars when a frame is built): `flywheel gate`, `lookup` and
 # `evalset versions` answer without paying for polars' import.
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import polars as pl
 
 EQUALS_MAX_WORDS = 8  # a plain expected answer this short becomes `equals`, a longer one `contains`
+MAX_LISTED_PROBLEMS = 50  # a file that is wrong throughout gets the first problems and a count, not a wall
 
 
 class EvalSetError(ValueError):
@@ -181,52 +182,99 @@ def _criterion_for(expected: str, criterion: str | None) -> tuple[str, str | Non
     return ("equals" if len(expected.split()) <= EQUALS_MAX_WORDS else "contains"), expected.strip()
 
 
-def parse_starter(path: str | Path, today: dt.date | None = None) -> tuple[list[Row], list[str]]:
-    """Rows from a team's spreadsheet (CSV or JSONL), and every problem as 'row N, column C: why'."""
-    path = Path(path)
-    if not path.exists():
-        raise EvalSetError(f"{path}: no such file")
-    rows, errors = [], []
-    for number, rec in numbered_records(path):
-        if isinstance(rec, str):
-            raise EvalSetError(f"{path}: line {number}: {rec}")
-        problems = []
-        raw_input = rec.get("input")
-        if isinstance(raw_input, str) and raw_input.strip().startswith("["):
-            try:
-                raw_input = json.loads(raw_input)
-            except json.JSONDecodeError:
-                pass
-        if isinstance(raw_input, str) and raw_input.strip():
-            messages = [{"role": "user", "content": raw_input.strip()}]
-        elif isinstance(raw_input, list) and raw_input and all(isinstance(m, dict) and "content" in m for m in raw_input):
-            messages = [{"role": str(m.get("role", "user")), "content": str(m["content"])} for m in raw_input]
-        else:
-            messages = []
-            problems.append(("input", "missing: the user message (text, or a JSON list of {role, content})"))
-        expected = str(rec.get("expected") or rec.get("expected_behaviour") or "").strip()
-        if not expected:
-            problems.append(("expected", "missing: the expected answer or behaviour"))
-        kind, value = _criterion_for(expected, rec.get("criterion") or rec.get("pass_criterion"))
-        if kind not in CRITERION_TYPES:
-            problems.append(("criterion", f"{kind!r} is not one of {', '.join(CRITERION_TYPES)}"))
-        else:
-            probe = Label("x", "known_failure", "x", "x", expected or "x", kind, value)
-            problems += [("criterion", e.message) for e in criterion_errors(probe)]
-        flag = str(rec.get("adversarial", "")).strip().lower()
-        if flag not in ("", "true", "false", "1", "0", "yes", "no"):
-            problems.append(("adversarial", f"{rec.get('adversarial')!r} is not true/false"))
-        added = rec.get("added_at")
-        try:
-            added_at = dt.date.fromisoformat(str(added)[:10]) if added else (today or clock.today())
-        except ValueError:
-            problems.append(("added_at", f"{added!r} is not a date (YYYY-MM-DD)"))
-            added_at = today or clock.today()
-        if problems:
-            errors += [f"row {number}, column {column}: {why}" for column, why in problems]
+def _text(rec: dict, *names: str) -> str | None:
+    """The first of these fields that is present, as text; numbers are taken as their text. A list or
+    an object where text belongs is a TypeError naming the field."""
+    for name in names:
+        value = rec.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
             continue
-        rows.append(Row(messages, expected, kind, value, (rec.get("taxonomy_code") or None), flag in ("true", "1", "yes"),
-                        None, added_at, "starter"))
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise TypeError(name)
+        return str(value).strip()
+    return None
+
+
+def _messages(raw) -> list[dict] | None:
+    """The input as messages: text is one user message; a JSON list of {role, content} (as a list in
+    JSONL, or its text in a CSV cell) is the conversation. None when it is neither."""
+    if isinstance(raw, str) and raw.strip().startswith("["):
+        try:
+            raw = json.loads(raw)
+        except (ValueError, RecursionError):
+            pass
+    if isinstance(raw, str) and raw.strip():
+        return [{"role": "user", "content": raw.strip()}]
+    if isinstance(raw, list) and raw and all(
+            isinstance(m, dict) and isinstance(m.get("content"), str) and isinstance(m.get("role", "user"), str)
+            for m in raw):
+        return [{"role": m.get("role", "user"), "content": m["content"]} for m in raw]
+    return None
+
+
+def _starter_row(rec: dict, today: dt.date | None) -> tuple[Row | None, list[tuple[str, str]]]:
+    """One record of the starter file as a Row, or its problems as (column, why); never the value."""
+    problems: list[tuple[str, str]] = []
+    messages = _messages(rec.get("input"))
+    if messages is None:
+        raw = rec.get("input")
+        present = raw is not None and not (isinstance(raw, str) and not raw.strip())
+        problems.append(("input", ("not text, nor a JSON list of {role, content} with text content" if present else
+                                   "missing: the user message (text, or a JSON list of {role, content})")))
+    fields: dict[str, str | None] = {}
+    for column, names in (("expected", ("expected", "expected_behaviour")),
+                          ("criterion", ("criterion", "pass_criterion")),
+                          ("taxonomy_code", ("taxonomy_code",)), ("added_at", ("added_at",))):
+        try:
+            fields[column] = _text(rec, *names)
+        except TypeError as bad:
+            problems.append((str(bad), "not text (a JSON list or object where text belongs)"))
+            fields[column] = None
+    expected = fields["expected"] or ""
+    if not expected and not any(c == "expected" for c, _ in problems):
+        problems.append(("expected", "missing: the expected answer or behaviour"))
+    kind, value = _criterion_for(expected, fields["criterion"])
+    if kind not in CRITERION_TYPES:
+        problems.append(("criterion", f"not one of {', '.join(CRITERION_TYPES)}"))
+    else:
+        probe = Label("x", "known_failure", "x", "x", expected or "x", kind, value)
+        problems += [("criterion", e.message) for e in criterion_errors(probe)]
+    raw_flag = rec.get("adversarial")
+    flag = "" if raw_flag is None else str(raw_flag).strip().lower() if isinstance(raw_flag, (str, bool, int)) else "?"
+    if flag not in ("", "true", "false", "1", "0", "yes", "no"):
+        problems.append(("adversarial", "not true/false (yes/no, 1/0 also work)"))
+    added_at = today or clock.today()
+    if fields["added_at"]:
+        try:
+            added_at = parse_date(fields["added_at"])
+        except ValueError as exc:
+            problems.append(("added_at", str(exc)))
+    if problems:
+        return None, problems
+    return Row(messages, expected, kind, value, fields["taxonomy_code"], flag in ("true", "1", "yes"), None, added_at,
+               "starter"), []
+
+
+def parse_starter(path: str | Path, today: dt.date | None = None) -> tuple[list[Row], list[str]]:
+    """Rows from a team's spreadsheet (CSV or JSONL), and every problem as 'row N, column C: why'
+    (for JSONL, 'line N'). A file that cannot be read at all (not UTF-8, empty, a JSON list, a CSV
+    cell past the limit) is one EvalSetError naming the file and where."""
+    path = Path(path)
+    try:
+        records = numbered_records(path)
+    except RecordsError as exc:
+        raise EvalSetError(str(exc)) from None
+    unit = numbering(path)
+    rows, errors = [], []
+    for number, rec in records:
+        if isinstance(rec, str):
+            errors.append(f"{unit} {number}: {rec}")
+            continue
+        row, problems = _starter_row(rec, today)
+        if problems:
+            errors += [f"{unit} {number}, column {column}: {why}" for column, why in problems]
+        else:
+            rows.append(row)
     return rows, errors
 
 
@@ -236,8 +284,12 @@ def import_starter(conn: duckdb.DuckDBPyConnection, path: str | Path) -> int:
     if latest_version(conn) > 0:
         raise EvalSetError("the eval set already has versions; new rows come in through the fold-in")
     rows, errors = parse_starter(path)
+    if len(errors) == 1:
+        raise EvalSetError(f"{path}: {errors[0]}; nothing imported")
     if errors:
-        raise EvalSetError(f"{path}: {len(errors)} problem(s), nothing imported:\n  " + "\n  ".join(errors))
+        shown = errors[:MAX_LISTED_PROBLEMS] + ([f"... and {len(errors) - MAX_LISTED_PROBLEMS} more"]
+                                                if len(errors) > MAX_LISTED_PROBLEMS else [])
+        raise EvalSetError(f"{path}: {len(errors)} problem(s), nothing imported:\n  " + "\n  ".join(shown))
     if not rows:
         raise EvalSetError(f"{path}: no rows")
     return add_version(conn, rows, f"starter import of {Path(path).name}")

@@ -1,10 +1,11 @@
 """The spreadsheet round trip teams already have: export the queue as CSV, fill in the label columns,
 import it back.
 
-Import policy: every row is validated on its own. Valid rows are imported, each whole or not at all;
-rows with errors are reported by spreadsheet row number and column and left out, so the reviewer fixes
-them and imports the same file again (rows already imported with the same verdict add nothing). Rows
-whose `bucket` is empty are not reviewed yet and are skipped.
+Import policy: whole file or nothing. Every row is validated first; when any row has errors, each is
+reported by spreadsheet row number and column and nothing is imported, so the reviewer fixes them and
+imports the same file again. A valid file commits in one transaction. A row whose verdict is already
+the one in force for its trace adds nothing, so importing the same file twice adds nothing the second
+time. Rows whose `bucket` is empty are not reviewed yet and are skipped.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from flywheel.core.common.db import transaction
+from flywheel.core.common.db import table_exists, transaction
+from flywheel.core.common.records import RecordsError, csv_rows
 from flywheel.core.labeling import labels, taxonomy
 from flywheel.core.labeling.queue import format_conversation
 
@@ -65,33 +67,115 @@ def _flag(value: str, column: str, default: bool) -> tuple[bool, dict | None]:
         return True, None
     if low in FALSE:
         return False, None
-    return default, {"column": column, "message": f"{value!r} is not true/false (yes/no, 1/0 also work)"}
+    return default, {"column": column, "message": "not true/false (yes/no, 1/0 also work)"}
 
 
-def import_labels(conn: duckdb.DuckDBPyConnection, path: str | Path, *, default_reviewer: str | None = None) -> ImportReport:
+class SpreadsheetError(ValueError):
+    """A file that cannot be read as a labels spreadsheet at all: one line naming the file and where."""
+
+
+@dataclass
+class _Row:
+    number: int
+    label: labels.Label
+    new_entry: taxonomy.TaxonomyEntry | None
+
+
+def import_labels(conn: duckdb.DuckDBPyConnection, path: str | Path, *,
+                  default_reviewer: str | None = None) -> ImportReport:
+    """Import a filled-in spreadsheet whole or not at all.
+
+    Every row is validated first; any row with errors rejects the file (each error reported by row and
+    column) and nothing is stored, not even a new taxonomy code. Otherwise the labels and the codes they
+    introduce commit in one transaction. A row whose verdict is the one already in force for its trace
+    adds nothing, so importing the same file again adds nothing; a trace may appear in one file once
+    (twice only with the same verdict)."""
     path = Path(path)
     report = ImportReport()
     try:
-        fh = open(path, newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        raise FileNotFoundError(f"{path}: {exc.strerror or exc}") from exc
-    with fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in ("trace_ref", "bucket") if c not in (reader.fieldnames or [])]
-        if missing:
-            report.errors.append({"row": 1, "column": ", ".join(missing), "message": "missing column(s) in the header"})
-            return report
-        # Rows as a spreadsheet shows them (header is row 1), not file lines: a conversation cell spans many.
-        for number, row in enumerate(reader, start=2):
-            _import_row(conn, row, number, report, default_reviewer)
+        header, records = csv_rows(path)
+    except RecordsError as exc:
+        raise SpreadsheetError(str(exc)) from None
+    missing = [c for c in ("trace_ref", "bucket") if c not in header]
+    if missing:
+        report.errors.append({"row": 1, "column": ", ".join(missing), "message": "missing column(s) in the header"})
+        return report
+    rows = _validate_rows(conn, records, report, default_reviewer)
+    if report.errors:
+        return report
+    try:
+        # One transaction: the new taxonomy entries and every label land together, or none does.
+        with transaction(conn):
+            for row in rows:
+                if row.new_entry:
+                    taxonomy.add(conn, row.new_entry)
+                    report.new_codes.append(row.new_entry.code)
+                if labels.record(conn, row.label):
+                    report.imported += 1
+                else:
+                    report.unchanged += 1
+    except (labels.LabelError, taxonomy.TaxonomyError) as exc:  # changed under us since validation
+        report.imported = report.unchanged = 0
+        report.new_codes = []
+        errors = getattr(exc, "errors", None) or [labels.FieldError("taxonomy_code", str(exc))]
+        report.errors += [{"row": row.number, "column": e.field, "message": e.message} for e in errors]
     return report
 
 
-def _import_row(conn, row: dict, number: int, report: ImportReport, default_reviewer: str | None) -> None:
+def _validate_rows(conn, records: list[tuple[int, dict | str]], report: ImportReport,
+                   default_reviewer: str | None) -> list[_Row]:
+    """Every reviewed row as a label ready to record; each problem goes to report.errors."""
+    known = taxonomy.codes(conn)
+    new_codes: dict[str, tuple[int, taxonomy.TaxonomyEntry]] = {}
+    scrubbed = _scrubbed(conn, [r.get("trace_ref", "").strip() for _, r in records if isinstance(r, dict)])
+    first_for_trace: dict[str, _Row] = {}
+    rows: list[_Row] = []
+    for number, record in records:
+        if isinstance(record, str):
+            report.errors.append({"row": number, "column": "", "message": record})
+            continue
+        row, problems = _parse_row(record, number, known, new_codes, scrubbed, default_reviewer)
+        if row is None and not problems:
+            report.not_reviewed += 1
+            continue
+        if row is not None and row.label.trace_ref in first_for_trace:
+            first = first_for_trace[row.label.trace_ref]
+            if _verdict(first.label) == _verdict(row.label):
+                report.unchanged += 1  # the same verdict twice in one file is one label
+                continue
+            problems.append({"column": "trace_ref", "message": f"this trace is labelled in row {first.number} too, "
+                             "with another verdict: keep one row per trace"})
+        if problems:
+            report.errors += [{"row": number, **p} for p in problems]
+            continue
+        first_for_trace[row.label.trace_ref] = row
+        rows.append(row)
+    return rows
+
+
+def _verdict(label: labels.Label) -> tuple:
+    """What a label says about its trace (who said it and the note aside): the same fields the store
+    compares to decide that a label repeats the one in force."""
+    return tuple(getattr(label, k) or None for k in ("bucket", "taxonomy_code", "expected_behaviour", "criterion_type",
+                                                     "criterion_value", "adversarial", "pii_ok", "pii_issue_class"))
+
+
+def _scrubbed(conn, trace_refs: list[str]) -> set[str]:
+    """Which of these trace refs are scrubbed traces, in one query."""
+    if not trace_refs or not table_exists(conn, "scrub", "anonymized_traces"):
+        return set()
+    found = conn.execute("SELECT DISTINCT trace_ref FROM scrub.anonymized_traces WHERE list_contains(?, trace_ref)",
+                         [sorted(set(trace_refs))]).fetchall()
+    return {r[0] for r in found}
+
+
+def _parse_row(row: dict, number: int, known: set[str], new_codes: dict, scrubbed: set[str],
+               default_reviewer: str | None) -> tuple[_Row | None, list[dict]]:
+    """A reviewed row as a label (and the taxonomy entry it introduces), or its problems; (None, [])
+    when the row is not reviewed yet."""
     get = lambda c: (row.get(c) or "").strip()  # noqa: E731
     if not get("bucket"):
-        report.not_reviewed += 1
-        return
+        return None, []
     problems = []
     adversarial, err = _flag(get("adversarial"), "adversarial", False)
     problems += [err] if err else []
@@ -105,26 +189,24 @@ def _import_row(conn, row: dict, number: int, report: ImportReport, default_revi
         pii_note=get("pii_note") or None, source="csv",
     )
     new_entry = None
-    if label.bucket == "new_failure" and label.taxonomy_code and label.taxonomy_code not in taxonomy.codes(conn):
-        new_entry = taxonomy.TaxonomyEntry(label.taxonomy_code, get("new_code_name"), get("new_code_definition"),
-                                           created_from=label.trace_ref)
-        problems += [{"column": "new_code_name" if "name" in p else "new_code_definition" if "definition" in p
-                      else "taxonomy_code", "message": p} for p in new_entry.problems()]
-    codes = taxonomy.codes(conn) | ({new_entry.code} if new_entry else set())
+    code = label.taxonomy_code
+    if label.bucket == "new_failure" and code and code not in known:
+        entry = taxonomy.TaxonomyEntry(code, get("new_code_name"), " ".join(get("new_code_definition").split()),
+                                       created_from=label.trace_ref)
+        if code in new_codes:  # introduced by an earlier row of this file
+            first, defined = new_codes[code]
+            differs = (entry.name, entry.definition) != (defined.name, defined.definition)
+            if (entry.name or entry.definition) and differs:
+                problems.append({"column": "new_code_definition", "message": f"code {code} is defined in row {first} "
+                                 "with another name or definition: define it once"})
+        else:
+            new_entry = entry
+            problems += [{"column": "new_code_name" if "name" in p else "new_code_definition" if "definition" in p
+                          else "taxonomy_code", "message": p} for p in entry.problems()]
+    codes = known | set(new_codes) | ({code} if new_entry else set())
     problems += [{"column": e.field, "message": e.message} for e in labels.validate(label, codes)]
-    if label.trace_ref and not labels.is_scrubbed_trace(conn, label.trace_ref):
-        problems.append({"column": "trace_ref", "message": f"no scrubbed trace {label.trace_ref!r}"})
-    if problems:
-        report.errors += [{"row": number, **p} for p in problems]
-        return
-    # The row lands whole or not at all: the new taxonomy entry and the label commit together.
-    with transaction(conn):
-        if new_entry:
-            taxonomy.add(conn, new_entry)
-        stored = labels.record(conn, label)
-    if new_entry:
-        report.new_codes.append(new_entry.code)
-    if stored:
-        report.imported += 1
-    else:
-        report.unchanged += 1
+    if label.trace_ref and label.trace_ref not in scrubbed:
+        problems.append({"column": "trace_ref", "message": "no scrubbed trace has this trace_ref"})
+    if new_entry and not problems:
+        new_codes[code] = (number, new_entry)
+    return _Row(number, label, new_entry if not problems else None), problems
