@@ -46,8 +46,10 @@ def failure_taxonomy(warehouse: Warehouse) -> dg.MaterializeResult:
     key=["label", "review_queue"], deps=[ANONYMIZED, TAXONOMY, LABELS], partitions_def=weekly_partitions,
     group_name=GROUP, kinds={"duckdb"}, pool="duckdb",
     description="The week's scrubbed traces nobody has labelled yet, anomalies first, then strata, then random "
-    "picks, each with why it was sampled and its judge score. Guardrail trips on prompts unlike any adversarial row "
-    "are flagged as adversarial candidates and go first. `flywheel labels export` writes it as a spreadsheet.",
+    "picks, each with why it was sampled and its judge score; each trace in one week only (a trace drift later "
+    "counts among its month's most distant shows drift_focus among its reasons). Guardrail trips on prompts unlike "
+    "any adversarial row are flagged as adversarial candidates and go first. `flywheel labels export` writes it as "
+    "a spreadsheet.",
 )
 def review_queue(context: dg.AssetExecutionContext, warehouse: Warehouse, embedder: EmbedderResource) -> dg.MaterializeResult:
     week_start = sampling.as_week_start(context.partition_key)

@@ -28,7 +28,8 @@ def _counts_table(title: str, counts: dict[str, int]) -> str:
     kinds={"duckdb"},
     pool="duckdb",
     description="This week's slice of production: random, stratified and anomaly picks, each trace once "
-    "with all its reasons and its inclusion probability (weight = 1/p re-weights to production). Ids and "
+    "with all its reasons and its inclusion probability (weight = 1/p re-weights to production), and in one "
+    "week only: a drift-focus trace its own week already sampled is not taken again. Ids and "
     "routing fields only: the text stays in raw/traces until the scrubber reads it.",
 )
 def sampled_traces(context: dg.AssetExecutionContext, config: SamplingConfig, warehouse: Warehouse) -> dg.MaterializeResult:
@@ -39,14 +40,22 @@ def sampled_traces(context: dg.AssetExecutionContext, config: SamplingConfig, wa
     for problem in problems:
         context.log.warning(f"incident file skipped: {problem}")
     with warehouse.connect() as conn:
-        sample = sampling.write_sample(conn, week_start, config, trace_ref=warehouse.trace_ref(),
-                                       incidents=incidents.overlapping(open_incidents, week_start))
+        drawn = sampling.write_draw(conn, week_start, config, trace_ref=warehouse.trace_ref(),
+                                    incidents=incidents.overlapping(open_incidents, week_start))
         traffic = sampling.week_traffic(conn, week_start)
+    sample = drawn.sample
     summary = sampling.summarize(sample, traffic, config)
+    if drawn.left_out:
+        context.log.info(f"{len(drawn.left_out)} picks left out: another week's sample holds them "
+                         f"({drawn.focus_left_out()} of the {len(drawn.focus)} drift-focus traces)")
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": sample.height,
             "week_traffic": traffic,
+            # Last month's most distant traces this week takes, and those already sampled in their own
+            # week: reviewed there (the queue shows drift_focus among their reasons), not a second time here.
+            "drift_focus_traces": len(drawn.focus),
+            "drift_focus_sampled_in_their_own_week": drawn.focus_left_out(),
             "per_mode": dg.MetadataValue.md(_counts_table("mode", summary["per_mode"])),
             "per_reason": dg.MetadataValue.md(_counts_table("reason", summary["per_reason"])),
             "p_random_sees_0.5pct_failure": dg.MetadataValue.float(summary["p_random_sees_rare_failure"]),

@@ -1,5 +1,11 @@
 """The review queue: scrubbed sampled traces without a label yet, anomalies first, then strata, then
-random picks; within each, the most doubtful judge scores first."""
+random picks; within each, the most doubtful judge scores first.
+
+Each trace is queued once. The sampler scrubs a trace in one week only; a trace its own week had
+sampled before drift put it among its month's most distant is shown there with drift_focus added to
+its reasons (and reviewed with the strata), rather than a second time in the drift-focus week. A
+warehouse written before that rule may still hold such a trace in two weeks: the earliest is queued.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ from flywheel.core.drift.embeddings import Embedder, embed, user_text
 from flywheel.core.labeling.labels import ensure_tables
 
 PRIORITY = """CASE WHEN list_contains(a.modes, 'anomaly') THEN 0
-                   WHEN list_contains(a.modes, 'stratified') THEN 1 ELSE 2 END"""
+                   WHEN list_contains(a.modes, 'stratified') OR f.in_focus THEN 1 ELSE 2 END"""
 QUEUE_COLUMNS = ("week_start", "trace_ref", "priority", "reasons", "judge_score", "intent", "cohort", "turns",
                  "timestamp", "messages")
 
@@ -27,10 +33,22 @@ def review_queue(conn: duckdb.DuckDBPyConnection, week_start: dt.datetime | None
         return pl.DataFrame(schema={c: pl.String for c in QUEUE_COLUMNS})
     ensure_tables(conn)
     where = "AND a.week_start = $week" if week_start else ""
+    # Drift's most distant traces (keyed refs, like the queue's): the drift-focus list of every month.
+    focus = ("SELECT DISTINCT trace_ref, true AS in_focus FROM drift.high_distance_traces"
+             if table_exists(conn, "drift", "high_distance_traces") else
+             "SELECT NULL::VARCHAR AS trace_ref, true AS in_focus WHERE false")
     return conn.execute(
-        f"""SELECT a.week_start, a.trace_ref, {PRIORITY} AS priority, a.reasons, a.judge_score, a.intent, a.cohort,
-                   a.turns, a.timestamp, a.messages
+        f"""WITH focus AS ({focus}),
+            first_week AS (  -- a warehouse written before the one-week rule may hold a trace in two weeks
+              SELECT trace_ref, min(week_start) AS week_start FROM scrub.anonymized_traces GROUP BY trace_ref
+            )
+            SELECT a.week_start, a.trace_ref, {PRIORITY} AS priority,
+                   CASE WHEN f.in_focus AND NOT list_contains(a.reasons, 'drift_focus')
+                        THEN list_append(a.reasons, 'drift_focus') ELSE a.reasons END AS reasons,
+                   a.judge_score, a.intent, a.cohort, a.turns, a.timestamp, a.messages
             FROM scrub.anonymized_traces a
+            JOIN first_week w ON w.trace_ref = a.trace_ref AND w.week_start = a.week_start
+            LEFT JOIN focus f ON f.trace_ref = a.trace_ref
             WHERE NOT EXISTS (SELECT 1 FROM label.labels l WHERE l.trace_ref = a.trace_ref) {where}
             ORDER BY a.week_start, priority, abs(coalesce(a.judge_score, 0.5) - 0.5), a.timestamp, a.trace_ref""",
         {"week": week_start} if week_start else {},

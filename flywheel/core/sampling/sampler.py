@@ -12,6 +12,12 @@ salt), so a rerun picks the same traces:
 A trace picked by several modes appears once with all its reasons. Its inclusion probability is the
 chance that any mode it was eligible for picks it, 1 - prod(1 - rate), so pass rates measured on the
 sample can be re-weighted to production (weight = 1 / probability).
+
+A trace is sampled in one week only. The drift-focus stratum reaches back into last month, whose weeks
+have drawn their own samples already: a focus trace one of them holds stays there (the review queue
+adds drift_focus to its reasons) rather than being scrubbed and queued a second time. The rule is
+"leave out what another week's sample holds", so it also holds when a backfill runs the weeks out of
+order, and it never looks at the week's own partition, so a rerun rewrites the same draw.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import duckdb
 import polars as pl
@@ -231,13 +238,58 @@ INCIDENT_SCHEMA = {"incident_id": pl.String, "start_at": pl.Datetime("us"), "end
                    "cohort": pl.String, "intent": pl.String}
 
 
+def held_elsewhere(conn: duckdb.DuckDBPyConnection, week_start: dt.datetime, since: dt.datetime) -> set[str]:
+    """Ids of traces from `since` to the end of this week that another week's sample already holds.
+
+    Only a drift-focus pick crosses weeks, so the window is this week, plus last month when the week
+    takes its focus; the sample's own timestamp column lets DuckDB skip every other row group."""
+    if not table_exists(conn, "sample", "sampled_traces"):
+        return set()
+    rows = conn.execute(
+        "SELECT trace_id FROM sample.sampled_traces WHERE week_start <> ? AND timestamp >= ? AND timestamp < ?",
+        [week_start, since, week_start + WEEK],
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+@dataclass(frozen=True)
+class WeekDraw:
+    """A week's sample and what the draw had to leave out."""
+
+    sample: pl.DataFrame
+    focus: list[str]  # raw ids of the drift-focus traces this week takes from last month (empty most weeks)
+    left_out: list[str]  # picked by this week's draw, but already in another week's sample: not taken again
+
+    def focus_left_out(self) -> int:
+        """Drift-focus traces their own week had sampled already (reviewed there, not here)."""
+        return len(set(self.left_out) & set(self.focus))
+
+
+def draw_week(
+    conn: duckdb.DuckDBPyConnection, week_start: dt.datetime, settings: SamplingSettings | None = None,
+    *, trace_ref: Callable[[str], str] | None = None, incidents: Sequence = (),
+) -> WeekDraw:
+    """The week's draw, minus the traces another week's sample already holds."""
+    settings = settings or SamplingSettings()
+    focus = drift_focus_ids(conn, week_start, trace_ref)
+    draw = _draw_week(conn, week_start, settings, focus, incidents)
+    window = drift_focus_month(week_start) if focus else None
+    held = held_elsewhere(conn, week_start, window[0] if window else week_start)
+    taken = ~pl.col("trace_id").is_in(sorted(held))
+    return WeekDraw(with_lists(draw.filter(taken)), focus, draw.filter(~taken)["trace_id"].to_list())
+
+
 def sample_week(
     conn: duckdb.DuckDBPyConnection, week_start: dt.datetime, settings: SamplingSettings | None = None,
     *, trace_ref: Callable[[str], str] | None = None, incidents: Sequence = (),
 ) -> pl.DataFrame:
     """The sampled traces of the week starting at week_start (a Monday, 00:00 UTC), as a DataFrame."""
-    settings = settings or SamplingSettings()
-    focus = drift_focus_ids(conn, week_start, trace_ref)
+    return draw_week(conn, week_start, settings, trace_ref=trace_ref, incidents=incidents).sample
+
+
+def _draw_week(conn: duckdb.DuckDBPyConnection, week_start: dt.datetime, settings: SamplingSettings,
+               focus: list[str], incidents: Sequence) -> pl.DataFrame:
+    """The week's draw (reasons and modes still as bits), whatever other weeks hold."""
     registered = []
     if focus:
         conn.register("focus", pl.DataFrame({"id": focus}, schema={"id": pl.String}))
@@ -257,7 +309,7 @@ def sample_week(
     finally:
         for name in registered:
             conn.unregister(name)
-    return with_lists(draw)
+    return draw
 
 
 SAMPLE_TABLE_DDL = """CREATE TABLE IF NOT EXISTS sample.sampled_traces (
@@ -272,7 +324,16 @@ def write_sample(
 ) -> pl.DataFrame:
     """Replace the week's partition of sample.sampled_traces with a fresh draw, in one transaction
     (delete-then-insert: a rerun rewrites, never appends). Returns the draw as written."""
-    sample = sample_week(conn, week_start, settings, trace_ref=trace_ref, incidents=incidents)
+    return write_draw(conn, week_start, settings, trace_ref=trace_ref, incidents=incidents).sample
+
+
+def write_draw(
+    conn: duckdb.DuckDBPyConnection, week_start: dt.datetime, settings: SamplingSettings | None = None,
+    *, trace_ref: Callable[[str], str] | None = None, incidents: Sequence = (),
+) -> WeekDraw:
+    """write_sample, returning the whole draw (what was left out too), for the asset's metadata."""
+    drawn = draw_week(conn, week_start, settings, trace_ref=trace_ref, incidents=incidents)
+    sample = drawn.sample
     conn.execute("CREATE SCHEMA IF NOT EXISTS sample")
     conn.execute(SAMPLE_TABLE_DDL)
     # Registered before the transaction begins: a view dropped inside one lives on until it ends.
@@ -283,7 +344,7 @@ def write_sample(
             conn.execute("INSERT INTO sample.sampled_traces BY NAME SELECT * FROM drawn_sample")
     finally:
         conn.unregister("drawn_sample")
-    return sample
+    return drawn
 
 
 def read_sample(conn: duckdb.DuckDBPyConnection, week_start: dt.datetime) -> pl.DataFrame:
