@@ -180,3 +180,35 @@ def test_monthly_drift_asset_materializes_on_fakes(data_dir):
     with warehouse.connect() as conn:
         assert conn.execute("SELECT count(*) FROM drift.scores").fetchone()[0] == 1
         assert conn.execute("SELECT count(*) FROM drift.high_distance_traces").fetchone()[0] == 50
+
+
+def test_a_month_rescored_at_the_same_pinned_moment_uses_the_eval_set_of_that_moment(tmp_path, monkeypatch):
+    """A rerun (make demo again, a backfill) must not score against versions made after its moment, or
+    the focus traces, and so next week's sample and labels, would change on every rerun."""
+    from flywheel.core.common import clock
+    from flywheel.core.common.db import connect
+    from flywheel.core.intake.ingest import ingest_paths
+    from flywheel.demo.generator import write_demo
+
+    demo = write_demo(tmp_path / "demo", weeks=5, traces_per_day=12, seed=5)
+    ref = lambda trace_id: "ref-" + trace_id  # noqa: E731 - the keyed hash, minus the key
+    march = dt.date(2026, 3, 1)
+    with connect(tmp_path / "w.duckdb") as conn:
+        ingest_paths(conn, [tmp_path / "demo" / "traces"])
+        with clock.pinned_at(dt.datetime(2026, 3, 2, 6)):
+            evalset.import_starter(conn, demo.eval_set_file)
+        with clock.pinned_at(dt.datetime(2026, 4, 2, 6)):
+            first = drift_station.score_month(conn, march, Unscrubbed(), HashingEmbedder(), ref)
+            drift_station.store(conn, march, *first, keep=10)
+        with clock.pinned_at(dt.datetime(2026, 6, 1)):  # a later version, made after the month was scored
+            conn.execute("INSERT INTO eval.versions SELECT version + 1, ? AS created_at, * EXCLUDE (version, created_at) "
+                         "FROM eval.versions", [clock.now()])
+            conn.execute("UPDATE eval.row_spans SET version_to = 2 WHERE row_id IN "
+                         "(SELECT row_id FROM eval.eval_rows ORDER BY row_id LIMIT 20)")  # v2 retired 20 rows
+        assert evalset.latest_version(conn) == 2 and evalset.rows_at(conn, 2).height == first[0].n_eval - 20
+        with clock.pinned_at(dt.datetime(2026, 4, 2, 6)):  # the rerun, pinned to the same moment
+            again = drift_station.score_month(conn, march, Unscrubbed(), HashingEmbedder(), ref)
+            drift_station.store(conn, march, *again, keep=10)
+        assert again[0].n_eval == first[0].n_eval and again[0].score == first[0].score
+        assert again[1]["trace_ref"].to_list() == first[1]["trace_ref"].to_list()
+        assert conn.execute("SELECT eval_version FROM drift.scores").fetchall() == [(1,)]

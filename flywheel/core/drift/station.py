@@ -14,6 +14,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from flywheel.core.common import clock
 from flywheel.core.evalset import versions as evalset
 from flywheel.core.common import markdown
 from flywheel.core.common.db import table_exists, transaction
@@ -62,12 +63,15 @@ def score_month(
     conn: duckdb.DuckDBPyConnection, month: dt.date, scrubber, embedder: Embedder, trace_ref,
     settings: DriftSettings | None = None, stats: CacheStats | None = None,
 ) -> tuple[DriftResult, pl.DataFrame] | None:
-    """The month's drift against the current eval set (baseline: last month, rescored against the same
-    set) and its traces by distance, most distant first. None when the month or the eval set is empty."""
+    """The month's drift against the eval set current now (clock.now(): a rerun pinned to the same moment
+    scores against the same version, so it picks the same focus traces) with last month, rescored against
+    the same set, as the baseline; and its traces by distance, most distant first. None when the month or
+    the eval set is empty."""
     settings = settings or DriftSettings()
-    rows = evalset.rows_at(conn)
+    version = evalset.version_as_of(conn, clock.now())
+    rows = evalset.rows_at(conn, version) if version else None
     current = draw_month(conn, month, settings.traces_per_month)
-    if rows.is_empty() or not current:
+    if rows is None or rows.is_empty() or not current:
         return None
     roles = tuple(settings.text_roles)
     eval_vectors = embed(conn, embedder, [user_text(m, roles) for m in rows["input"].to_list()], stats)
@@ -100,11 +104,12 @@ def store(conn: duckdb.DuckDBPyConnection, month: dt.date, result: DriftResult, 
     ensure_tables(conn)
     month = month.replace(day=1)
     top = ranked.head(keep)
+    version = evalset.version_as_of(conn, clock.now())
     with transaction(conn):
         conn.execute("DELETE FROM drift.scores WHERE month = ?", [month])
         conn.execute("DELETE FROM drift.high_distance_traces WHERE month = ?", [month])
         conn.execute("INSERT INTO drift.scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                     [month, evalset.latest_version(conn), result.score, result.ci_low, result.ci_high, result.p_value,
+                     [month, version, result.score, result.ci_low, result.ci_high, result.p_value,
                       result.alert, result.tail_share, result.reverse_coverage, result.n_current, result.n_eval])
         for ref, distance in top.iter_rows():
             conn.execute("INSERT INTO drift.high_distance_traces VALUES (?, ?, ?)", [month, ref, float(distance)])

@@ -86,6 +86,14 @@ def latest_version(conn: duckdb.DuckDBPyConnection) -> int:
     return conn.execute("SELECT coalesce(max(version), 0) FROM eval.versions").fetchone()[0]
 
 
+def version_as_of(conn: duckdb.DuckDBPyConnection, moment: dt.datetime) -> int:
+    """The latest version created at or before `moment` (0 when none): what was current then. A replay
+    or a backfill pinned to a past moment must not see versions made after it."""
+    ensure_tables(conn)
+    return conn.execute("SELECT coalesce(max(version), 0) FROM eval.versions WHERE created_at <= ?",
+                        [moment]).fetchone()[0]
+
+
 # The rows of version $version as they were then; a query, so SQL that needs only some columns (the
 # gate) can read it without building a frame.
 ROWS_AT_SQL = """SELECT r.* EXCLUDE (version_added, version_retired, retire_reason), $version::INTEGER AS eval_version
