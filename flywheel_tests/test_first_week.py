@@ -85,8 +85,9 @@ def test_the_readme_first_week_on_a_fresh_data_directory(tmp_path, monkeypatch):
     assert "Folded 1 reviewed failure(s) into eval set v1" in out and (data / "exports" / "eval_set_v1.jsonl").exists()
     assert "Nothing new to fold in" in flywheel("fold-in")  # a rerun adds no version
 
-    (tmp_path / "mybot.py").write_text("def reply(messages):\n    return 'Please confirm you want to cancel.'\n")
-    assert "1/1 passed" in flywheel("regress", "--target", "mybot:reply", "--model-version", "mybot-2026.11")
+    # Named apart from other tests' mybot: they run in this process, which caches imported modules.
+    (tmp_path / "first_week_bot.py").write_text("def reply(messages):\n    return 'Please confirm you want to cancel.'\n")
+    assert "1/1 passed" in flywheel("regress", "--target", "first_week_bot:reply", "--model-version", "mybot-2026.11")
     assert "gate passed" in flywheel("gate")
     status = flywheel("status")
     assert "ana" in status and "mybot-2026.11" in status and "simulated" not in status

@@ -27,7 +27,7 @@ BAD_RECORDS = [
     ("messages not a list", json.dumps(trace(messages="hello")), 'field "messages" must be a list'),
     ("empty messages", json.dumps(trace(messages=[])), 'field "messages" must not be empty'),
     ("unknown role", json.dumps(trace(messages=[{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}])),
-     'messages[1] has role "bot"'),
+     "messages[1] has an unknown role"),
     ("missing role", json.dumps(trace(messages=[{"content": "a"}])), "messages[0] has no role"),
     ("message not an object", json.dumps(trace(messages=["hi"])), "messages[0] has no role"),
     ("content not a string", json.dumps(trace(messages=[{"role": "user", "content": 42}])), "messages[0].content must be a string"),
@@ -55,6 +55,25 @@ def test_each_kind_of_bad_record_is_quarantined_with_its_reason(conn, tmp_path, 
     assert reason in q["reason"], q["reason"]
     stored = conn.execute("SELECT line, reason, record FROM raw.quarantine").fetchall()
     assert stored == [(2, q["reason"], line)]
+
+
+SECRET_VALUES = [
+    trace(trace_id={"SECRET": 1}), trace(timestamp="SECRET"), trace(timestamp=["SECRET"]), trace(judge_score="SECRET"),
+    trace(turns="SECRET"), trace(cohort=["SECRET"]), trace(guardrail_tripped="SECRET"), trace(metadata="SECRET"),
+    trace(messages="SECRET"), trace(messages=[{"role": "SECRET", "content": "a"}]),
+    trace(messages=[{"role": "user", "content": {"SECRET": 1}}]),
+    trace(messages=[{"role": "user", "content": ["SECRET"]}]),
+]
+
+
+def test_reasons_name_the_field_and_the_problem_never_the_value(conn, tmp_path):
+    """Traces hold customer data: a reason (printed, logged, shown in the UI) never quotes it."""
+    path = write_jsonl(tmp_path / "in.jsonl", SECRET_VALUES)
+    report = ingest_paths(conn, [path])
+    assert report.quarantined == len(SECRET_VALUES)
+    for q in report.quarantine:
+        assert "SECRET" not in q["reason"], q["reason"]
+        assert "field" in q["reason"] or "messages[" in q["reason"], q["reason"]
 
 
 def test_oversize_record_is_quarantined(conn, tmp_path):
@@ -167,7 +186,7 @@ def test_csv_input_with_bad_rows(conn, tmp_path):
     assert report.ingested == 2
     assert [(q["line"], q["reason"].split(":")[0]) for q in report.quarantine] == [
         (3, 'column "messages" is not valid JSON'),
-        (4, 'field "judge_score" must be a number >= 0 and <= 1, got "very"'),
+        (4, 'field "judge_score" must be a number >= 0 and <= 1, got a string'),
     ]
     row = conn.execute("SELECT judge_score, guardrail_tripped, metadata FROM raw.traces WHERE trace_id = 'c1'").fetchone()
     assert row[0] == 0.5 and row[1] is True and json.loads(row[2]) == {"team": "ops"}

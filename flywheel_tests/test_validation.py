@@ -121,3 +121,27 @@ def test_a_record_that_is_not_json_leaves_the_rest_of_its_vector_to_the_fast_pat
     fast = _run(acceptance_sql(MAX_BYTES), lines)
     assert [line for line, (reason, *_) in fast.items() if reason is not None] == [1501]
     assert sum(reason is None for reason, *_ in fast.values()) == 2999
+
+
+def _leaves(value) -> list[str]:
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    if isinstance(value, list):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [json.dumps(value), str(value)]
+
+
+# Words a reason may hold for what they are in the contract, not as a record's values.
+CONTRACT_WORDS = {"user", "assistant", "system", "tool", "true", "false", "null"}
+
+
+@pytest.mark.parametrize("line", [b[1] for b in BAD_RECORDS] + LENIENT_PARSE_TRAPS)
+def test_a_reason_names_the_field_and_the_problem_never_the_value(line):
+    """Traces hold customer data; reasons are printed, logged and shown in the UI."""
+    [(reason, *_)] = _run(validation_sql(MAX_BYTES), [line]).values()
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return
+    quoted = [leaf for leaf in _leaves(record) if len(leaf) >= 3 and leaf not in CONTRACT_WORDS and leaf in reason]
+    assert not quoted, (reason, quoted)

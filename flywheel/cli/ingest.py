@@ -21,15 +21,16 @@ from flywheel.settings import IntakeSettings
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the machine-readable report instead of a summary.")
-@click.option("--max-line-bytes", type=int, default=IntakeSettings().max_line_bytes, show_default=True,
-              help="Records larger than this are quarantined unread.")
+@click.option("--max-line-bytes", type=click.IntRange(min=1), default=IntakeSettings().max_line_bytes,
+              show_default=True, help="Records larger than this (in bytes, at least 1) are quarantined unread.")
 @data_dir_option
 def ingest(paths: tuple[Path, ...], as_json: bool, max_line_bytes: int, data_dir: Path | None) -> None:
     """Load trace files (JSON Lines, Parquet, CSV) or folders of them into raw/traces.
 
     Every record is checked against the trace contract. Bad records go to raw/quarantine with their
-    file, line and reason; traces already loaded (same trace_id) are counted as duplicates. Exits 1
-    only when a file cannot be read at all.
+    file, line and reason; traces already loaded (same trace_id) are counted as duplicates. Each file
+    must add up (loaded + duplicates + quarantined = its records). Exits 1 only when a file cannot be
+    read at all or does not add up.
     """
     from flywheel.core.common.db import connect
     from flywheel.core.intake.ingest import ingest_paths
@@ -38,6 +39,9 @@ def ingest(paths: tuple[Path, ...], as_json: bool, max_line_bytes: int, data_dir
     settings = IntakeSettings(max_line_bytes=max_line_bytes)
     with connect(paths_.warehouse) as conn, progress("ingest", unit="rec") as bar:
         report = ingest_paths(conn, paths, settings, on_progress=bar.update)
+    for batch in report.recovered:
+        click.echo(f"note: {batch.file}: {batch.rows} traces an interrupted ingest loaded are now in the manifest.",
+                   err=True)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:

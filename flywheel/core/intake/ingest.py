@@ -8,15 +8,22 @@ records, ids loaded before, blank lines), which the reference query names the fa
 dropped silently: a record is loaded, counted as a duplicate of a trace already loaded, or
 quarantined with its file, line and reason. Re-ingesting a file is idempotent, and a file is loaded
 all or nothing.
+
+Nothing is assumed either: each reader checks that it read its whole file, and at the end of each
+file loaded + duplicates + quarantined must equal the records its first reading counted; a file that
+does not add up is an error for that file. Line numbers are physical lines (JSON Lines; CSV: the line
+a record starts on, the header being line 1) or row numbers from 1 (Parquet). Every ingest starts by
+reconciling the manifest with the rows a torn commit may have left (flywheel.core.intake.manifest).
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import datetime as dt
 import hashlib
 import json
+import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,6 +39,8 @@ import pyarrow.parquet as pq
 from flywheel.core.common import clock
 from flywheel.core.common.db import rollback_quietly, setting
 from flywheel.contracts import TRACE_FIELDS, trace_table_columns
+from flywheel.core.intake import manifest
+from flywheel.core.intake.csv_records import BOM, CsvHeaderError, CsvRecord, read_csv_records
 from flywheel.core.intake.validation import acceptance_sql, validation_sql
 from flywheel.settings import IntakeSettings
 
@@ -60,6 +69,7 @@ class Chunk:
 
     table: pa.Table  # line: int64, text: large_string
     rejected: list[Rejected] = field(default_factory=list)
+    blank: int = 0  # rows of the table that are blank lines: read, but not records
 
 
 @dataclass
@@ -77,6 +87,8 @@ class IngestReport:
     files: list[FileResult] = field(default_factory=list)
     quarantine: list[dict] = field(default_factory=list)
     skipped_files: int = 0  # already in the manifest with the same content
+    # Rows an interrupted ingest left without their manifest row, given one (see manifest.reconcile).
+    recovered: list[manifest.RecoveredBatch] = field(default_factory=list)
 
     @property
     def ingested(self) -> int:
@@ -160,24 +172,40 @@ def _lines_table(data: bytes, first_line: int) -> Chunk:
     raw = pa.LargeBinaryArray.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
     try:
         text = raw.cast(pa.large_string())
-        return Chunk(_batched(pa.table({"line": lines, "text": text})))
     except pa.ArrowInvalid:
         return _lines_table_slow(raw, first_line)
+    return Chunk(_batched(pa.table({"line": lines, "text": text})), blank=_blank_lines(data, offsets))
+
+
+# What the validation queries skip as a blank line (validation._NOT_BLANK), counted here so that
+# every line read is accounted for: the length test spares looking at any but short lines.
+BLANK_MAX_BYTES = 64
+BLANK_BYTES = b" \t\r\n"
+
+
+def _is_blank(line: bytes) -> bool:
+    return len(line) <= BLANK_MAX_BYTES and not line.strip(BLANK_BYTES)
+
+
+def _blank_lines(data, offsets: np.ndarray) -> int:
+    short = np.flatnonzero(np.diff(offsets) <= BLANK_MAX_BYTES)
+    return sum(_is_blank(bytes(data[offsets[i]:offsets[i + 1]])) for i in short)
 
 
 def _lines_table_slow(raw: pa.LargeBinaryArray, first_line: int) -> Chunk:
     """The block holds bytes that are not UTF-8: find those lines one by one."""
-    good_lines, good_text, rejected = [], [], []
+    good_lines, good_text, rejected, blank = [], [], [], 0
     for i, value in enumerate(raw.to_pylist()):
         try:
             good_text.append(value.decode("utf-8"))
             good_lines.append(first_line + i)
+            blank += _is_blank(value)
         except UnicodeDecodeError as exc:
             rejected.append(
                 Rejected(first_line + i, f"not valid UTF-8 (byte {exc.start})", value[:EXCERPT_BYTES].decode("utf-8", "replace"))
             )
     table = pa.table({"line": pa.array(good_lines, pa.int64()), "text": pa.array(good_text, pa.large_string())})
-    return Chunk(_batched(table), rejected)
+    return Chunk(_batched(table), rejected, blank)
 
 
 def _batched(table: pa.Table) -> pa.Table:
@@ -188,9 +216,12 @@ def _batched(table: pa.Table) -> pa.Table:
 def read_jsonl(path: Path, settings: IntakeSettings) -> Iterator[Chunk]:
     """Blocks of whole lines. Each block is one read, handed to Arrow without a copy; the partial line
     at its end is read again with the next block rather than copied over. A line over the size limit
-    is never held whole."""
+    is never held whole. A byte order mark at the start of the file is not part of the first line."""
     line_no = 1
     with open(path, "rb") as fh:
+        file_size = os.fstat(fh.fileno()).st_size
+        if fh.read(len(BOM)) != BOM:
+            fh.seek(0)
         while buffer := fh.read(BLOCK_BYTES):
             size = len(buffer)
             if size == BLOCK_BYTES:  # more may follow: end the block at its last newline
@@ -204,6 +235,14 @@ def read_jsonl(path: Path, settings: IntakeSettings) -> Iterator[Chunk]:
             chunk = _lines_table(memoryview(buffer)[:size], line_no)
             line_no += chunk.table.num_rows + len(chunk.rejected)
             yield chunk
+        _check_read_to_end(fh, file_size, path)
+
+
+def _check_read_to_end(fh, size: int, path: Path) -> None:
+    """Every byte was read: a reader that stopped early would lose the records after it unseen."""
+    at = fh.tell()
+    if at != size:
+        raise UnreadableFile(f"{path}: reading stopped at byte {at} of {size}")
 
 
 def _long_line(fh, head: bytes, line_no: int, limit: int) -> Chunk:
@@ -282,58 +321,84 @@ def coerce_cell(name: str, cell: str):
     return cell
 
 
-def _csv_records(path: Path) -> Iterator[tuple[int, dict | Rejected]]:
-    with open(path, newline="", encoding="utf-8", errors="strict") as fh:
-        reader = csv.reader(fh)
+def _csv_records(path: Path, limit: int) -> Iterator[tuple[int, dict | Rejected]]:
+    """Each record of a CSV file as the JSON object the contract expects, named by the physical line
+    it starts on (see csv_records)."""
+    try:
+        for header, record in read_csv_records(path, limit):
+            yield record.line, _csv_record(header, record)
+    except CsvHeaderError as exc:
+        raise UnreadableFile(f"{path}: {exc}") from exc
+
+
+def _csv_record(header: list[str], record: CsvRecord) -> dict | Rejected:
+    if record.cells is None:
+        return Rejected(record.line, record.reason, record.excerpt)
+    if len(record.cells) != len(header):
+        return Rejected(record.line, f"row has {len(record.cells)} cells, header has {len(header)}", record.excerpt)
+    values: dict = {}
+    for name, cell in zip(header, record.cells):
+        if cell == "":
+            continue
         try:
-            header = next(reader)
-        except StopIteration:
-            return
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise UnreadableFile(f"{path}: cannot read the CSV header: {exc}") from exc
-        while True:
-            line = reader.line_num + 1
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except (csv.Error, UnicodeDecodeError) as exc:
-                yield line, Rejected(line, f"unreadable CSV row: {exc}", "")
-                return
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                yield line, Rejected(line, f"row has {len(row)} cells, header has {len(header)}", ",".join(row)[:EXCERPT_BYTES])
-                continue
-            record: dict = {}
-            try:
-                for name, cell in zip(header, row):
-                    if cell != "":
-                        record[name] = coerce_cell(name, cell)
-            except json.JSONDecodeError as exc:
-                yield line, Rejected(line, f'column "{name}" is not valid JSON: {exc.msg}', ",".join(row)[:EXCERPT_BYTES])
-                continue
-            yield line, record
+            values[name] = coerce_cell(name, cell)
+        except json.JSONDecodeError as exc:
+            return Rejected(record.line, f'column "{name}" is not valid JSON: {exc.msg}', record.excerpt)
+        except RecursionError:
+            return Rejected(record.line, f'column "{name}" is not valid JSON: nested too deeply', record.excerpt)
+    return values
 
 
 def _parquet_records(path: Path) -> Iterator[tuple[int, dict | Rejected]]:
+    """Each row of a Parquet file, named by its row number (from 1). The row count the file's
+    metadata gives is checked at the end: a row not read would be lost unseen."""
     try:
         parquet = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise UnreadableFile(f"{path}: not a readable Parquet file: {exc}") from exc
     row = 0
     for batch in parquet.iter_batches(batch_size=50_000):
-        for record in batch.to_pylist():
+        for values in _batch_rows(batch):
             row += 1
-            record = {k: v for k, v in record.items() if v is not None}
-            for name in ("messages", "metadata"):
-                if isinstance(record.get(name), str):
-                    try:
-                        record[name] = json.loads(record[name])
-                    except json.JSONDecodeError as exc:
-                        record = Rejected(row, f'column "{name}" is not valid JSON: {exc.msg}', "")
-                        break
-            yield row, record
+            yield row, _parquet_record(row, values)
+    if row != parquet.metadata.num_rows:
+        raise UnreadableFile(f"{path}: read {row} rows of the {parquet.metadata.num_rows} the file holds")
+
+
+def _batch_rows(batch: pa.RecordBatch) -> Iterator[dict | str]:
+    """The batch's rows as dicts; a row holding text that is not UTF-8 (Parquet does not check)
+    as the name of the column holding it, so that only that row is rejected."""
+    try:
+        rows = batch.to_pylist()
+    except UnicodeDecodeError:
+        rows = None
+    if rows is not None:
+        yield from rows
+        return
+    for i in range(batch.num_rows):
+        values: dict | str = {}
+        for name, column in zip(batch.schema.names, batch.columns):
+            try:
+                values[name] = column[i].as_py()
+            except UnicodeDecodeError:
+                values = name
+                break
+        yield values
+
+
+def _parquet_record(row: int, values: dict | str) -> dict | Rejected:
+    if isinstance(values, str):
+        return Rejected(row, f'column "{values}" is not valid UTF-8', "")
+    record = {k: v for k, v in values.items() if v is not None}
+    for name in ("messages", "metadata"):
+        if isinstance(record.get(name), str):
+            try:
+                record[name] = json.loads(record[name])
+            except json.JSONDecodeError as exc:
+                return Rejected(row, f'column "{name}" is not valid JSON: {exc.msg}', "")
+            except RecursionError:
+                return Rejected(row, f'column "{name}" is not valid JSON: nested too deeply', "")
+    return record
 
 
 def read_chunks(path: Path, settings: IntakeSettings) -> Iterator[Chunk]:
@@ -341,7 +406,7 @@ def read_chunks(path: Path, settings: IntakeSettings) -> Iterator[Chunk]:
     if kind == "jsonl":
         return read_jsonl(path, settings)
     if kind == "csv":
-        return _records_to_chunks(_csv_records(path), settings.chunk_records)
+        return _records_to_chunks(_csv_records(path, settings.max_line_bytes), settings.chunk_records)
     if kind == "parquet":
         return _records_to_chunks(_parquet_records(path), settings.chunk_records)
     raise UnreadableFile(f"{path}: unsupported file type (expected {', '.join(sorted(SUFFIXES))})")
@@ -423,7 +488,16 @@ _RECORD_ERRORS = (duckdb.ConversionException, duckdb.InvalidInputException)
 
 
 def _file_error(path: Path, exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, UnreadableFile) else f"{path}: {exc}"
+    if isinstance(exc, UnreadableFile):
+        return str(exc)
+    if isinstance(exc, UnicodeDecodeError):  # its message would quote the bytes
+        return f"{path}: not valid UTF-8 (byte {exc.start})"
+    return f"{path}: {exc}"
+
+
+def _record_error_message(path: Path, exc: BaseException) -> str:
+    """DuckDB's message would quote the value it could not convert: traces hold customer data."""
+    return f"{path}: a record could not be loaded ({type(exc).__name__}); nothing of the file was loaded"
 
 
 class _HashAhead:
@@ -453,10 +527,18 @@ class _Streamed:
     path: Path
     result: FileResult
     size_bytes: int
-    rows: int = 0  # records handed to the fast statement
+    rows: int = 0  # rows handed to the fast statement (records and blank lines)
+    blank: int = 0  # of the rows, blank lines: not records
     rejected: int = 0  # records rejected before parsing (not UTF-8, over the size limit)
     fast: int = 0  # of the rows, those the fast statement loaded
     valid_later: int = 0  # valid records the reference found among the rest, loaded or not
+    torn_moments: list[dt.datetime] = field(default_factory=list)  # see manifest.torn_moments
+    adopted: bool = False  # rows a torn commit left of this file were taken back (see manifest)
+
+    @property
+    def records(self) -> int:
+        """The records the file holds, as its first reading counted them."""
+        return self.rows - self.blank + self.rejected
 
 
 class _BatchStream:
@@ -466,7 +548,12 @@ class _BatchStream:
     to settings.transaction_records records, before a file name it already holds, and around a file
     marked to be loaded alone. A file that cannot be read at all is recorded and left out; one that
     breaks after some of its records went into the stream ends the statement with an error, and is
-    kept in `broken`."""
+    kept in `broken`.
+
+    DuckDB can return from a failed statement while one of its threads is still inside the stream
+    (taking a file off `pending` and hashing it): the caller `close`s the stream before it looks at
+    `files`, and a file is taken off the queue and into `files` under one lock, so none is lost
+    between the two."""
 
     def __init__(
         self, pending: deque[tuple[Path, bool]], settings: IntakeSettings, hashes: _HashAhead,
@@ -479,22 +566,22 @@ class _BatchStream:
         self.skipped = 0
         self.broken: _Streamed | None = None
         self.failure: BaseException | None = None  # what broke the stream, whatever it was
+        self._lock = threading.Lock()
+        self._closed = False
 
     def reader(self) -> pa.RecordBatchReader:
         return pa.RecordBatchReader.from_batches(_STREAM_SCHEMA, self._batches())
 
+    def close(self) -> None:
+        """No file is taken off the queue after this (one being taken is finished first)."""
+        with self._lock:
+            self._closed = True
+
     def _batches(self) -> Iterator[pa.RecordBatch]:
         records, names = 0, set()
         try:
-            while self.pending and records < self.settings.transaction_records:
-                path, alone = self.pending[0]
-                if str(path) in names or (alone and self.files):
-                    break
-                self.pending.popleft()
-                streamed = self._open(path)
-                if streamed is None:
-                    continue
-                names.add(streamed.result.file)
+            while (taken := self._take_next(records, names)) is not None:
+                streamed, alone = taken
                 yield from self._file_batches(streamed)
                 records += streamed.rows + streamed.rejected
                 if alone:
@@ -503,6 +590,22 @@ class _BatchStream:
             if not isinstance(exc, GeneratorExit):  # DuckDB letting go of the stream is no failure
                 self.failure = exc
             raise
+
+    def _take_next(self, records: int, names: set[str]) -> tuple[_Streamed, bool] | None:
+        """The next file of the batch, off the queue and into `files` at once; None when the batch
+        is complete or the stream closed."""
+        with self._lock:
+            while not self._closed and self.pending and records < self.settings.transaction_records:
+                path, alone = self.pending[0]
+                if str(path) in names or (alone and self.files):
+                    return None
+                self.pending.popleft()
+                streamed = self._open(path)
+                if streamed is not None:
+                    names.add(streamed.result.file)
+                    self.files.append(streamed)
+                    return streamed, alone
+            return None
 
     def _open(self, path: Path) -> _Streamed | None:
         result = FileResult(str(path))
@@ -527,10 +630,10 @@ class _BatchStream:
         source = pa.array([streamed.result.file], pa.large_string())
         report_progress = self.on_progress is not None and streamed.path not in self.progressed
         self.progressed.add(streamed.path)
-        self.files.append(streamed)
         try:
             for chunk in read_chunks(streamed.path, self.settings):
                 streamed.rejected += len(chunk.rejected)
+                streamed.blank += chunk.blank
                 for batch in chunk.table.to_batches():
                     streamed.rows += batch.num_rows
                     file_column = pa.DictionaryArray.from_arrays(pa.array(np.zeros(batch.num_rows, np.int32)), source)
@@ -538,24 +641,30 @@ class _BatchStream:
                 if report_progress:
                     self.on_progress(chunk.table.num_rows + len(chunk.rejected))
         except _FILE_ERRORS as exc:
-            if streamed.rows == 0:  # nothing of it went into the statement: left out, not broken
-                self.files.remove(streamed)
-                self._unreadable(streamed.result, exc)
-                return
+            with self._lock:
+                if self._closed:  # the statement has already failed, and the batch been settled
+                    return
+                if streamed.rows == 0:  # nothing of it went into the statement: left out, not broken
+                    self.files.remove(streamed)
+                    self._unreadable(streamed.result, exc)
+                    return
             streamed.result.error = _file_error(streamed.path, exc)
             self.broken = streamed
             raise
 
 
 def _batch_moment(conn: duckdb.DuckDBPyConnection) -> dt.datetime:
-    """The ingested_at of a batch: now, or just past the rows loaded within a second after now, until
-    no row has it, so that `ingested_at = ?` picks out the batch's rows (two batches can share a clock
-    reading, and with FLYWHEEL_NOW every batch does). Looking only a second ahead keeps a pinned
-    clock's moment, rather than jumping past rows a later pinned moment loaded."""
+    """The ingested_at of a batch: now, or just past the rows and manifest rows stamped within a
+    second after now, until none has it, so that `ingested_at = ?` picks out the batch's rows and
+    manifest rows (two batches can share a clock reading, and with FLYWHEEL_NOW every batch does).
+    Looking only a second ahead keeps a pinned clock's moment, rather than jumping past rows a
+    later pinned moment loaded."""
     moment = clock.now()
     while True:
         latest = conn.execute(
-            "SELECT max(ingested_at) FROM raw.traces WHERE ingested_at >= ? AND ingested_at < ? + INTERVAL 1 SECOND",
+            """SELECT max(stamp) FROM (SELECT ingested_at AS stamp FROM raw.traces
+                                       UNION ALL SELECT ingested_at FROM raw.ingested_files)
+               WHERE stamp >= ? AND stamp < ? + INTERVAL 1 SECOND""",
             [moment, moment],
         ).fetchone()[0]
         if latest is None:
@@ -619,7 +728,7 @@ def _load_rest(
             rejected = list(chunk.rejected)
             if intake_rest.num_rows:
                 rejected += _check_rest(conn, intake_rest, streamed, ingested_at, settings.max_line_bytes)
-            _quarantine_rejected(conn, rejected, streamed.result, quarantine)
+            _quarantine_rejected(conn, rejected, streamed.result, quarantine, ingested_at)
     except _FILE_ERRORS as exc:
         raise _AbandonedFile(streamed.path, _file_error(streamed.path, exc)) from exc
 
@@ -643,12 +752,19 @@ def _check_rest(
                                 AND t.ingested_at IS DISTINCT FROM ?)""",
         [streamed.result.file, ingested_at, ingested_at],
     )
+    if streamed.torn_moments:
+        manifest.adopt_torn_rows(conn, "checked", streamed.result.file, streamed.torn_moments, ingested_at)
+        streamed.adopted = True
     bad = conn.execute("SELECT line, reason, text FROM checked WHERE reason IS NOT NULL ORDER BY line").fetchall()
     conn.execute("DROP TABLE checked")
     return [Rejected(line, reason, text) for line, reason, text in bad]
 
 
-def _quarantine_rejected(conn: duckdb.DuckDBPyConnection, rejected: list[Rejected], result: FileResult, quarantine: list[dict]) -> None:
+def _quarantine_rejected(
+    conn: duckdb.DuckDBPyConnection, rejected: list[Rejected], result: FileResult, quarantine: list[dict],
+    ingested_at: dt.datetime,
+) -> None:
+    """Bad records into raw.quarantine, stamped with their batch's moment like its rows."""
     if not rejected:
         return
     for r in rejected:
@@ -667,7 +783,7 @@ def _quarantine_rejected(conn: duckdb.DuckDBPyConnection, rejected: list[Rejecte
             """INSERT INTO raw.quarantine
                SELECT ?, ?, r.line, r.reason, r.record, ? FROM intake_rejected r
                WHERE NOT EXISTS (SELECT 1 FROM raw.quarantine q WHERE q.source_sha256 = ? AND q.line = r.line)""",
-            [result.file, result.sha256, clock.now(), result.sha256],
+            [result.file, result.sha256, ingested_at, result.sha256],
         )
     result.quarantined += len(rejected)
     room = MAX_REPORTED - len(quarantine)
@@ -697,12 +813,14 @@ def _load_batch(conn: duckdb.DuckDBPyConnection, stream: _BatchStream, settings:
     """Load the next batch of files inside the caller's transaction; returns the quarantine entries
     to report. Counts go into each streamed file's result."""
     ingested_at = _batch_moment(conn)
+    torn = manifest.torn_moments(conn)
     _insert_accepted(conn, stream, ingested_at, settings.max_line_bytes)
     fast = _rows_per_file(conn, ingested_at)
     quarantine: list[dict] = []
     for streamed in stream.files:
         streamed.fast = fast.get(streamed.result.file, 0)
-        if streamed.fast < streamed.rows or streamed.rejected:
+        streamed.torn_moments = torn.get(streamed.result.file, [])
+        if streamed.fast < streamed.rows - streamed.blank or streamed.rejected:
             _load_rest(conn, streamed, ingested_at, settings, quarantine)
     _keep_first_of_repeats(conn, [s.result.file for s in stream.files], ingested_at)
     kept = _rows_per_file(conn, ingested_at)
@@ -710,12 +828,31 @@ def _load_batch(conn: duckdb.DuckDBPyConnection, stream: _BatchStream, settings:
         result = streamed.result
         result.ingested = kept.get(result.file, 0)
         result.duplicates = streamed.fast + streamed.valid_later - result.ingested
+        _check_accounted(streamed)
+        if streamed.adopted:
+            manifest.settle_torn(conn, result.file)
+        # Stamped with the batch's moment, like its rows: that is how a row finds its manifest row.
         conn.execute(
             "INSERT INTO raw.ingested_files VALUES (?, ?, ?, ?, ?, ?, ?)",
             [result.file, result.sha256, streamed.size_bytes, result.ingested, result.duplicates,
-             result.quarantined, clock.now()],
+             result.quarantined, ingested_at],
         )
     return quarantine
+
+
+def _check_accounted(streamed: _Streamed) -> None:
+    """Every record the file holds is loaded, a duplicate or quarantined: checked for each file,
+    never assumed. A file that does not add up (it changed between its two readings, or a bug
+    lost records) is an error, and its batch is rolled back and loaded again without it."""
+    result = streamed.result
+    settled = result.ingested + result.duplicates + result.quarantined
+    if settled != streamed.records or result.duplicates < 0:
+        raise _AbandonedFile(
+            streamed.path,
+            f"{streamed.path}: {streamed.records} records read, but {result.ingested} loaded, "
+            f"{result.duplicates} duplicates and {result.quarantined} quarantined; the file was left out "
+            "(did it change while it was read?)",
+        )
 
 
 def _record_error(report: IngestReport, result: FileResult, error: str) -> None:
@@ -750,12 +887,14 @@ def _ingest_in_batches(
                 conn.execute("COMMIT")
             except (_AbandonedFile, *_RECORD_ERRORS) as exc:
                 rollback_quietly(conn)
+                stream.close()
                 _settle_failed_batch(stream, exc, pending, report)
                 continue
             except BaseException:
                 rollback_quietly(conn)
                 raise
             finally:
+                stream.close()
                 report.skipped_files += stream.skipped
                 for result in stream.unreadable:
                     _record_error(report, result, result.error)
@@ -777,7 +916,7 @@ def _settle_failed_batch(stream: _BatchStream, exc: Exception, pending: deque, r
         again = [(s.path, False) for s in stream.files if s.path != broken]
         failed = [s for s in stream.files if s.path == broken]
     elif len(stream.files) == 1:
-        again, failed, error = [], stream.files, f"{stream.files[0].path}: a record could not be loaded: {exc}"
+        again, failed, error = [], stream.files, _record_error_message(stream.files[0].path, exc)
     else:
         # Which file holds the record is not known: each is loaded on its own.
         again, failed, error = [(s.path, True) for s in stream.files], [], ""
@@ -791,8 +930,10 @@ def ingest_paths(
     *, skip_known: bool = False, on_progress: Callable[[int], None] | None = None,
 ) -> IngestReport:
     settings = settings or IntakeSettings()
+    if settings.max_line_bytes < 1:
+        raise ValueError(f"max_line_bytes must be at least 1, got {settings.max_line_bytes}")
     ensure_raw_tables(conn)
-    report = IngestReport()
+    report = IngestReport(recovered=manifest.reconcile(conn))
     # By default every commit over 16 MB of WAL also checkpoints, recompressing the table once per
     # batch. Checkpoint once at the end instead.
     files = expand_paths(paths)

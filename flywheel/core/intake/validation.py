@@ -51,9 +51,22 @@ def _parsed(name: str) -> str:
     return f"p_{name}"
 
 
-def _got(v: str) -> str:
-    """SQL for ', got <value>' with the offending JSON value cut short."""
-    return f"', got ' || left({v}::VARCHAR, 60)"
+def _kind_word(kind: str) -> str:
+    """SQL for the words naming a JSON kind (json_type's names): a reason says what kind of value a
+    field holds, never the value itself (traces hold customer data)."""
+    return (
+        f"CASE {kind} WHEN 'VARCHAR' THEN 'a string' WHEN 'BIGINT' THEN 'an integer' "
+        f"WHEN 'UBIGINT' THEN 'an integer' WHEN 'DOUBLE' THEN 'a decimal number' WHEN 'BOOLEAN' THEN 'true or false' "
+        f"WHEN 'OBJECT' THEN 'an object' WHEN 'ARRAY' THEN 'a list' WHEN 'NULL' THEN 'null' ELSE 'nothing' END"
+    )
+
+
+def _got(kind: str, wrong_kind: str | None = None, otherwise: str = "") -> str:
+    """SQL for ', got <kind>'; with `wrong_kind`, only when that holds, and ', got <otherwise>'
+    when the kind is right but the value is not (out of range, not a timestamp)."""
+    if wrong_kind is None:
+        return f"', got ' || {_kind_word(kind)}"
+    return f"', got ' || CASE WHEN {wrong_kind} THEN {_kind_word(kind)} ELSE {_sql_str(otherwise)} END"
 
 
 def _wrong_kind(f: FieldSpec, kind: str) -> str:
@@ -74,18 +87,20 @@ def _type_check(f: FieldSpec) -> tuple[str, str] | None:
     v = _value(f.name)
     t = _type_of(f.name)
     label = f'field "{f.name}"'
+    wrong = _wrong_kind(f, t)
     if f.kind == "string":
-        return _wrong_kind(f, t), _sql_str(f"{label} must be a string") + " || " + _got(v)
+        return wrong, _sql_str(f"{label} must be a string") + " || " + _got(t)
     if f.kind == "timestamp":
         return (
-            f"{_wrong_kind(f, t)} OR {_parsed(f.name)} IS NULL",
-            _sql_str(f"{label} must be an ISO 8601 timestamp") + " || " + _got(v),
+            f"{wrong} OR {_parsed(f.name)} IS NULL",
+            _sql_str(f"{label} must be an ISO 8601 timestamp") + " || "
+            + _got(t, wrong, "text that is not a valid one"),
         )
     if f.kind in ("number", "integer"):
         # Out of the stored type's range: an integer past BIGINT would fail the cast that stores it
         # (and with it the whole batch), a number past DOUBLE would be stored as infinity.
         fits = f"try_cast({v} AS BIGINT) IS NULL" if f.kind == "integer" else f"NOT isfinite(try_cast({v} AS DOUBLE))"
-        bad = [_wrong_kind(f, t), fits]
+        bad = [wrong, fits]
         bounds = []
         if f.minimum is not None:
             bad.append(f"try_cast({v} AS DOUBLE) < {f.minimum}")
@@ -96,13 +111,13 @@ def _type_check(f: FieldSpec) -> tuple[str, str] | None:
         what = "a number" if f.kind == "number" else "an integer"
         if bounds:
             what += " " + " and ".join(bounds)
-        return " OR ".join(bad), _sql_str(f"{label} must be {what}") + " || " + _got(v)
+        return " OR ".join(bad), _sql_str(f"{label} must be {what}") + " || " + _got(t, wrong, "one out of range")
     if f.kind == "boolean":
-        return _wrong_kind(f, t), _sql_str(f"{label} must be true or false") + " || " + _got(v)
+        return wrong, _sql_str(f"{label} must be true or false") + " || " + _got(t)
     if f.kind == "object":
-        return _wrong_kind(f, t), _sql_str(f"{label} must be a JSON object") + " || " + _got(v)
+        return wrong, _sql_str(f"{label} must be a JSON object") + " || " + _got(t)
     if f.kind == "messages":
-        return _wrong_kind(f, t), _sql_str(f"{label} must be a list of {{role, content}}") + " || " + _got(v)
+        return wrong, _sql_str(f"{label} must be a list of {{role, content}}") + " || " + _got(t)
     raise ValueError(f"unknown field kind {f.kind!r}")
 
 
@@ -128,13 +143,13 @@ def _checks(max_bytes: int) -> list[tuple[str, str]]:
                 (
                     "bad_role_at > 0",
                     "'messages[' || (bad_role_at - 1) || '] has ' || "
-                    "coalesce('role ' || msgs[bad_role_at].role::VARCHAR, 'no role') || "
+                    "CASE WHEN typed_msgs[bad_role_at].role IS NULL THEN 'no role' ELSE 'an unknown role' END || "
                     + _sql_str(", expected one of " + ", ".join(MESSAGE_ROLES)),
                 ),
                 (
                     "bad_content_at > 0",
                     "'messages[' || (bad_content_at - 1) || '].content must be a string, got ' || "
-                    "coalesce(left(msgs[bad_content_at].content::VARCHAR, 60), 'nothing')",
+                    + _kind_word("json_type(msgs[bad_content_at].content)"),
                 ),
             ]
     return checks
