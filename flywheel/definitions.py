@@ -3,7 +3,7 @@
 import dagster as dg
 from dagster_duckdb_polars import DuckDBPolarsIOManager
 
-from flywheel.defs import dead_runs, drift, evalset, intake, jobs, labeling, regression, sampling, scrub, sensors
+from flywheel.defs import dead_runs, drift, evalset, intake, jobs, labeling, privacy, regression, sampling, scrub, sensors
 from flywheel.resources.embedder import EmbedderResource
 from flywheel.resources.scrubber import ScrubberResource
 from flywheel.resources.warehouse import Warehouse
@@ -17,7 +17,8 @@ def build_definitions(data_dir: str | None = None, scrubber: dg.ConfigurableReso
     return dg.Definitions(
         assets=[intake.raw_traces, sampling.sampled_traces, scrub.scrub_week, scrub.residue,
                 labeling.failure_taxonomy, labeling.labels, labeling.review_queue, evalset.fold_in,
-                regression.results, regression.pass_rates, regression.monthly_retirement, drift.monthly_drift],
+                regression.results, regression.pass_rates, regression.monthly_retirement, drift.monthly_drift,
+                privacy.raw_retention],
         asset_checks=[regression.adversarial_share],
         jobs=[intake.ingest_job, sampling.weekly_sample_job, jobs.weekly_loop_job, jobs.taxonomy_job,
               evalset.fold_in_job, regression.pass_rates_job, jobs.monthly_drift_job],

@@ -101,3 +101,13 @@ class DriftSettings(BaseModel):
     coverage_distance: float = Field(0.5, description="An eval row counts as covered by a trace within this distance.")
     text_roles: list[str] = Field(default_factory=lambda: ["user"],
                                   description="Which turns make a trace's (and a row's) text: what it asks, by default.")
+
+
+class RetentionSettings(BaseModel):
+    """How long raw traffic is kept (flywheel/core/privacy/retention.py): the weekly loop deletes raw
+    traces and quarantine records older than this, once their week has been sampled and scrubbed."""
+
+    raw_days: int = Field(
+        90, ge=0, description="Days raw traces and quarantine records are kept after their timestamp (a quarantine "
+        "record: after it was quarantined); 0 keeps them forever. Scrubbed traces, labels and eval rows stay.",
+    )

@@ -18,7 +18,7 @@ def test_assets_are_grouped_by_station_and_described(tmp_path):
         "label/review_queue": "station_3_label", "eval/eval_rows": "station_4_evalset", "eval/versions": "station_4_evalset",
         "regression/results": "station_4_evalset", "regression/pass_rates": "station_4_evalset",
         "eval/retirement": "station_4_evalset", "drift/scores": "station_5_drift",
-        "drift/high_distance_traces": "station_5_drift",
+        "drift/high_distance_traces": "station_5_drift", "privacy/raw_retention": "privacy",
     }
     for key in graph.get_all_asset_keys():
         assert graph.get(key).description
@@ -26,7 +26,7 @@ def test_assets_are_grouped_by_station_and_described(tmp_path):
 
 def test_every_computed_asset_is_in_the_duckdb_pool():
     computed = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition) and a.is_executable]
-    assert len(computed) == 9
+    assert len(computed) == 10
     for asset in computed:
         assert asset.op.pool == "duckdb"
 

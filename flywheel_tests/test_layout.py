@@ -13,7 +13,7 @@ import pytest
 
 CORE = Path(__file__).resolve().parents[1] / "flywheel" / "core"
 FORBIDDEN = ("dagster", "dagster_duckdb", "dagster_duckdb_polars", "flywheel.defs", "flywheel.cli", "flywheel.demo")
-STATIONS = {"intake", "sampling", "scrub", "labeling", "evalset", "drift", "common"}
+STATIONS = {"intake", "sampling", "scrub", "labeling", "evalset", "drift", "privacy", "common"}
 
 
 def imported_modules(path: Path, top: Path) -> list[tuple[int, str]]:

@@ -36,6 +36,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "results": ("flywheel.cli.evalset", "Regression results from your own runner (the regression result contract)."),
     "regress": ("flywheel.cli.evalset", "Run the eval set against your model and store a result per row (archived rows included)."),
     "gate": ("flywheel.cli.evalset", "The one gate for CI: exit 1 when the overall pass rate or the adversarial slice is under its threshold, 0 when both pass, 2 when there are no results to judge."),
+    "forget": ("flywheel.cli.privacy", "Erase a customer along lineage: raw traces, quarantine, samples, scrubbed traces, queue, labels' free text, embeddings and drift references go; their eval rows are tombstoned in every version, exports rewritten, an audit row written, the database file rebuilt."),
     "lookup": ("flywheel.cli.evalset", "Is this customer's data in the eval set? Lists rows derived from their traces, in any version or the archive, found through the keyed hash (the id itself is stored nowhere)."),
     "status": ("flywheel.cli.status", "What the loop has done: the story month by month (production CSAT and judge scores beside the eval suite's pass rates and drift), samples, scrub findings and residue, labels, eval set versions with pass rates, drift per month, whether the essay's trap applies, and which UI pages to open."),
     "scrub": ("flywheel.cli.scrub", "Scrub customer data out of texts or traces; stateless (touches no warehouse)."),

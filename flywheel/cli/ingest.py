@@ -19,7 +19,7 @@ from flywheel.settings import IntakeSettings
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the machine-readable report instead of a summary.")
 @click.option("--max-line-bytes", type=click.IntRange(min=1), default=IntakeSettings().max_line_bytes,
               show_default=True, help="Records larger than this (in bytes, at least 1) are quarantined unread.")
@@ -57,7 +57,7 @@ def ingest(paths: tuple[Path, ...], as_json: bool, max_line_bytes: int, data_dir
         if report.quarantined:
             click.echo(f"Quarantined records are kept in raw.quarantine in {paths_.warehouse}.", err=True)
     for error in report.errors:
-        click.echo(f"error: {error['error']}", err=True)
+        click.echo(f"Error: {error['error']}", err=True)
     sys.exit(1 if report.errors else 0)
 
 

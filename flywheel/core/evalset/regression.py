@@ -441,7 +441,9 @@ def run_regression(conn: duckdb.DuckDBPyConnection, target, *, version: int | No
     verdicts: list[list] = []
     for rows, is_archived in ((active, False), (archived, True)):
         for row in rows.iter_rows(named=True):
-            verdict = _verdict(target, rubric_judge, row)
+            # An erased row (flywheel forget) has nothing left to run; judging its tombstone would only
+            # bring an archived row back on a judge's whim.
+            verdict = None if row["expected_behaviour"] == evalset.ERASED else _verdict(target, rubric_judge, row)
             if verdict is None:
                 report.skipped += 1
                 continue

@@ -36,6 +36,10 @@ from flywheel.core.common.records import RecordsError, numbered_records, numberi
 if TYPE_CHECKING:
     import polars as pl
 
+# What `flywheel forget` leaves of an erased customer's eval row (input, expected behaviour, rubric): the
+# row id, spans and results stay so past pass rates hold, but there is nothing left to run or judge.
+ERASED = "[erased]"
+
 EQUALS_MAX_WORDS = 8  # a plain expected answer this short becomes `equals`, a longer one `contains`
 MAX_LISTED_PROBLEMS = 50  # a file that is wrong throughout gets the first problems and a count, not a wall
 
