@@ -93,3 +93,24 @@ def test_the_readme_first_week_on_a_fresh_data_directory(tmp_path, monkeypatch):
     assert "ana" in status and "mybot-2026.11" in status and "simulated" not in status
 
     assert readme_first_week_verbs() <= ran, f"the README shows verbs this test never ran: {readme_first_week_verbs() - ran}"
+
+
+def test_a_week_past_retention_still_reports_its_traffic(tmp_path, monkeypatch):
+    """Backfilling an old week: retention deletes its raw traces in the same run, after sampling; the
+    summary must still count what the sampler saw, not say there was no traffic."""
+    data = tmp_path / "data"
+    runner = CliRunner(env={"FLYWHEEL_DATA": str(data), "DAGSTER_HOME": str(data / "dagster")})
+    export = tmp_path / "old.jsonl"
+    old = [dict(t, timestamp=t["timestamp"].replace("2026-11-1", "2026-03-0").replace("2026-11-2", "2026-03-1"))
+           for t in traces()[:9]]
+    export.write_text("".join(json.dumps(t) + "\n" for t in old))
+    assert "Ingested 9 traces" in runner.invoke(main, ["ingest", str(export)]).output
+    with_clock = CliRunner(env={"FLYWHEEL_DATA": str(data), "DAGSTER_HOME": str(data / "dagster"),
+                                "FLYWHEEL_NOW": "2026-11-30T06:00:00"})
+    result = with_clock.invoke(main, ["run", "--week", "2026-03-02"])
+    assert result.exit_code == 0, result.output
+    assert "Week 2026-03-02: 6 traces, 3 sampled" in result.output and "No traffic" not in result.output
+    from flywheel.core.common.db import connect
+
+    with connect(data / "flywheel.duckdb", read_only=True) as conn:  # retention did run: the week's raw is gone
+        assert conn.execute("SELECT count(*) FROM raw.traces WHERE timestamp < '2026-03-09'").fetchone()[0] == 0

@@ -71,10 +71,13 @@ def _run_week(paths: Paths, week: dt.date) -> None:
     partition_or_fail(weekly_partitions, key, "week", "'--week'")
     with connect(paths.warehouse) as conn:
         ensure_raw_tables(conn)
-    _run(paths, "weekly_loop_job", key, f"week {key}")
+    result = _run(paths, "weekly_loop_job", key, f"week {key}")
+    # The week's traffic as the sampler saw it: the same run's retention step may since have deleted raw
+    # traces older than retention.raw_days, so raw.traces is no longer the place to count them.
+    [sampled_event] = result.asset_materializations_for_node("sample__sampled_traces")
+    traffic = sampled_event.metadata["week_traffic"].value
     start = dt.datetime.combine(week, dt.time())
     with connect(paths.warehouse) as conn:  # not read-only: the queue's label tables are created on first use
-        traffic = sampler.week_traffic(conn, start)
         sampled = sampler.read_sample(conn, start).height
         waiting = review_queue(conn, start).height
         version = _latest_version(conn)
