@@ -29,7 +29,8 @@ from flywheel.core.labeling.labels import (
     criterion_errors,
     parse_criterion,
 )
-from flywheel.core.common.records import RecordsError, numbered_records, numbering, parse_date
+from flywheel.core.common.records import RecordsError, is_csv, numbered_records, numbering, parse_date
+from flywheel.core.common.spreadsheet_safety import escape_cell, unescape_record
 
 # Only a type here (DuckDB's .pl() imports polars when a frame is built): `flywheel gate`, `lookup` and
 # `evalset versions` answer without paying for polars' import.
@@ -276,6 +277,8 @@ def parse_starter(path: str | Path, today: dt.date | None = None) -> tuple[list[
         records = numbered_records(path)
     except RecordsError as exc:
         raise EvalSetError(str(exc)) from None
+    if is_csv(path):  # a CSV `evalset export` wrote: cells escaped against formula injection read back as they were
+        records = [(n, unescape_record(r) if isinstance(r, dict) else r) for n, r in records]
     unit = numbering(path)
     rows, errors = [], []
     for number, rec in records:
@@ -358,7 +361,9 @@ def export(conn: duckdb.DuckDBPyConnection, path: str | Path, version: int | Non
         with open(path, "w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(EVAL_ROW_FIELDS))
             writer.writeheader()
-            writer.writerows({**r, "input": json.dumps(r["input"], ensure_ascii=False)} for r in records)
+            # Cells a spreadsheet would run (=, +, -, @, tab, CR first) are written inert; parse_starter reverses it.
+            writer.writerows({k: escape_cell(json.dumps(v, ensure_ascii=False) if k == "input" else v)
+                              for k, v in r.items()} for r in records)
     else:
         raise EvalSetError(f"unknown format {fmt!r}: jsonl or csv")
     return len(records)

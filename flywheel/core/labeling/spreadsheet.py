@@ -19,6 +19,7 @@ import polars as pl
 
 from flywheel.core.common.db import table_exists, transaction
 from flywheel.core.common.records import RecordsError, csv_rows
+from flywheel.core.common.spreadsheet_safety import escape_row, unescape_record
 from flywheel.core.labeling import labels, taxonomy
 from flywheel.core.labeling.queue import format_conversation
 
@@ -50,12 +51,13 @@ def export_queue(queue: pl.DataFrame, path: str | Path) -> int:
         writer = csv.writer(fh)
         writer.writerow(CONTEXT_COLUMNS + LABEL_COLUMNS)
         for row in queue.iter_rows(named=True):
-            writer.writerow([
+            # Every cell a spreadsheet would run (=, +, -, @, tab, CR first) is written inert; import reverses it.
+            writer.writerow(escape_row([
                 row["trace_ref"], str(row["week_start"])[:10], ["anomaly", "stratified", "random"][row["priority"]],
                 ", ".join(row["reasons"] or []), "yes" if row.get("adversarial_candidate") else "",
                 row["judge_score"], row["intent"], row["cohort"],
                 format_conversation(row["messages"]),
-            ] + [""] * len(LABEL_COLUMNS))
+            ]) + [""] * len(LABEL_COLUMNS))
     return queue.height
 
 
@@ -96,6 +98,8 @@ def import_labels(conn: duckdb.DuckDBPyConnection, path: str | Path, *,
         header, records = csv_rows(path)
     except RecordsError as exc:
         raise SpreadsheetError(str(exc)) from None
+    # Cells the export escaped against formula injection read back as the text they were.
+    records = [(n, unescape_record(r) if isinstance(r, dict) else r) for n, r in records]
     missing = [c for c in ("trace_ref", "bucket") if c not in header]
     if missing:
         report.errors.append({"row": 1, "column": ", ".join(missing), "message": "missing column(s) in the header"})
