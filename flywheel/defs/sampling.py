@@ -61,7 +61,8 @@ def sampled_traces(context: dg.AssetExecutionContext, config: SamplingConfig, wa
             "p_random_sees_0.5pct_failure": dg.MetadataValue.float(summary["p_random_sees_rare_failure"]),
             "weighted_traffic_estimate": dg.MetadataValue.float(summary["weighted_traffic_estimate"]),
             "preview": dg.MetadataValue.md(
-                markdown.frame(sample.select("trace_id", "intent", "cohort", "reasons", "inclusion_probability"))
+                # No trace_id: the sample's ids are raw, and Dagster's storage is readable by every UI user.
+                markdown.frame(sample.select("timestamp", "intent", "cohort", "reasons", "inclusion_probability"))
             ),
         }
     )

@@ -20,6 +20,7 @@ from flywheel.core.common.db import table_exists, transaction
 from flywheel.core.drift.score import nearest
 from flywheel.core.drift.embeddings import Embedder, embed, user_text
 from flywheel.core.labeling.labels import ensure_tables
+from flywheel.core.privacy import routing
 
 PRIORITY = """CASE WHEN list_contains(a.modes, 'anomaly') THEN 0
                    WHEN list_contains(a.modes, 'stratified') OR f.in_focus THEN 1 ELSE 2 END"""
@@ -52,7 +53,7 @@ def review_queue(conn: duckdb.DuckDBPyConnection, week_start: dt.datetime | None
             WHERE NOT EXISTS (SELECT 1 FROM label.labels l WHERE l.trace_ref = a.trace_ref) {where}
             ORDER BY a.week_start, priority, abs(coalesce(a.judge_score, 0.5) - 0.5), a.timestamp, a.trace_ref""",
         {"week": week_start} if week_start else {},
-    ).pl()
+    ).pl().pipe(routing.shape_frame)  # scrubbed rows written before routing fields were shaped may hold raw ones
 
 
 def mark_adversarial_candidates(conn: duckdb.DuckDBPyConnection, queue: pl.DataFrame, embedder: Embedder,

@@ -18,6 +18,14 @@ have drawn their own samples already: a focus trace one of them holds stays ther
 adds drift_focus to its reasons) rather than being scrubbed and queued a second time. The rule is
 "leave out what another week's sample holds", so it also holds when a backfill runs the weeks out of
 order, and it never looks at the week's own partition, so a rerun rewrites the same draw.
+
+What the sample holds: raw trace ids (the scrubber's way back to the text in raw.traces, and what
+erasure and the one-week rule key on), the routing fields reduced to a known shape
+(flywheel.core.privacy.routing: an intent holding an email becomes [REDACTED_INTENT]), flags, scores
+and reasons; never text, customer ids or metadata. Its trace_id column is the one raw value outside
+the `raw` schema, on purpose: nobody reviews from the sample (the queue reads scrub.anonymized_traces,
+keyed references only), and its ids are never logged or shown in Dagster's metadata
+(flywheel_tests/test_privacy_leaks.py holds every other column and table to "nothing raw").
 """
 
 from __future__ import annotations
@@ -25,12 +33,13 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import duckdb
 import polars as pl
 
 from flywheel.core.common.db import table_exists, transaction
+from flywheel.core.privacy import routing
 from flywheel.settings import SamplingSettings
 
 WEEK = dt.timedelta(days=7)
@@ -333,7 +342,10 @@ def write_draw(
 ) -> WeekDraw:
     """write_sample, returning the whole draw (what was left out too), for the asset's metadata."""
     drawn = draw_week(conn, week_start, settings, trace_ref=trace_ref, incidents=incidents)
-    sample = drawn.sample
+    # The routing fields leave raw here, in a known shape (flywheel.core.privacy.routing): the draw
+    # itself used the raw values (rare intents, incident windows), nothing after it needs them.
+    sample = routing.shape_frame(drawn.sample)
+    drawn = replace(drawn, sample=sample)
     conn.execute("CREATE SCHEMA IF NOT EXISTS sample")
     conn.execute(SAMPLE_TABLE_DDL)
     # Registered before the transaction begins: a view dropped inside one lives on until it ends.

@@ -1,7 +1,9 @@
 """Station 2 for one week: scrub the sampled traces, report what was found, hash the ids.
 
 Nothing that leaves here holds raw text or a raw id: messages are scrubbed, trace and customer ids
-are keyed hashes (flywheel.core.common.keys), and the raw trace's free-form metadata is not carried over.
+are keyed hashes (flywheel.core.common.keys), the routing fields (intent, cohort, model_version) are
+shaped again (flywheel.core.privacy.routing; the sampler already did, but a sample written before that
+rule may hold raw values), and the raw trace's free-form metadata is not carried over.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Protocol
 import duckdb
 import polars as pl
 
+from flywheel.core.privacy import routing
 from flywheel.core.scrub.scrubber import ScrubbedText
 
 MESSAGE_TYPE = pl.List(pl.Struct({"role": pl.String, "content": pl.String}))
@@ -51,7 +54,8 @@ def scrub_sample(
     ids = sample["trace_id"].to_list()
     missing = [i for i in ids if i not in conversations]
     if missing:
-        raise KeyError(f"{len(missing)} sampled traces are not in raw.traces, e.g. {missing[0]!r}")
+        # No id in the message: it ends up in Dagster's event log, which is not raw.
+        raise KeyError(f"{len(missing)} sampled traces are not in raw.traces")
     texts = ([m["content"] for m in conversations[i][0]] for i in ids)
     anonymized, report = [], []
     for row, scrubbed in zip(sample.iter_rows(named=True), scrubber.scrub_conversations(texts)):
@@ -60,7 +64,7 @@ def scrub_sample(
         anonymized.append({
             "week_start": week_start, "trace_ref": trace_ref,
             "customer_ref": ref("customer", customer_id) if customer_id else None,
-            **{k: row[k] for k in CARRIED},
+            **{k: routing.shape(k, row[k]) if k in routing.ROUTING_FIELDS else row[k] for k in CARRIED},
             "messages": [{"role": m["role"], "content": s.text} for m, s in zip(messages, scrubbed)],
             "scrubber_version": scrubber.version,
         })
