@@ -26,6 +26,42 @@ def warehouse(data_dir) -> Path:
     return data_dir / "flywheel.duckdb"
 
 
+def demo_in_data_dir(data_dir: Path, tmp_path: Path, *, weeks: int, traces_per_day: int, seed: int):
+    """Demo traffic in the data directory's inbox, its CRM vocabulary in reference/, its starter eval
+    set as version 1. The answer file stays outside the data directory, as in a real deployment: the
+    leak check's canaries are then the vocabulary, which the fake scrubber catches."""
+    import shutil
+
+    from flywheel.core.evalset import versions as evalset
+    from flywheel.demo.generator import write_demo
+    from flywheel.settings import Paths
+
+    paths = Paths(str(data_dir))
+    demo = write_demo(tmp_path / "generated", weeks=weeks, traces_per_day=traces_per_day, seed=seed,
+                      traces_dir=paths.inbox_traces)
+    paths.reference.mkdir(parents=True)
+    shutil.copyfile(demo.vocabulary_file, paths.customer_vocabulary)
+    with connect(paths.warehouse) as c:
+        evalset.import_starter(c, demo.eval_set_file)
+    return paths, demo
+
+
+def fake_resources(paths) -> dict:
+    """The asset resources on the data directory, with the small fake scrubber and embedder."""
+    from dagster_duckdb_polars import DuckDBPolarsIOManager
+
+    from flywheel.resources.embedder import FakeEmbedderResource
+    from flywheel.resources.scrubber import FakeScrubberResource
+    from flywheel.resources.warehouse import Warehouse
+
+    return {
+        "warehouse": Warehouse(data_dir=str(paths.data_dir)),
+        "io_manager": DuckDBPolarsIOManager(database=str(paths.warehouse)),
+        "scrubber": FakeScrubberResource(vocabulary_path=str(paths.customer_vocabulary)),
+        "embedder": FakeEmbedderResource(),
+    }
+
+
 @pytest.fixture
 def conn(tmp_path):
     with connect(tmp_path / "test.duckdb") as c:

@@ -3,13 +3,10 @@ on a tmp_path warehouse with the fake scrubber and embedder (the real ones: test
 test_drift.py and the demo test in test_cli.py)."""
 
 import datetime as dt
-import shutil
 
 import dagster as dg
 import pytest
-from dagster_duckdb_polars import DuckDBPolarsIOManager
 
-from flywheel.core.evalset import versions as evalset
 from flywheel.core.common import keys
 from flywheel.core.evalset import regression
 from flywheel.core.common.db import connect
@@ -21,12 +18,9 @@ from flywheel.defs.regression import pass_rates
 from flywheel.defs.sampling import sampled_traces
 from flywheel.defs.scrub import scrub_week
 from flywheel.demo import model
-from flywheel.demo.generator import write_demo
 from flywheel.demo.reviewer import load_truth, review_weeks
-from flywheel.resources.embedder import FakeEmbedderResource, HashingEmbedder
-from flywheel.resources.scrubber import FakeScrubberResource
-from flywheel.resources.warehouse import Warehouse
-from flywheel.settings import Paths
+from flywheel.resources.embedder import HashingEmbedder
+from flywheel_tests.conftest import demo_in_data_dir, fake_resources
 
 WEEKS = ["2026-03-02", "2026-03-09"]
 WEEKLY = [raw_traces, sampled_traces, scrub_week, review_queue, fold_in]
@@ -34,20 +28,8 @@ WEEKLY = [raw_traces, sampled_traces, scrub_week, review_queue, fold_in]
 
 @pytest.fixture
 def loop(data_dir, tmp_path):
-    paths = Paths(str(data_dir))
-    # The answer file stays outside the data directory, as in a real deployment: the leak check then
-    # uses the customer vocabulary as canaries, which the fake scrubber does catch.
-    demo = write_demo(tmp_path / "generated", weeks=2, traces_per_day=15, seed=7, traces_dir=paths.inbox_traces)
-    paths.reference.mkdir(parents=True)
-    shutil.copyfile(demo.vocabulary_file, paths.customer_vocabulary)
-    with connect(paths.warehouse) as conn:
-        evalset.import_starter(conn, demo.eval_set_file)
-    resources = {
-        "warehouse": Warehouse(data_dir=str(data_dir)),
-        "io_manager": DuckDBPolarsIOManager(database=str(paths.warehouse)),
-        "scrubber": FakeScrubberResource(vocabulary_path=str(paths.customer_vocabulary)),
-        "embedder": FakeEmbedderResource(),
-    }
+    paths, demo = demo_in_data_dir(data_dir, tmp_path, weeks=2, traces_per_day=15, seed=7)
+    resources = fake_resources(paths)
     return paths, demo, resources
 
 

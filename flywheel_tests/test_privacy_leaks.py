@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -27,13 +26,11 @@ from click.testing import CliRunner
 
 from flywheel.cli import main
 from flywheel.core.common.db import connect
-from flywheel.core.evalset import versions as evalset
 from flywheel.definitions import build_definitions
 from flywheel.defs.runner import run_job
-from flywheel.demo.generator import write_demo
 from flywheel.resources.embedder import FakeEmbedderResource
 from flywheel.resources.scrubber import FakeScrubberResource
-from flywheel.settings import Paths
+from flywheel_tests.conftest import demo_in_data_dir
 
 WEEK = "2026-03-02"
 
@@ -156,15 +153,10 @@ def table_hits(conn, values: set[str]) -> list[str]:
 
 @pytest.fixture
 def hostile_week(data_dir, tmp_path):
-    paths = Paths(str(data_dir))
-    demo = write_demo(tmp_path / "generated", weeks=1, traces_per_day=8, seed=7, traces_dir=paths.inbox_traces)
-    paths.reference.mkdir(parents=True)
-    shutil.copyfile(demo.vocabulary_file, paths.customer_vocabulary)
+    paths, _ = demo_in_data_dir(data_dir, tmp_path, weeks=1, traces_per_day=8, seed=7)
     (paths.inbox_traces / "hostile.jsonl").write_text("\n".join(hostile_lines()) + "\n", encoding="utf-8")
     (paths.inbox_traces / "hostile.csv").write_text(hostile_csv(), encoding="utf-8")
     (paths.inbox_traces / "hostile-bytes.jsonl").write_bytes(bad_utf8_line())
-    with connect(paths.warehouse) as conn:
-        evalset.import_starter(conn, demo.eval_set_file)
     scrubber = FakeScrubberResource(vocabulary_path=str(paths.customer_vocabulary))
     defs = build_definitions(str(data_dir), scrubber=scrubber, embedder=FakeEmbedderResource())
     # INFO, so the run's every log line reaches the event log (Dagster stores them all regardless).

@@ -3,28 +3,22 @@ trace its own week already sampled. Demo traffic, the fake scrubber and embedder
 (the core-level tests: test_review_once.py)."""
 
 import csv
-import shutil
 
 import dagster as dg
 import polars as pl
 import pytest
 from click.testing import CliRunner
-from dagster_duckdb_polars import DuckDBPolarsIOManager
 
 from flywheel.cli import main
 from flywheel.core.common import keys
 from flywheel.core.common.db import connect
 from flywheel.core.drift import station as drift_station
-from flywheel.core.evalset import versions as evalset
 from flywheel.defs.intake import raw_traces
 from flywheel.defs.labeling import review_queue
 from flywheel.defs.sampling import sampled_traces
 from flywheel.defs.scrub import scrub_week
-from flywheel.demo.generator import write_demo
-from flywheel.resources.embedder import FakeEmbedderResource
-from flywheel.resources.scrubber import FakeScrubberResource
-from flywheel.resources.warehouse import Warehouse
 from flywheel.settings import Paths
+from flywheel_tests.conftest import demo_in_data_dir, fake_resources
 
 MARCH_WEEKS = ["2026-03-23", "2026-03-30"]  # the last full week of March, and the one it ends in
 FOCUS_WEEK = "2026-04-06"  # the first week to start after March: it takes March's drift focus
@@ -33,20 +27,8 @@ STATIONS_1_TO_3 = [sampled_traces, scrub_week, review_queue]
 
 @pytest.fixture
 def loop(data_dir, tmp_path):
-    paths = Paths(str(data_dir))
-    # The answer file stays outside the data directory (as in test_loop.py), so the leak check's canaries
-    # are the vocabulary, which the fake scrubber catches, and nothing downstream is blocked.
-    demo = write_demo(tmp_path / "generated", weeks=6, traces_per_day=12, seed=11, traces_dir=paths.inbox_traces)
-    paths.reference.mkdir(parents=True)
-    shutil.copyfile(demo.vocabulary_file, paths.customer_vocabulary)
-    with connect(paths.warehouse) as conn:
-        evalset.import_starter(conn, demo.eval_set_file)
-    resources = {
-        "warehouse": Warehouse(data_dir=str(data_dir)),
-        "io_manager": DuckDBPolarsIOManager(database=str(paths.warehouse)),
-        "scrubber": FakeScrubberResource(vocabulary_path=str(paths.customer_vocabulary)),
-        "embedder": FakeEmbedderResource(),
-    }
+    paths, _ = demo_in_data_dir(data_dir, tmp_path, weeks=6, traces_per_day=12, seed=11)
+    resources = fake_resources(paths)
     assert dg.materialize([raw_traces], resources=resources).success
     return paths, resources
 
