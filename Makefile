@@ -36,6 +36,7 @@ ui: setup $(DAGSTER_HOME)/dagster.yaml
 bench: setup
 	$(BIN)/python benchmarks/sampling.py
 	$(BIN)/python benchmarks/pii.py
+	$(BIN)/python benchmarks/cli.py
 
 clean-data:
 	rm -rf $(FLYWHEEL_DATA)/flywheel.duckdb $(FLYWHEEL_DATA)/inbox $(FLYWHEEL_DATA)/demo $(FLYWHEEL_DATA)/dagster $(FLYWHEEL_DATA)/exports
