@@ -163,7 +163,7 @@ def test_dry_run_lists_every_table_and_changes_nothing(copy):
     report = _forget(copy, dry_run=True)
     assert _bytes(copy) == data
     assert report.dry_run and report.changed and report.erasure_id is None
-    for table in ("raw.traces", "raw.quarantine", "sample.sampled_traces", "scrub.anonymized_traces",
+    for table in ("raw.traces", "raw.quarantine", "raw.sample_ids", "sample.sampled_traces", "scrub.anonymized_traces",
                   "scrub.scrub_report", "label.review_queue", "label.labels", "drift.high_distance_traces",
                   "embed.cache", "eval.eval_rows"):
         assert report.tables[table] > 0, table

@@ -5,8 +5,8 @@ unknown metadata, and in malformed lines) go through the weekly loop as Dagster 
 data directory's instance. Then every planted value is looked for, plain, lower-cased and (for
 numbers) as bare digits, in:
 
-* every table of the warehouse outside the `raw` schema (one column excepted, on purpose and by name:
-  sample.sampled_traces.trace_id, see RAW_ZONE_COLUMNS);
+* every table of the warehouse outside the `raw` schema, every column (the sample holds keyed trace
+  references; the raw ids behind them live in raw.sample_ids);
 * every file in the data directory that is not raw input or the warehouse itself: eval set exports,
   the labels export CSV, and everything under DAGSTER_HOME (run, index and schedule SQLite databases,
   their WAL files, compute logs), read as bytes.
@@ -122,22 +122,13 @@ def file_hits(root: Path, skip: set[Path], found: set[str]) -> list[str]:
     return hits
 
 
-# The one raw value a table outside `raw` holds, on purpose: the sample's trace ids are the scrubber's
-# way back to the text in raw.traces (see flywheel.core.sampling.sampler). Every other column of the
-# sample, and every other table, is searched.
-RAW_ZONE_COLUMNS = {("sample", "sampled_traces"): ("trace_id",)}
-
-
 def table_texts(conn) -> list[tuple[str, str]]:
     """(schema.table, row as text) for every row of every table outside `raw`."""
     tables = conn.execute("SELECT table_schema, table_name FROM information_schema.tables "
                           "WHERE table_schema <> 'raw' AND table_type = 'BASE TABLE'").fetchall()
     out = []
     for schema, table in tables:
-        exclude = RAW_ZONE_COLUMNS.get((schema, table))
-        source = f'(SELECT * EXCLUDE ({", ".join(exclude)}) FROM "{schema}"."{table}")' if exclude else \
-            f'"{schema}"."{table}"'
-        rows = conn.execute(f"SELECT CAST(t AS VARCHAR) FROM {source} AS t").fetchall()
+        rows = conn.execute(f'SELECT CAST(t AS VARCHAR) FROM "{schema}"."{table}" AS t').fetchall()
         out += [(f"{schema}.{table}", r[0]) for r in rows]
     return out
 

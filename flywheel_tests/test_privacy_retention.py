@@ -125,6 +125,8 @@ def test_the_weekly_loop_deletes_a_sampled_and_scrubbed_week_once_it_expires(dat
                               resources=resources, instance=instance)
     meta = week.asset_materializations_for_node("privacy__raw_retention")[0].metadata
     assert meta["traces_deleted"].value == 0 and meta["dagster/row_count"].value == 10
+    with connect(paths.warehouse, read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM raw.sample_ids").fetchone()[0] == 6, "the sample's raw ids stay with their traces"
     with clock.pinned_at(W2 + dt.timedelta(days=120)):
         later = dg.materialize([raw_retention], resources=resources, instance=instance)
     meta = later.asset_materializations_for_node("privacy__raw_retention")[0].metadata
@@ -133,6 +135,8 @@ def test_the_weekly_loop_deletes_a_sampled_and_scrubbed_week_once_it_expires(dat
     with connect(paths.warehouse, read_only=True) as conn:
         assert [r[0] for r in conn.execute("SELECT DISTINCT trace_id[:2] FROM raw.traces").fetchall()] == ["w2"]
         assert conn.execute("SELECT count(*) FROM scrub.anonymized_traces").fetchone()[0] == 6, "scrubbed rows stay"
+        assert conn.execute("SELECT count(*) FROM raw.sample_ids").fetchone()[0] == 0, "raw ids go with their traces"
+        assert conn.execute("SELECT count(*) FROM sample.sampled_traces").fetchone()[0] == 6, "the keyed sample stays"
     with clock.pinned_at(W2 + dt.timedelta(days=120)):
         kept = dg.materialize([raw_retention], resources=resources, instance=instance,
                               run_config={"ops": {"privacy__raw_retention": {"config": {"raw_days": 0}}}})

@@ -58,7 +58,7 @@ def run_week(conn, week: dt.datetime) -> None:
     the DuckDB IO manager does), queue."""
     sampling.write_sample(conn, week, SETTINGS, trace_ref=ref)
     sample = sampling.read_sample(conn, week)
-    conversations = station.raw_conversations(conn, sample["trace_id"].to_list())
+    conversations = station.raw_conversations(conn, sample["trace_ref"].to_list())
     anonymized, _ = station.scrub_sample(sample, conversations, EchoScrubber(),
                                          lambda kind, value: ref(value) if kind == "trace" else kind + value, week)
     conn.execute("CREATE SCHEMA IF NOT EXISTS scrub")
@@ -79,7 +79,8 @@ def wh(tmp_path):
         ensure_raw_tables(conn)
         fill(conn, HOME, 300, "mar")
         fill(conn, FOCUS, 300, "apr")
-        home_picks = set(sampling.sample_week(conn, HOME, SETTINGS)["trace_id"])
+        home_refs = set(sampling.sample_week(conn, HOME, SETTINGS, trace_ref=ref)["trace_ref"])
+        home_picks = {i for i in (f"mar-{k}" for k in range(300)) if ref(i) in home_refs}
         # March's drift: two traces its last week samples anyway (an anomaly, and whatever else it
         # picked first), two it does not.
         already = sorted(home_picks, key=lambda i: int(i.split("-")[1]))[:2]
@@ -97,7 +98,7 @@ def _counts(conn, table: str, column: str) -> tuple[int, int]:
 
 
 def _assert_each_trace_once(conn, tmp_path) -> None:
-    sampled, distinct = _counts(conn, "sample.sampled_traces", "trace_id")
+    sampled, distinct = _counts(conn, "sample.sampled_traces", "trace_ref")
     assert sampled == distinct, f"{sampled - distinct} traces sampled in two weeks"
     scrubbed, distinct = _counts(conn, "scrub.anonymized_traces", "trace_ref")
     assert scrubbed == distinct, f"{scrubbed - distinct} traces scrubbed twice"
@@ -119,17 +120,19 @@ def test_a_trace_its_own_week_sampled_is_not_sampled_scrubbed_or_queued_again(wh
     _assert_each_trace_once(conn, tmp_path)
     focus = sampling.read_sample(conn, FOCUS)
     picked_for_focus = focus.filter(pl.col("reasons").list.contains("drift_focus"))
-    assert sorted(picked_for_focus["trace_id"]) == sorted(fresh), "only the focus traces not sampled yet are added"
+    assert sorted(picked_for_focus["trace_ref"]) == sorted(ref(i) for i in fresh), "only the focus traces not sampled yet are added"
     assert picked_for_focus["inclusion_probability"].to_list() == [1.0, 1.0]
     # The traces sampled in their own week stay there, with that week's reasons and probability ...
     assert sampling.read_sample(conn, HOME).equals(home)
     # ... and the queue shows them once, with both reasons: their week's draw and the drift focus.
     rows = queue.review_queue(conn).filter(pl.col("trace_ref").is_in([ref(i) for i in already]))
     assert rows["week_start"].to_list() == [HOME, HOME]
-    for (trace_id,), row in zip(home.filter(pl.col("trace_id").is_in(already)).select("trace_id").iter_rows(),
-                                rows.sort("timestamp").iter_rows(named=True)):
-        own = home.filter(pl.col("trace_id") == trace_id)["reasons"].to_list()[0]
-        assert row["reasons"] == [*own, "drift_focus"], (trace_id, row["reasons"])
+    for (trace_ref,), row in zip(home.filter(pl.col("trace_ref").is_in([ref(i) for i in already]))
+                                 .sort("timestamp").select("trace_ref").iter_rows(),
+                                 rows.sort("timestamp").iter_rows(named=True)):
+        assert row["trace_ref"] == trace_ref
+        own = home.filter(pl.col("trace_ref") == trace_ref)["reasons"].to_list()[0]
+        assert row["reasons"] == [*own, "drift_focus"], (trace_ref, row["reasons"])
         assert row["priority"] <= 1, "a drift-focus trace is reviewed with the strata, or before them"
 
 
@@ -154,11 +157,11 @@ def test_out_of_order_runs_still_hold_each_trace_once(wh, tmp_path):
     run_week(conn, HOME)
     _assert_each_trace_once(conn, tmp_path)
     focus = sampling.read_sample(conn, FOCUS)
-    assert set(already + fresh) <= set(focus["trace_id"])
+    assert {ref(i) for i in already + fresh} <= set(focus["trace_ref"])
     # Both reasons on the one row: the focus week's draw also sees that its own week would take it.
-    anomaly = focus.filter(pl.col("trace_id") == "mar-0")
+    anomaly = focus.filter(pl.col("trace_ref") == ref("mar-0"))
     assert anomaly["reasons"].to_list() == [["drift_focus", "guardrail_tripped"]]
-    assert not set(already + fresh) & set(sampling.read_sample(conn, HOME)["trace_id"])
+    assert not {ref(i) for i in already + fresh} & set(sampling.read_sample(conn, HOME)["trace_ref"])
 
 
 def test_only_other_weeks_are_left_out(tmp_path):
@@ -167,8 +170,8 @@ def test_only_other_weeks_are_left_out(tmp_path):
     with connect(tmp_path / "one.duckdb") as conn:
         ensure_raw_tables(conn)
         fill(conn, HOME, 300, "mar")
-        first = sampling.write_sample(conn, HOME, SETTINGS)
-        assert sampling.write_sample(conn, HOME, SETTINGS).equals(first)
+        first = sampling.write_sample(conn, HOME, SETTINGS, trace_ref=ref)
+        assert sampling.write_sample(conn, HOME, SETTINGS, trace_ref=ref).equals(first)
         assert sampling.held_elsewhere(conn, HOME, HOME) == set()
 
 

@@ -71,7 +71,7 @@ def test_the_focus_week_does_not_scrub_queue_or_export_a_trace_twice(loop, tmp_p
     result = _week(resources, FOCUS_WEEK)
 
     with connect(paths.warehouse, read_only=True) as conn:
-        n, distinct = conn.execute("SELECT count(*), count(DISTINCT trace_id) FROM sample.sampled_traces").fetchone()
+        n, distinct = conn.execute("SELECT count(*), count(DISTINCT trace_ref) FROM sample.sampled_traces").fetchone()
         assert n == distinct
         _once(conn, "scrub.anonymized_traces")
         _once(conn, "scrub.scrub_report")

@@ -15,6 +15,10 @@ WEEK = dt.datetime(2026, 3, 2)
 N = 100_000
 
 
+def REF(trace_id):  # noqa: N802 - stands in for the keyed hash (Warehouse.trace_ref())
+    return "ref-" + trace_id
+
+
 def fill_week(conn, n=N, week=WEEK):
     """n traces spread over one week with known strata: every 10th borderline, every 50th anomalous,
     every 25th long, intent 'rare' on 1%."""
@@ -45,7 +49,7 @@ def week_db(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sample(week_db):
     with connect(week_db) as conn:
-        return sampling.sample_week(conn, WEEK)
+        return sampling.sample_week(conn, WEEK, trace_ref=REF)
 
 
 def _has(reason):
@@ -79,11 +83,12 @@ def test_strata_are_over_sampled(sample, reason, population, rate):
 
 
 def test_each_trace_once_with_all_reasons_and_its_probability(sample):
-    assert sample["trace_id"].n_unique() == sample.height
+    assert "trace_id" not in sample.columns, "the sample holds keyed references, never the raw id"
+    assert sample["trace_ref"].n_unique() == sample.height
     multi = sample.filter(pl.col("reasons").list.len() > 1)
     assert multi.height > 0
     # trace 'tr-30' is borderline (i % 10 == 0) only: p = 1 - 0.98 * 0.75
-    row = sample.filter(pl.col("trace_id").is_in(["tr-%d" % i for i in range(0, 2000, 10) if i % 25 != 3 and i % 100 != 7]))
+    row = sample.filter(pl.col("trace_ref").is_in([REF("tr-%d" % i) for i in range(0, 2000, 10) if i % 25 != 3 and i % 100 != 7]))
     assert row.height > 0
     assert row["inclusion_probability"].round(6).unique().to_list() == [round(1 - 0.98 * 0.75, 6)]
     assert (sample["weight"] * sample["inclusion_probability"]).round(9).unique().to_list() == [1.0]
@@ -96,16 +101,16 @@ def test_the_week_window_is_respected(sample):
 
 def test_deterministic_and_salt_sensitive(week_db, sample):
     with connect(week_db) as conn:
-        again = sampling.sample_week(conn, WEEK)
-        salted = sampling.sample_week(conn, WEEK, SamplingSettings(salt="other"))
+        again = sampling.sample_week(conn, WEEK, trace_ref=REF)
+        salted = sampling.sample_week(conn, WEEK, SamplingSettings(salt="other"), trace_ref=REF)
     assert again.equals(sample)
-    assert set(salted.filter(_has("random"))["trace_id"]) != set(sample.filter(_has("random"))["trace_id"])
+    assert set(salted.filter(_has("random"))["trace_ref"]) != set(sample.filter(_has("random"))["trace_ref"])
 
 
 def test_zero_rates_turn_modes_off(week_db):
     off = SamplingSettings(random_rate=0, borderline_rate=0, rare_intent_rate=0, long_conversation_rate=0)
     with connect(week_db) as conn:
-        only_anomalies = sampling.sample_week(conn, WEEK, off)
+        only_anomalies = sampling.sample_week(conn, WEEK, off, trace_ref=REF)
     assert only_anomalies["modes"].list.join(",").unique().to_list() == ["anomaly"]
 
 
@@ -125,7 +130,7 @@ def test_drift_focus_stratum_takes_last_months_high_distance_traces(tmp_path):
         straddling_week = sampling.sample_week(conn, dt.datetime(2026, 3, 30), off, trace_ref=ref)
         april_first_week = sampling.sample_week(conn, dt.datetime(2026, 4, 6), off, trace_ref=ref)
         april_second_week = sampling.sample_week(conn, dt.datetime(2026, 4, 13), off, trace_ref=ref)
-    assert sorted(april_first_week["trace_id"]) == ["tr-5-03", "tr-6-03"]
+    assert sorted(april_first_week["trace_ref"]) == ["ref-tr-5-03", "ref-tr-6-03"]
     assert april_first_week["reasons"].to_list() == [["drift_focus"], ["drift_focus"]]
     assert straddling_week.height == 0 and april_second_week.height == 0, "only the first week after the month"
 
@@ -152,9 +157,11 @@ def test_materialization_is_idempotent(data_dir):
     second = dg.materialize([sampled_traces], partition_key="2026-03-02", resources=resources)
     assert first.success and second.success
     with warehouse.connect() as conn:
-        rows = conn.execute("SELECT count(*), count(DISTINCT trace_id) FROM sample.sampled_traces").fetchone()
-        expected = sampling.sample_week(conn, WEEK).height
+        rows = conn.execute("SELECT count(*), count(DISTINCT trace_ref) FROM sample.sampled_traces").fetchone()
+        ids = conn.execute("SELECT count(*), count(DISTINCT trace_id) FROM raw.sample_ids").fetchone()
+        expected = sampling.sample_week(conn, WEEK, trace_ref=warehouse.trace_ref()).height
     assert rows == (expected, expected), "a rerun rewrites the partition instead of appending"
+    assert ids == (expected, expected), "the sample's raw ids are rewritten with it"
     meta = first.asset_materializations_for_node("sample__sampled_traces")[0].metadata
     assert meta["dagster/row_count"].value == expected
     assert 0 < meta["p_random_sees_0.5pct_failure"].value < 1
@@ -162,11 +169,16 @@ def test_materialization_is_idempotent(data_dir):
 
 def test_write_sample_matches_sample_week_and_replaces_only_its_week(week_db, sample):
     with connect(week_db) as conn:
-        assert sampling.write_sample(conn, WEEK).equals(sample)
-        conn.execute("INSERT INTO sample.sampled_traces (week_start, trace_id) VALUES ('2026-03-09', 'other-week')")
-        sampling.write_sample(conn, WEEK)
+        assert sampling.write_sample(conn, WEEK, trace_ref=REF).equals(sample)
+        conn.execute("INSERT INTO sample.sampled_traces (week_start, trace_ref) VALUES ('2026-03-09', 'other-week')")
+        conn.execute("INSERT INTO raw.sample_ids VALUES ('2026-03-09', 'other-week', 'other-id')")
+        sampling.write_sample(conn, WEEK, trace_ref=REF)
         assert sampling.read_sample(conn, WEEK).select(sample.columns).equals(sample)
         assert conn.execute("SELECT count(*) FROM sample.sampled_traces WHERE week_start = '2026-03-09'").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM raw.sample_ids WHERE week_start = '2026-03-09'").fetchone()[0] == 1
+        # raw.sample_ids holds the raw id behind each of the week's references, once.
+        ids = conn.execute("SELECT trace_ref, trace_id FROM raw.sample_ids WHERE week_start = ?", [WEEK]).fetchall()
+        assert sorted(ids) == sorted((REF(i), i) for i in (r.removeprefix("ref-") for r in sample["trace_ref"]))
 
 
 def test_each_slot_read_from_64_bit_halves_is_the_128_bit_slice():
@@ -197,3 +209,26 @@ def test_integer_draw_thresholds_equal_the_floating_point_draw(rate):
     threshold = 0 if sql == "false" else 2**sampling.DRAW_BITS if sql == "true" else int(sql.rsplit("<", 1)[1])
     slices = np.arange(2**sampling.DRAW_BITS)
     assert np.array_equal(slices < threshold, slices / 2**sampling.DRAW_BITS < rate)
+
+
+def test_a_sample_written_with_raw_ids_moves_them_into_raw(week_db, tmp_path):
+    """A warehouse from before raw.sample_ids: its sample's trace_id column becomes keyed references,
+    the raw ids go to raw.sample_ids, and the next draw keys the one-week rule on the references."""
+    with connect(week_db) as conn:
+        old = sampling.sample_week(conn, WEEK, trace_ref=REF).with_columns(
+            pl.col("trace_ref").str.strip_prefix("ref-").alias("trace_id")).drop("trace_ref")
+    with connect(tmp_path / "old.duckdb") as conn:
+        ensure_raw_tables(conn)
+        conn.execute("CREATE SCHEMA sample")
+        conn.execute(sampling.SAMPLE_TABLE_DDL.replace("trace_ref VARCHAR", "trace_id VARCHAR"))
+        conn.register("old", old)
+        conn.execute("INSERT INTO sample.sampled_traces BY NAME SELECT * FROM old")
+        assert sampling.migrate_raw_ids(conn, REF) == old.height
+        assert sampling.migrate_raw_ids(conn, REF) == 0, "once"
+        columns = [r[0] for r in conn.execute("DESCRIBE sample.sampled_traces").fetchall()]
+        assert columns == list(sampling.SAMPLE_COLUMNS), "the keyed reference where the raw id was"
+        assert sorted(conn.execute("SELECT trace_ref FROM sample.sampled_traces").fetchall()) == sorted(
+            (REF(i),) for i in old["trace_id"])
+        moved = conn.execute("SELECT trace_ref, trace_id FROM raw.sample_ids").fetchall()
+        assert sorted(moved) == sorted((REF(i), i) for i in old["trace_id"])
+        assert sorted(sampling.held_elsewhere(conn, WEEK + dt.timedelta(days=7), WEEK)) == sorted(REF(i) for i in old["trace_id"])

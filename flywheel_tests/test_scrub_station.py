@@ -43,13 +43,16 @@ def test_scrubbed_rows_carry_keyed_refs_not_raw_ids(demo_week, data_dir):
     _run(resources)  # the leak check may fail on the fake; the outputs are written either way
     key = keys.load_key(data_dir)
     with warehouse.connect() as conn:
-        sampled = conn.execute("SELECT trace_id FROM sample.sampled_traces").fetchall()
+        sampled = conn.execute("SELECT trace_ref FROM sample.sampled_traces").fetchall()
+        sample_ids = conn.execute("SELECT trace_ref, trace_id FROM raw.sample_ids").fetchall()
         refs = {r[0] for r in conn.execute("SELECT trace_ref FROM scrub.anonymized_traces").fetchall()}
         report = conn.execute("SELECT count(*), sum(total_spans) FROM scrub.scrub_report").fetchone()
         raw_ids = {r[0] for r in conn.execute("SELECT trace_id FROM raw.traces").fetchall()}
         raw_customers = {r[0] for r in conn.execute("SELECT DISTINCT customer_id FROM raw.traces").fetchall()}
         texts = " ".join(t for _, t in leaks.table_texts(conn, schemas_to_skip=("raw", "sample")))
-    assert refs == {keys.keyed_hash(key, tid) for (tid,) in sampled}
+    assert refs == {r for (r,) in sampled}, "the scrubbed traces are the sampled ones, under the sample's references"
+    assert sorted(r for r, _ in sample_ids) == sorted(r for (r,) in sampled)
+    assert all(keys.keyed_hash(key, tid) == r for r, tid in sample_ids), "the sample's refs are the keyed hashes"
     assert report[0] == len(sampled) and report[1] > 0
     assert not any(i in texts for i in raw_ids | raw_customers), "no raw id reaches a scrub table"
 

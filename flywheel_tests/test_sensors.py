@@ -51,8 +51,8 @@ def test_incident_window_is_over_sampled_and_tagged(tmp_path):
         fill_week(conn, n=700)
         conn.execute("UPDATE raw.traces SET cohort = 'enterprise' WHERE hour(timestamp) < 12")
         inc = incidents.new_incident("2026-03-03T00:00:00", "2026-03-04T00:00:00", cohort="enterprise")
-        picked = sampling.sample_week(conn, dt.datetime(2026, 3, 2), off, incidents=[inc])
-        none = sampling.sample_week(conn, dt.datetime(2026, 3, 2), off)
+        picked = sampling.sample_week(conn, dt.datetime(2026, 3, 2), off, trace_ref=lambda t: "ref-" + t, incidents=[inc])
+        none = sampling.sample_week(conn, dt.datetime(2026, 3, 2), off, trace_ref=lambda t: "ref-" + t)
     assert none.height == 0
     assert picked.height == 50 and set(picked["cohort"]) == {"enterprise"}
     assert all(t.date() == dt.date(2026, 3, 3) for t in picked["timestamp"])

@@ -29,8 +29,9 @@ def _counts_table(title: str, counts: dict[str, int]) -> str:
     pool="duckdb",
     description="This week's slice of production: random, stratified and anomaly picks, each trace once "
     "with all its reasons and its inclusion probability (weight = 1/p re-weights to production), and in one "
-    "week only: a drift-focus trace its own week already sampled is not taken again. Ids and "
-    "routing fields only: the text stays in raw/traces until the scrubber reads it.",
+    "week only: a drift-focus trace its own week already sampled is not taken again. Keyed trace "
+    "references and routing fields only: the raw ids stay in raw.sample_ids and the text in raw/traces "
+    "until the scrubber reads it.",
 )
 def sampled_traces(context: dg.AssetExecutionContext, config: SamplingConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     # Written here, the week deleted and the draw inserted in one transaction, so a rerun rewrites the
@@ -61,7 +62,7 @@ def sampled_traces(context: dg.AssetExecutionContext, config: SamplingConfig, wa
             "p_random_sees_0.5pct_failure": dg.MetadataValue.float(summary["p_random_sees_rare_failure"]),
             "weighted_traffic_estimate": dg.MetadataValue.float(summary["weighted_traffic_estimate"]),
             "preview": dg.MetadataValue.md(
-                # No trace_id: the sample's ids are raw, and Dagster's storage is readable by every UI user.
+                # No trace reference either: Dagster's storage is readable by every UI user and never erased.
                 markdown.frame(sample.select("timestamp", "intent", "cohort", "reasons", "inclusion_probability"))
             ),
         }

@@ -63,8 +63,10 @@ def scrub_week(context: dg.AssetExecutionContext, warehouse: Warehouse, scrubber
     scrub = scrubber.get()
     key = keys.load_key(warehouse.paths.data_dir)
     with warehouse.connect() as conn:
+        # A sample written before raw.sample_ids held raw ids: moved into raw first (a no-op after).
+        sampling.migrate_raw_ids(conn, lambda trace_id: keys.keyed_hash(key, trace_id, kind="trace"))
         sampled_traces = sampling.read_sample(conn, week_start)
-        conversations = station.raw_conversations(conn, sampled_traces["trace_id"].to_list())
+        conversations = station.raw_conversations(conn, sampled_traces["trace_ref"].to_list())
         residue_table.ensure_residue_table(conn)
     anonymized, report = station.scrub_sample(
         sampled_traces, conversations, scrub, lambda kind, value: keys.keyed_hash(key, value, kind=kind), week_start,

@@ -6,7 +6,7 @@ reference in scrub.anonymized_traces, and the trace references of every trace of
 - raw.traces: their traces deleted (and any trace given with --trace-id);
 - raw.quarantine: deleted where the record's customer_id or trace_id field is theirs (parsed, or read off
   a line too broken to parse); records that only mention the id are reported and kept;
-- sample.sampled_traces, scrub.anonymized_traces, scrub.scrub_report, label.review_queue,
+- raw.sample_ids (the sample's raw ids), sample.sampled_traces, scrub.anonymized_traces, scrub.scrub_report, label.review_queue,
   drift.high_distance_traces: deleted;
 - scrub.residue: the reviewer's note blanked; the class stays, so miss rates stay true;
 - label.labels: free text blanked (expected behaviour, criterion value, PII note); verdict, code and
@@ -115,8 +115,8 @@ class _Target:
 
 def _find(conn: duckdb.DuckDBPyConnection, key: bytes, customer_id: str, trace_ids: Sequence[str]) -> _Target:
     """The customer's raw trace ids and trace references, from every table that can link them: raw
-    traces by customer id, scrubbed traces by the customer's keyed hash, and sampled traces whose id
-    hashes to one of those references (their raw trace may be gone already, deleted by retention)."""
+    traces by customer id, scrubbed traces by the customer's keyed hash, and the sample's raw ids
+    (raw.sample_ids) of those references (their raw trace may be gone already, deleted by retention)."""
     customer_ref = keyed_hash(key, customer_id, kind="customer")
     ids = {str(t) for t in trace_ids}
     if table_exists(conn, "raw", "traces"):
@@ -125,6 +125,10 @@ def _find(conn: duckdb.DuckDBPyConnection, key: bytes, customer_id: str, trace_i
     if table_exists(conn, "scrub", "anonymized_traces") and "customer_ref" in _columns(conn, "scrub", "anonymized_traces"):
         refs |= {r[0] for r in conn.execute("SELECT trace_ref FROM scrub.anonymized_traces WHERE customer_ref = ?",
                                             [customer_ref]).fetchall()}
+    if table_exists(conn, "raw", "sample_ids") and refs:
+        ids |= {r[0] for r in conn.execute("SELECT DISTINCT trace_id FROM raw.sample_ids WHERE trace_ref IN "
+                                           "(SELECT unnest(?::VARCHAR[]))", [sorted(refs)]).fetchall() if r[0] is not None}
+    # A sample written before raw.sample_ids held raw ids itself.
     if table_exists(conn, "sample", "sampled_traces") and "trace_id" in _columns(conn, "sample", "sampled_traces"):
         sampled = [r[0] for r in conn.execute("SELECT DISTINCT trace_id FROM sample.sampled_traces").fetchall()]
         ids |= {t for t in sampled if t is not None and keyed_hash(key, t, kind="trace") in refs}
@@ -229,6 +233,8 @@ def _steps(conn: duckdb.DuckDBPyConnection, target: _Target) -> list[_Step]:
         steps.append(_Step("raw.traces", "deleted", f"trace_id IN {ids}"))
     if have("raw", "quarantine") is not None:
         steps.append(_Step("raw.quarantine", "deleted", "rowid IN (SELECT rid FROM erase_quarantine)"))
+    if have("raw", "sample_ids", "trace_id", "trace_ref") is not None:
+        steps.append(_Step("raw.sample_ids", "deleted", f"trace_id IN {ids} OR trace_ref IN {refs}"))
     sample = have("sample", "sampled_traces")
     if sample is not None:
         links = ([f"trace_id IN {ids}"] if "trace_id" in sample else []) + \
@@ -259,7 +265,7 @@ def _steps(conn: duckdb.DuckDBPyConnection, target: _Target) -> list[_Step]:
 
 
 # Tables the steps know; any other table with a column that links to a customer is reported, not guessed at.
-_KNOWN = {"raw.traces", "raw.quarantine", "raw.ingested_files", "sample.sampled_traces", "scrub.anonymized_traces",
+_KNOWN = {"raw.traces", "raw.quarantine", "raw.ingested_files", "raw.sample_ids", "sample.sampled_traces", "scrub.anonymized_traces",
           "scrub.scrub_report", "scrub.residue", "label.review_queue", "label.labels", "label.taxonomy",
           "drift.high_distance_traces", "drift.scores", "embed.cache", "eval.eval_rows", "eval.row_spans",
           "eval.versions", "eval.export_rewrites", "regression.results"}

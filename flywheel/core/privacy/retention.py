@@ -8,7 +8,7 @@ A raw trace is deleted when both hold:
 
 A trace past the cutoff in a week that was never sampled (traffic older than the first partition, a
 week nobody ran) is kept and counted as waiting: deleting it would lose traffic the loop never saw.
-A quarantined record is deleted once it was quarantined more than `raw_days` days ago (a bad record
+A sampled trace's raw id (raw.sample_ids) is deleted with its raw trace. A quarantined record is deleted once it was quarantined more than `raw_days` days ago (a bad record
 is never sampled; it was reported when it came in). An input file under <data>/inbox/traces is
 deleted once its records have all left the warehouse, it is older than the cutoff and it is still the
 file the manifest (raw.ingested_files) recorded, so it is never read again; the manifest stays.
@@ -69,6 +69,9 @@ def apply_retention(conn: duckdb.DuckDBPyConnection, *, raw_days: int, now: dt.d
             params).fetchone()
         if report.traces_deleted:
             conn.execute(f"DELETE FROM raw.traces WHERE {expired} AND {done}", params)
+        if table_exists(conn, "raw", "sample_ids"):
+            # The sample's raw ids go with their raw traces (the sample keeps its keyed references).
+            conn.execute("DELETE FROM raw.sample_ids s WHERE NOT EXISTS (SELECT 1 FROM raw.traces t WHERE t.trace_id = s.trace_id)")
         if table_exists(conn, "raw", "quarantine"):
             report.quarantine_deleted = conn.execute(
                 "SELECT count(*) FROM raw.quarantine WHERE quarantined_at < ?", [report.cutoff]).fetchone()[0]

@@ -19,13 +19,13 @@ adds drift_focus to its reasons) rather than being scrubbed and queued a second 
 "leave out what another week's sample holds", so it also holds when a backfill runs the weeks out of
 order, and it never looks at the week's own partition, so a rerun rewrites the same draw.
 
-What the sample holds: raw trace ids (the scrubber's way back to the text in raw.traces, and what
-erasure and the one-week rule key on), the routing fields reduced to a known shape
-(flywheel.core.privacy.routing: an intent holding an email becomes [REDACTED_INTENT]), flags, scores
-and reasons; never text, customer ids or metadata. Its trace_id column is the one raw value outside
-the `raw` schema, on purpose: nobody reviews from the sample (the queue reads scrub.anonymized_traces,
-keyed references only), and its ids are never logged or shown in Dagster's metadata
-(flywheel_tests/test_privacy_leaks.py holds every other column and table to "nothing raw").
+What the sample holds: keyed trace references (trace_ref, the same HMAC the scrubber gives the
+scrubbed trace, and what erasure and the one-week rule key on), the routing fields reduced to a known
+shape (flywheel.core.privacy.routing: an intent holding an email becomes [REDACTED_INTENT]), flags,
+scores and reasons; never a raw id, text, customer ids or metadata. The raw trace id the scrubber needs
+to fetch the text stays inside the `raw` schema: raw.sample_ids (week_start, trace_ref, trace_id),
+written with the sample in one transaction and replaced with the week's partition on a rerun; the
+scrub station joins through it, erasure and retention delete from it with the raw traces.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ STRATA = (
 ANOMALIES = ("guardrail_tripped", "retried", "handed_off")
 
 SAMPLE_COLUMNS = (
-    "week_start", "trace_id", "timestamp", "cohort", "intent", "judge_score", "turns", "guardrail_tripped",
+    "week_start", "trace_ref", "timestamp", "cohort", "intent", "judge_score", "turns", "guardrail_tripped",
     "retried", "handed_off", "csat", "model_version", "reasons", "modes", "inclusion_probability", "weight",
 )
 
@@ -72,7 +72,7 @@ def drift_focus_month(week_start: dt.datetime) -> tuple[dt.datetime, dt.datetime
 def drift_focus_ids(
     conn: duckdb.DuckDBPyConnection, week_start: dt.datetime, trace_ref: Callable[[str], str] | None,
 ) -> list[str]:
-    """Raw trace ids of the drift-focus stratum for this week.
+    """Raw trace ids of the drift-focus stratum for this week (in memory only: the sample stores refs).
 
     drift.high_distance_traces holds keyed references (month, trace_ref), never raw ids, so the ids
     are found by hashing last month's raw ids with the same key.
@@ -248,14 +248,15 @@ INCIDENT_SCHEMA = {"incident_id": pl.String, "start_at": pl.Datetime("us"), "end
 
 
 def held_elsewhere(conn: duckdb.DuckDBPyConnection, week_start: dt.datetime, since: dt.datetime) -> set[str]:
-    """Ids of traces from `since` to the end of this week that another week's sample already holds.
+    """Trace references of traces from `since` to the end of this week that another week's sample
+    already holds.
 
     Only a drift-focus pick crosses weeks, so the window is this week, plus last month when the week
     takes its focus; the sample's own timestamp column lets DuckDB skip every other row group."""
     if not table_exists(conn, "sample", "sampled_traces"):
         return set()
     rows = conn.execute(
-        "SELECT trace_id FROM sample.sampled_traces WHERE week_start <> ? AND timestamp >= ? AND timestamp < ?",
+        "SELECT trace_ref FROM sample.sampled_traces WHERE week_start <> ? AND timestamp >= ? AND timestamp < ?",
         [week_start, since, week_start + WEEK],
     ).fetchall()
     return {r[0] for r in rows}
@@ -267,7 +268,8 @@ class WeekDraw:
 
     sample: pl.DataFrame
     focus: list[str]  # raw ids of the drift-focus traces this week takes from last month (empty most weeks)
-    left_out: list[str]  # picked by this week's draw, but already in another week's sample: not taken again
+    left_out: list[str]  # raw ids picked by this week's draw, but already in another week's sample: not taken again
+    ids: pl.DataFrame | None = None  # (week_start, trace_ref, trace_id) of the sample: raw.sample_ids' rows
 
     def focus_left_out(self) -> int:
         """Drift-focus traces their own week had sampled already (reviewed there, not here)."""
@@ -276,21 +278,25 @@ class WeekDraw:
 
 def draw_week(
     conn: duckdb.DuckDBPyConnection, week_start: dt.datetime, settings: SamplingSettings | None = None,
-    *, trace_ref: Callable[[str], str] | None = None, incidents: Sequence = (),
+    *, trace_ref: Callable[[str], str], incidents: Sequence = (),
 ) -> WeekDraw:
-    """The week's draw, minus the traces another week's sample already holds."""
+    """The week's draw, minus the traces another week's sample already holds. `trace_ref` is the
+    keyed hash the sample stores instead of the raw id (Warehouse.trace_ref())."""
     settings = settings or SamplingSettings()
     focus = drift_focus_ids(conn, week_start, trace_ref)
     draw = _draw_week(conn, week_start, settings, focus, incidents)
+    draw = draw.with_columns(pl.Series("trace_ref", [trace_ref(i) for i in draw["trace_id"]], dtype=pl.String))
     window = drift_focus_month(week_start) if focus else None
     held = held_elsewhere(conn, week_start, window[0] if window else week_start)
-    taken = ~pl.col("trace_id").is_in(sorted(held))
-    return WeekDraw(with_lists(draw.filter(taken)), focus, draw.filter(~taken)["trace_id"].to_list())
+    taken = ~pl.col("trace_ref").is_in(sorted(held))
+    kept = draw.filter(taken).sort("timestamp", "trace_ref", maintain_order=True)  # read_sample's order
+    return WeekDraw(with_lists(kept), focus, draw.filter(~taken)["trace_id"].to_list(),
+                    kept.select("week_start", "trace_ref", "trace_id"))
 
 
 def sample_week(
     conn: duckdb.DuckDBPyConnection, week_start: dt.datetime, settings: SamplingSettings | None = None,
-    *, trace_ref: Callable[[str], str] | None = None, incidents: Sequence = (),
+    *, trace_ref: Callable[[str], str], incidents: Sequence = (),
 ) -> pl.DataFrame:
     """The sampled traces of the week starting at week_start (a Monday, 00:00 UTC), as a DataFrame."""
     return draw_week(conn, week_start, settings, trace_ref=trace_ref, incidents=incidents).sample
@@ -322,25 +328,29 @@ def _draw_week(conn: duckdb.DuckDBPyConnection, week_start: dt.datetime, setting
 
 
 SAMPLE_TABLE_DDL = """CREATE TABLE IF NOT EXISTS sample.sampled_traces (
-  week_start TIMESTAMP, trace_id VARCHAR, timestamp TIMESTAMP, cohort VARCHAR, intent VARCHAR, judge_score DOUBLE,
+  week_start TIMESTAMP, trace_ref VARCHAR, timestamp TIMESTAMP, cohort VARCHAR, intent VARCHAR, judge_score DOUBLE,
   turns BIGINT, guardrail_tripped BOOLEAN, retried BOOLEAN, handed_off BOOLEAN, csat DOUBLE, model_version VARCHAR,
   reasons VARCHAR[], modes VARCHAR[], inclusion_probability DOUBLE, weight DOUBLE)"""
+# The sample's raw ids, inside the raw schema: the scrub station's way back to the text in raw.traces.
+SAMPLE_IDS_DDL = "CREATE TABLE IF NOT EXISTS raw.sample_ids (week_start TIMESTAMP, trace_ref VARCHAR, trace_id VARCHAR)"
 
 
 def write_sample(
     conn: duckdb.DuckDBPyConnection, week_start: dt.datetime, settings: SamplingSettings | None = None,
-    *, trace_ref: Callable[[str], str] | None = None, incidents: Sequence = (),
+    *, trace_ref: Callable[[str], str], incidents: Sequence = (),
 ) -> pl.DataFrame:
     """Replace the week's partition of sample.sampled_traces with a fresh draw, in one transaction
-    (delete-then-insert: a rerun rewrites, never appends). Returns the draw as written."""
+    (delete-then-insert: a rerun rewrites, never appends), and its rows of raw.sample_ids with it.
+    Returns the draw as written."""
     return write_draw(conn, week_start, settings, trace_ref=trace_ref, incidents=incidents).sample
 
 
 def write_draw(
     conn: duckdb.DuckDBPyConnection, week_start: dt.datetime, settings: SamplingSettings | None = None,
-    *, trace_ref: Callable[[str], str] | None = None, incidents: Sequence = (),
+    *, trace_ref: Callable[[str], str], incidents: Sequence = (),
 ) -> WeekDraw:
     """write_sample, returning the whole draw (what was left out too), for the asset's metadata."""
+    migrate_raw_ids(conn, trace_ref)
     drawn = draw_week(conn, week_start, settings, trace_ref=trace_ref, incidents=incidents)
     # The routing fields leave raw here, in a known shape (flywheel.core.privacy.routing): the draw
     # itself used the raw values (rare intents, incident windows), nothing after it needs them.
@@ -348,20 +358,56 @@ def write_draw(
     drawn = replace(drawn, sample=sample)
     conn.execute("CREATE SCHEMA IF NOT EXISTS sample")
     conn.execute(SAMPLE_TABLE_DDL)
+    conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
+    conn.execute(SAMPLE_IDS_DDL)
     # Registered before the transaction begins: a view dropped inside one lives on until it ends.
     conn.register("drawn_sample", sample)
+    conn.register("drawn_ids", drawn.ids)
     try:
         with transaction(conn):
             conn.execute("DELETE FROM sample.sampled_traces WHERE week_start = ?", [week_start])
+            conn.execute("DELETE FROM raw.sample_ids WHERE week_start = ?", [week_start])
             conn.execute("INSERT INTO sample.sampled_traces BY NAME SELECT * FROM drawn_sample")
+            conn.execute("INSERT INTO raw.sample_ids BY NAME SELECT * FROM drawn_ids")
     finally:
         conn.unregister("drawn_sample")
+        conn.unregister("drawn_ids")
     return drawn
+
+
+def migrate_raw_ids(conn: duckdb.DuckDBPyConnection, trace_ref: Callable[[str], str]) -> int:
+    """A sample written before raw.sample_ids held raw trace ids in its own trace_id column: move them
+    to raw.sample_ids and keep their keyed references, in one transaction. Returns the rows moved."""
+    if not table_exists(conn, "sample", "sampled_traces"):
+        return 0
+    columns = {r[0] for r in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'sample' AND table_name = 'sampled_traces'"
+    ).fetchall()}
+    if "trace_id" not in columns:
+        return 0
+    old = conn.execute("SELECT DISTINCT week_start, trace_id FROM sample.sampled_traces WHERE trace_id IS NOT NULL").pl()
+    ids = old.with_columns(pl.Series("trace_ref", [trace_ref(i) for i in old["trace_id"]], dtype=pl.String))
+    conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
+    conn.execute(SAMPLE_IDS_DDL)
+    conn.register("old_sample_ids", ids)
+    try:
+        with transaction(conn):
+            conn.execute("INSERT INTO raw.sample_ids BY NAME SELECT week_start, trace_ref, trace_id FROM old_sample_ids")
+            # Rebuilt rather than altered: DuckDB will not update a table altered in the same transaction.
+            drop = "trace_id, trace_ref" if "trace_ref" in columns else "trace_id"
+            conn.execute(f"""CREATE TABLE sample.sampled_traces_keyed AS
+                             SELECT s.week_start, o.trace_ref, s.* EXCLUDE (week_start, {drop})
+                             FROM sample.sampled_traces s LEFT JOIN old_sample_ids o USING (week_start, trace_id)""")
+            conn.execute("DROP TABLE sample.sampled_traces")
+            conn.execute("ALTER TABLE sample.sampled_traces_keyed RENAME TO sampled_traces")
+    finally:
+        conn.unregister("old_sample_ids")
+    return ids.height
 
 
 def read_sample(conn: duckdb.DuckDBPyConnection, week_start: dt.datetime) -> pl.DataFrame:
     return conn.execute(
-        "SELECT * FROM sample.sampled_traces WHERE week_start = ? ORDER BY timestamp, trace_id", [week_start]
+        "SELECT * FROM sample.sampled_traces WHERE week_start = ? ORDER BY timestamp, trace_ref", [week_start]
     ).pl()
 
 

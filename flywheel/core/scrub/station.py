@@ -31,27 +31,31 @@ class ConversationScrubber(Protocol):
     def scrub_conversations(self, conversations: Iterable[Sequence[str]]) -> Iterator[list[ScrubbedText]]: ...
 
 
-def raw_conversations(conn: duckdb.DuckDBPyConnection, trace_ids: list[str]) -> dict[str, tuple[list[dict], str | None]]:
-    """trace_id -> (messages, customer_id) from raw.traces."""
-    if not trace_ids:
+def raw_conversations(conn: duckdb.DuckDBPyConnection, trace_refs: list[str]) -> dict[str, tuple[list[dict], str | None]]:
+    """trace_ref -> (messages, customer_id) from raw.traces, found through raw.sample_ids (the sample
+    holds keyed references only; their raw ids stay inside the raw schema)."""
+    if not trace_refs:
         return {}
-    ids = pl.DataFrame({"trace_id": trace_ids})
-    conn.register("wanted", ids)
+    refs = pl.DataFrame({"trace_ref": trace_refs}, schema={"trace_ref": pl.String})
+    conn.register("wanted", refs)
     try:
         rows = conn.execute(
-            "SELECT t.trace_id, t.messages, t.customer_id FROM raw.traces t JOIN wanted USING (trace_id)"
+            """SELECT DISTINCT w.trace_ref, t.messages, t.customer_id FROM wanted w
+               JOIN raw.sample_ids s USING (trace_ref) JOIN raw.traces t ON t.trace_id = s.trace_id"""
         ).fetchall()
     finally:
         conn.unregister("wanted")
-    return {tid: (msgs, cid) for tid, msgs, cid in rows}
+    return {ref: (msgs, cid) for ref, msgs, cid in rows}
 
 
 def scrub_sample(
     sample: pl.DataFrame, conversations: dict[str, tuple[list[dict], str | None]], scrubber: ConversationScrubber,
     ref: Callable[[str, str], str], week_start: dt.datetime, progress: Callable[[int], None] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(anonymized traces, scrub report) for one week's sample. `ref(kind, value)` makes keyed hashes."""
-    ids = sample["trace_id"].to_list()
+    """(anonymized traces, scrub report) for one week's sample, whose rows carry their trace_ref;
+    `conversations` is raw_conversations() of those refs. `ref(kind, value)` makes keyed hashes (the
+    customer reference)."""
+    ids = sample["trace_ref"].to_list()
     missing = [i for i in ids if i not in conversations]
     if missing:
         # No id in the message: it ends up in Dagster's event log, which is not raw.
@@ -59,8 +63,8 @@ def scrub_sample(
     texts = ([m["content"] for m in conversations[i][0]] for i in ids)
     anonymized, report = [], []
     for row, scrubbed in zip(sample.iter_rows(named=True), scrubber.scrub_conversations(texts)):
-        messages, customer_id = conversations[row["trace_id"]]
-        trace_ref = ref("trace", row["trace_id"])
+        trace_ref = row["trace_ref"]  # keyed already: the sampler stores the reference, never the raw id
+        messages, customer_id = conversations[trace_ref]
         anonymized.append({
             "week_start": week_start, "trace_ref": trace_ref,
             "customer_ref": ref("customer", customer_id) if customer_id else None,
