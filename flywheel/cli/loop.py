@@ -53,7 +53,8 @@ def run(week: dt.date | None, month: dt.date | None, data_dir: Path | None) -> N
     """
     if (week is None) == (month is None):
         raise click.UsageError("give exactly one of --week DAY or --month YYYY-MM")
-    paths = paths_for(data_dir, need_warehouse=False)
+    # A week's run ingests the inbox, so it may start the warehouse; a month's needs traces already there.
+    paths = paths_for(data_dir, need_warehouse=month is not None)
     if week is not None:
         _run_week(paths, week)
     else:
@@ -98,8 +99,6 @@ def _run_month(paths: Paths, month: dt.date) -> None:
 
     key = month.isoformat()
     partition_or_fail(monthly_partitions, key, "month", "'--month'")
-    if not paths.warehouse.exists():
-        raise click.ClickException(f"no flywheel warehouse in {paths.data_dir}: ingest traces first (flywheel ingest PATH)")
     _run(paths, "monthly_drift_job", key, f"month {month:%Y-%m}")
     with connect(paths.warehouse, read_only=True) as conn:
         score = conn.execute("SELECT score, p_value, alert, eval_version FROM drift.scores WHERE month = ?",
