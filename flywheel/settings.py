@@ -111,3 +111,36 @@ class RetentionSettings(BaseModel):
         90, ge=0, description="Days raw traces and quarantine records are kept after their timestamp (a quarantine "
         "record: after it was quarantined); 0 keeps them forever. Scrubbed traces, labels and eval rows stay.",
     )
+
+
+class ReviewSettings(BaseModel):
+    """The review app (`flywheel serve`). Set in <data>/flywheel.toml under [review], e.g.
+    `reviewers_per_trace = 2`, or by `flywheel serve` options."""
+
+    reviewers_per_trace: int = Field(
+        1, ge=1, le=2, description="2: each trace goes to two different reviewers, blind to each other; agreement "
+        "is reported and disagreements wait for an admin. Only an agreed or adjudicated label is folded in.",
+    )
+    reservation_minutes: float = Field(10, gt=0, description="How long an opened trace stays reserved for its "
+                                       "reviewer; a skip or the expiry releases it.")
+    siblings: int = Field(5, ge=3, le=5, description="Siblings offered for a new failure mode (the essay: 3 to 5).")
+
+
+def review_settings(data_dir=None) -> ReviewSettings:
+    """[review] of <data>/flywheel.toml, or the defaults; a malformed file is a ValueError naming it."""
+    import tomllib
+
+    path = resolve_data_dir(data_dir) / "flywheel.toml"
+    if not path.exists():
+        return ReviewSettings()
+    from pydantic import ValidationError
+
+    try:
+        section = tomllib.loads(path.read_text(encoding="utf-8")).get("review", {})
+        return ReviewSettings.model_validate(section)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"{path}: [review] {where}: {first['msg']}") from None

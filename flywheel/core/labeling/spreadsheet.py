@@ -77,7 +77,7 @@ class SpreadsheetError(ValueError):
 
 
 @dataclass
-class _Row:
+class ParsedRow:
     number: int
     label: labels.Label
     new_entry: taxonomy.TaxonomyEntry | None
@@ -127,18 +127,18 @@ def import_labels(conn: duckdb.DuckDBPyConnection, path: str | Path, *,
 
 
 def _validate_rows(conn, records: list[tuple[int, dict | str]], report: ImportReport,
-                   default_reviewer: str | None) -> list[_Row]:
+                   default_reviewer: str | None) -> list[ParsedRow]:
     """Every reviewed row as a label ready to record; each problem goes to report.errors."""
     known = taxonomy.codes(conn)
     new_codes: dict[str, tuple[int, taxonomy.TaxonomyEntry]] = {}
     scrubbed = _scrubbed(conn, [r.get("trace_ref", "").strip() for _, r in records if isinstance(r, dict)])
-    first_for_trace: dict[str, _Row] = {}
-    rows: list[_Row] = []
+    first_for_trace: dict[str, ParsedRow] = {}
+    rows: list[ParsedRow] = []
     for number, record in records:
         if isinstance(record, str):
             report.errors.append({"row": number, "column": "", "message": record})
             continue
-        row, problems = _parse_row(record, number, known, new_codes, scrubbed, default_reviewer)
+        row, problems = parse_record(record, number, known, new_codes, scrubbed, default_reviewer)
         if row is None and not problems:
             report.not_reviewed += 1
             continue
@@ -173,8 +173,8 @@ def _scrubbed(conn, trace_refs: list[str]) -> set[str]:
     return {r[0] for r in found}
 
 
-def _parse_row(row: dict, number: int, known: set[str], new_codes: dict, scrubbed: set[str],
-               default_reviewer: str | None) -> tuple[_Row | None, list[dict]]:
+def parse_record(row: dict, number: int, known: set[str], new_codes: dict, scrubbed: set[str],
+                 default_reviewer: str | None) -> tuple[ParsedRow | None, list[dict]]:
     """A reviewed row as a label (and the taxonomy entry it introduces), or its problems; (None, [])
     when the row is not reviewed yet."""
     get = lambda c: (row.get(c) or "").strip()  # noqa: E731
@@ -213,4 +213,4 @@ def _parse_row(row: dict, number: int, known: set[str], new_codes: dict, scrubbe
         problems.append({"column": "trace_ref", "message": "no scrubbed trace has this trace_ref"})
     if new_entry and not problems:
         new_codes[code] = (number, new_entry)
-    return _Row(number, label, new_entry if not problems else None), problems
+    return ParsedRow(number, label, new_entry if not problems else None), problems

@@ -109,3 +109,14 @@ def entries(conn: duckdb.DuckDBPyConnection) -> list[dict]:
     cur = conn.execute("SELECT code, name, definition, created_at, created_from FROM label.taxonomy ORDER BY created_at, code")
     cols = [d[0] for d in cur.description]
     return [dict(zip(cols, row)) for row in cur.fetchall()]
+
+
+def update(conn: duckdb.DuckDBPyConnection, entry: TaxonomyEntry) -> None:
+    """An admin's correction of a code's name or definition (the code itself never changes: labels name it)."""
+    ensure_table(conn)
+    problems = entry.problems()
+    if entry.code not in codes(conn):
+        problems.append(f"no code {entry.code!r} to edit")
+    if problems:
+        raise TaxonomyError("; ".join(problems))
+    conn.execute("UPDATE label.taxonomy SET name = ?, definition = ? WHERE code = ?", [entry.name, entry.definition, entry.code])
