@@ -140,6 +140,15 @@ class Review:
         threading.Thread(target=self._refresh_loop, name="snapshot", daemon=True).start()
         self.lander.start()
         self.lander.kick()  # labels left in the outbox by a previous run land first
+        # Load the embedding model now, in the background: the first new failure mode's siblings must not
+        # wait seconds for it.
+        threading.Thread(target=self._warm_embedder, name="embedder", daemon=True).start()
+
+    def _warm_embedder(self) -> None:
+        try:
+            self.embedder()
+        except Exception:  # noqa: BLE001 - the siblings page says so when it needs the model
+            pass
 
     def seed_taxonomy(self) -> None:
         """Codes from <data>/reference/taxonomy.yaml (or the repository's), as `flywheel review` seeds them,
