@@ -203,11 +203,11 @@ def _trace_context(request: Request, review: Review, ref: str, me) -> dict | Non
         notes = review_store.comments(store, ref)
         given = review_store.verdicts_of(store, ref)
         pending = review.final_refs(store) - set(snap.current)
-        pending_codes = review_store.pending_codes(store)
+        opened_codes = review_store.opened_codes(store)
     history = list(reversed(snap.history.get(ref, [])))
     blind = review.settings.reviewers_per_trace > 1 and ref not in snap.current and ref not in pending
     codes = [dict(t) for t in snap.taxonomy] + [{"code": e.code, "name": e.name, "definition": e.definition}
-                                                for e in pending_codes.values() if e.code not in snap.codes()]
+                                                for e in opened_codes.values() if e.code not in snap.codes()]
     return {
         "me": me, "item": item, "week": item["week"], "held": held, "comments": notes, "history": history,
         # Double review is blind: a reviewer sees another's verdict only once the label is final.
@@ -344,16 +344,21 @@ async def post_siblings(request: Request) -> Response:
     failure = _failure_label(review, ref, me)
     week = form.get("week") or ""
     accepted = [k.removeprefix("decision_") for k, v in form.items() if k.startswith("decision_") and v == "accept"]
+    refused = []
     for sibling in accepted if failure else []:
         payload = {"trace_ref": sibling, "bucket": "known_failure", "taxonomy_code": failure["taxonomy_code"],
                    "expected_behaviour": failure["expected_behaviour"], "criterion_type": failure["criterion_type"],
                    "criterion_value": failure["criterion_value"] or "", "adversarial": failure["adversarial"]}
         row, problems = await _threaded(review.parse, payload, me.name, "sibling")
-        if row is not None:
-            try:
-                await _threaded(review.submit, me.name, row, kind="sibling", wait_s=0)
-            except Conflict:
-                pass  # someone opened it meanwhile: theirs to label
+        try:
+            if row is None:
+                raise ValueError("; ".join(f"{p['field']}: {p['message']}" for p in problems))
+            await _threaded(review.submit, me.name, row, kind="sibling", wait_s=0)
+        except (Conflict, ValueError) as exc:  # e.g. someone opened it meanwhile: theirs to label
+            refused.append(f"{sibling[:12]}: {exc}")
+    if refused:
+        return RedirectResponse("/queue?" + urlencode({"week": week, "message": f"{len(refused)} accepted sibling(s) "
+                                "not stored: " + " · ".join(refused)}), status_code=303)
     return RedirectResponse("/next?" + urlencode({"week": week, "prev": ref}), status_code=303)
 
 

@@ -274,7 +274,7 @@ class Review:
             self.refresh()  # scrubbed after the last snapshot?
             snap = self.live.get()
         with self.store() as store:
-            known = snap.codes() | set(review_store.pending_codes(store))
+            known = snap.codes() | set(review_store.opened_codes(store))
         row, found = spreadsheet.parse_record(record, 0, known, {}, set(snap.items), reviewer)
         problems += [{"field": p["column"], "message": p["message"]} for p in found]
         if row is not None:

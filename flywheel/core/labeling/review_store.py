@@ -310,9 +310,10 @@ def queued_refs(store: sqlite3.Connection) -> set[str]:
     return {r[0] for r in store.execute("SELECT DISTINCT trace_ref FROM outbox WHERE error IS NULL")}
 
 
-def pending_codes(store: sqlite3.Connection) -> dict[str, taxonomy.TaxonomyEntry]:
-    """Taxonomy entries opened by labels that have not landed yet (a sibling may already name them)."""
-    rows = store.execute("SELECT payload FROM outbox WHERE new_code IS NOT NULL AND landed_at IS NULL").fetchall()
+def opened_codes(store: sqlite3.Connection) -> dict[str, taxonomy.TaxonomyEntry]:
+    """Taxonomy entries opened by labels in the outbox, landed or not (a sibling may name one before the
+    warehouse, or the app's snapshot of it, has it)."""
+    rows = store.execute("SELECT payload FROM outbox WHERE new_code IS NOT NULL AND error IS NULL").fetchall()
     found = {}
     for (payload,) in rows:
         _, entry = _from_payload(payload)
