@@ -48,21 +48,28 @@
     const value = document.getElementById("criterion_value");
     const said = document.getElementById("criterion-check");
     let pending = null;
+    let asked = 0;  // only the answer to the latest question counts: answers can arrive out of order
     const check = () => {
       clearTimeout(pending);
+      const failure = form.dataset.bucket === "known_failure" || form.dataset.bucket === "new_failure";
+      if (!failure) { asked += 1; value.setCustomValidity(""); said.textContent = ""; return; }
       pending = setTimeout(async () => {
-        if (form.dataset.bucket !== "known_failure" && form.dataset.bucket !== "new_failure") { value.setCustomValidity(""); said.textContent = ""; return; }
+        const mine = ++asked;
         const url = "/api/criterion?" + new URLSearchParams({ type: kind.value, value: value.value });
         try {
           const got = await (await fetch(url, { credentials: "same-origin" })).json();
+          if (mine !== asked) return;
           const message = got.ok ? "" : got.errors.map((e) => e.message).join("; ");
           value.setCustomValidity(message);
           said.textContent = message;
         } catch (err) { /* offline: the server checks again on submit */ }
       }, 150);
     };
-    kind.addEventListener("change", check);
-    value.addEventListener("input", check);
+    // A new keystroke clears the old verdict at once (the server checks on submit too), so a quick Enter
+    // is never held back by the answer about what the field said a moment ago.
+    const recheck = () => { value.setCustomValidity(""); said.textContent = ""; check(); };
+    kind.addEventListener("change", recheck);
+    value.addEventListener("input", recheck);
     form.addEventListener("change", check);
     check();
 
