@@ -30,13 +30,20 @@ demo: setup $(DAGSTER_HOME)/dagster.yaml
 test: setup
 	$(BIN)/python -m pytest -q
 
+# The Dagster UI (lineage, runs, schedules) and the review app side by side; Ctrl-C stops both.
 ui: setup $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+	@echo "Dagster UI:  http://127.0.0.1:3000/"
+	@echo "Review app:  http://127.0.0.1:8765/  (reviewers: $(BIN)/flywheel users add NAME [--admin])"
+	@trap 'kill 0' INT TERM EXIT; \
+	  if [ -e $(FLYWHEEL_DATA)/flywheel.duckdb ]; then $(BIN)/flywheel serve --port 8765 & \
+	  else echo "(the review app starts once the warehouse exists: make demo, or flywheel ingest)"; fi; \
+	  $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 bench: setup
 	$(BIN)/python benchmarks/sampling.py
 	$(BIN)/python benchmarks/pii.py
 	$(BIN)/python benchmarks/cli.py
+	$(BIN)/python benchmarks/review.py
 
 clean-data:
 	rm -rf $(FLYWHEEL_DATA)/flywheel.duckdb $(FLYWHEEL_DATA)/inbox $(FLYWHEEL_DATA)/demo $(FLYWHEEL_DATA)/dagster $(FLYWHEEL_DATA)/exports

@@ -92,6 +92,14 @@ MISTAKES = [
     ("regress", "--target", "no_such_module:fn"),
     ("regress", "--target", "mybot:no_such_function"),
     ("regress", "--target", "not-a-spec"),
+    # the review app and its reviewers
+    ("serve", "--data-dir", "{root}/typo"),
+    ("serve", "--port", "70000"),
+    ("serve", "--reviewers-per-trace", "3"),
+    ("users", "add", "two words"),
+    ("users", "reset", "nobody"),
+    ("users", "disable", "nobody"),
+    ("users", "list", "--data-dir", "{root}/typo"),
 ]
 
 

@@ -40,6 +40,7 @@ def serve(host: str, port: int, reviewers_per_trace: int | None, reservation_min
         settings.reviewers_per_trace = reviewers_per_trace
     if reservation_minutes is not None:
         settings.reservation_minutes = reservation_minutes
+    _seed_readable_or_fail(paths)
     _port_free_or_fail(host, port)
     try:
         loopback = ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
@@ -61,6 +62,17 @@ def serve(host: str, port: int, reviewers_per_trace: int | None, reservation_min
         click.echo(f"warning: listening on {host}, not loopback: anyone who reaches this address can try to sign in; "
                    "serve it behind TLS.", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _seed_readable_or_fail(paths) -> None:
+    """The app seeds the taxonomy at start-up: a broken taxonomy.yaml is named here, not in a traceback."""
+    from flywheel.core.labeling import taxonomy
+
+    if paths.taxonomy_seed.exists():
+        try:
+            taxonomy.load_seed(paths.taxonomy_seed)
+        except taxonomy.TaxonomyError as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 def _port_free_or_fail(host: str, port: int) -> None:
