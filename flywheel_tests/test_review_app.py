@@ -380,3 +380,20 @@ def test_users_add_prints_the_password_and_token_once(warehouse, data_dir):
     assert again.exit_code == 1 and "exists already" in again.output and "Traceback" not in again.output
     listed = runner.invoke(main, ["users", "list"])
     assert "dana" in listed.output and "yes" in listed.output
+
+
+def test_double_review_counts_one_verdict_per_reviewer_and_holds_disputes_for_an_admin(data_dir):
+    _warehouse(data_dir / "flywheel.duckdb", n=2)
+    with review_store.opened(data_dir / "review.sqlite3") as store:
+        def verdict(who, bucket, ref="t_00"):
+            return review_store.submit(store, labels.Label(ref, bucket, who), reviewers_per_trace=2).state
+
+        assert verdict("ana", "not_a_bug") == "waiting"
+        assert verdict("ana", "not_a_bug") == "waiting"  # the same reviewer again: still one verdict
+        assert verdict("ben", "new_failure") == "disagreement"
+        with pytest.raises(review_store.AwaitingAdjudication):
+            verdict("cy", "not_a_bug")  # a third reviewer cannot outvote: an admin decides
+        assert review_store.queued_refs(store) == set()
+        adjudicated = review_store.adjudicate(store, labels.Label("t_00", "not_a_bug", "admin"))
+        assert adjudicated.state == "final" and review_store.queued_refs(store) == {"t_00"}
+        assert review_store.disagreements(store) == []

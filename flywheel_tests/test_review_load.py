@@ -205,6 +205,8 @@ def test_four_reviewers_label_through_the_api_while_the_loop_and_sensor_run(tmp_
         # 3. The weekly loop on week 2 and four reviewers on week 1, at once.
         labelling_started = time.monotonic()
         week2 = _start([str(BIN / "flywheel"), "run", "--week", WEEK2], env, data / "week2.log")
+        week2_done: list[float] = []
+        threading.Thread(target=lambda: (week2.wait(), week2_done.append(time.monotonic())), daemon=True).start()
         reviewers = Reviewers(base, tokens)
         threads = [threading.Thread(target=reviewers.run, args=(name, i), name=name, daemon=True)
                    for i, name in enumerate(REVIEWERS)]
@@ -220,7 +222,7 @@ def test_four_reviewers_label_through_the_api_while_the_loop_and_sensor_run(tmp_
             week2_code = week2.wait(timeout=max(10.0, t0 + BUDGET_S - 60 - time.monotonic()))
         except subprocess.TimeoutExpired:
             week2_code = None
-        week2_s = time.monotonic() - labelling_started
+        week2_s = (week2_done[0] if week2_done else time.monotonic()) - labelling_started
 
         # Every label answered 201 lands (the lander appends them when the warehouse is free).
         deadline = time.monotonic() + 90

@@ -291,9 +291,12 @@ class Review:
                 raise Conflict(f"trace {label.trace_ref} is reserved by {held.reviewer} until "
                                f"{held.reserved_until:%H:%M:%S} UTC")
             relabel = label.trace_ref in self.final_refs(store)
-            outcome = review_store.submit(
-                store, label, row.new_entry, reviewers_per_trace=self.settings.reviewers_per_trace,
-                kind="relabel" if relabel and kind == "review" else kind)
+            try:
+                outcome = review_store.submit(
+                    store, label, row.new_entry, reviewers_per_trace=self.settings.reviewers_per_trace,
+                    kind="relabel" if relabel and kind == "review" else kind)
+            except review_store.AwaitingAdjudication as exc:
+                raise Conflict(str(exc)) from None
         landed = False
         if outcome.state in ("final", "agreed"):
             self.lander.kick()

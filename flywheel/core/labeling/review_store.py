@@ -227,14 +227,25 @@ class Outcome:
     label: labels.Label
 
 
+class AwaitingAdjudication(ValueError):
+    """A verdict on a trace whose two reviewers disagreed: only an admin's adjudication decides it now."""
+
+
 def submit(store: sqlite3.Connection, label: labels.Label, entry: taxonomy.TaxonomyEntry | None = None, *,
            reviewers_per_trace: int = 1, kind: str = "review") -> Outcome:
     """Store a validated verdict. With one reviewer per trace (or for a sibling accepted or an
     adjudication) it is the final label; with two, the second verdict decides: the same bucket and code
     is agreement (the label is queued, both names on it), anything else waits for an admin."""
+    double = reviewers_per_trace > 1 and kind == "review"
     with immediate(store):
+        if double and label.trace_ref in {d["trace_ref"] for d in disagreements(store)}:
+            raise AwaitingAdjudication(f"trace {label.trace_ref}: its two reviewers disagreed; an admin adjudicates it "
+                                       "on the Agreement page")
         store.execute("DELETE FROM reservations WHERE trace_ref = ? AND reviewer = ?", [label.trace_ref, label.reviewer])
         store.execute("DELETE FROM skips WHERE trace_ref = ? AND reviewer = ?", [label.trace_ref, label.reviewer])
+        if double:  # a reviewer who changes their mind before the other answers replaces their verdict
+            store.execute("DELETE FROM verdicts WHERE trace_ref = ? AND reviewer = ? AND kind = 'review'",
+                          [label.trace_ref, label.reviewer])
         store.execute("INSERT INTO verdicts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                       [label.label_id, label.trace_ref, label.reviewer, label.bucket, label.taxonomy_code,
                        _payload(label, entry), kind, _iso(label.reviewed_at)])
