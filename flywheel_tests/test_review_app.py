@@ -397,3 +397,26 @@ def test_double_review_counts_one_verdict_per_reviewer_and_holds_disputes_for_an
         adjudicated = review_store.adjudicate(store, labels.Label("t_00", "not_a_bug", "admin"))
         assert adjudicated.state == "final" and review_store.queued_refs(store) == {"t_00"}
         assert review_store.disagreements(store) == []
+
+
+def test_the_queue_comes_in_pages_and_the_apps_own_labels_need_no_reload(data_dir):
+    paths = Paths(data_dir)
+    refs = _warehouse(paths.warehouse, n=130)
+    with review_store.opened(data_dir / "review" / "review.sqlite3") as store:
+        made = reviewers.add(store, "alice", admin=True)
+    app = create_app(paths, ReviewSettings(), embedder_factory=HashingEmbedder, snapshot_every_s=0.2)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        _sign_in(client, "alice", made.password)
+        first = client.get(f"/queue?week={WEEK}").text
+        assert "page 1 of 2" in first and first.count("<tr class=") == 100
+        second = client.get(f"/queue?week={WEEK}&page=2").text
+        assert second.count("<tr class=") == 30 and "page 2 of 2" in second
+        live = app.state.review.live
+        loaded = live.get()
+        for ref in refs[:3]:
+            assert client.post("/api/labels", headers={"Authorization": f"Bearer {made.token}"},
+                               json={"trace_ref": ref, "bucket": "not_a_bug"}).json()["landed"] is True
+        time.sleep(0.6)  # three snapshot ticks
+        assert live.get() is loaded  # the labels were absorbed, not reloaded
+        assert {r for r in refs[:3]} <= set(loaded.current)
+        assert "3 of 130 reviewed this week" in client.get(f"/queue?week={WEEK}").text

@@ -24,6 +24,7 @@ from flywheel.web.service import STATUSES, Conflict, Review
 TEMPLATES = Path(__file__).parent / "templates"
 PLACEHOLDER = re.compile(r"\[[A-Z][A-Z0-9_]*\]")
 PRIORITY_NAMES = ("anomaly", "stratified", "random")
+PAGE_ROWS = 100  # queue rows per page: a week of 10,000 traces must not be one 3 MB page
 PII_CLASSES = ("PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "LOCATION", "STREET_ADDRESS", "ORGANIZATION",
                "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "ACCOUNT_ID", "DATE_TIME", "URL", "OTHER")
 
@@ -160,12 +161,19 @@ def queue(request: Request) -> Response:
                 and (not filters["candidate"] or bool(item["adversarial_candidate"]) == (filters["candidate"] == "yes"))
                 and (not filters["status"] or statuses[item["trace_ref"]] == filters["status"]))
 
-    shown = [i for i in items if keep(i)]
+    matching = [i for i in items if keep(i)]
+    pages = max(1, -(-len(matching) // PAGE_ROWS))
+    try:
+        page = min(max(1, int(request.query_params.get("page", 1))), pages)
+    except ValueError:
+        page = 1
+    shown = matching[(page - 1) * PAGE_ROWS: page * PAGE_ROWS]
     reviewed = sum(1 for s in statuses.values() if s == "reviewed")
     counts = Counter(statuses.values())
     return _render(
         request, "queue.html", me=me, week=week, weeks=snap.weeks, items=shown, statuses=statuses,
-        total=len(items), reviewed=reviewed, counts=[(s, counts.get(s, 0)) for s in STATUSES], filters=filters,
+        total=len(items), reviewed=reviewed, matching=len(matching), page=page, pages=pages,
+        page_link=lambda n: "?" + urlencode({"week": str(week), **{k: v for k, v in filters.items() if v}, "page": n}), counts=[(s, counts.get(s, 0)) for s in STATUSES], filters=filters,
         reasons=sorted({r for i in items for r in (i["reasons"] or [])}),
         cohorts=sorted({i["cohort"] for i in items if i["cohort"]}),
         intents=sorted({i["intent"] for i in items if i["intent"]}),

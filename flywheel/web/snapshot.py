@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,6 +142,8 @@ def _stamp(warehouse: Path) -> tuple:
 class Live:
     """The current snapshot, reloaded in the background when the warehouse changes."""
 
+    MAX_AGE_S = 30.0
+
     def __init__(self, warehouse: Path, *, every_s: float = 2.0, gate_threshold: float = 0.9):
         self.warehouse = warehouse
         self.every_s = every_s
@@ -151,11 +154,17 @@ class Live:
         self.busy_since: dt.datetime | None = None
         self.last_error: str | None = None
         self._stop = threading.Event()
+        self.loaded_stamp: tuple | None = None
+        self.loaded_at: float | None = None
 
     def refresh(self, *, force: bool = False) -> bool:
-        """Reload when the file changed (or when forced); False when a writer held it."""
+        """Reload when someone else changed the file (or when forced); False when a writer held it.
+        The app's own writes (labels landing) do not count: absorb() added them already. Whatever the
+        stamps say, a snapshot older than MAX_AGE_S is reloaded when the file differs from what was read."""
         stamp = _stamp(self.warehouse)
-        if not force and stamp == self.stamp:
+        stale = (self.loaded_at is not None and time.monotonic() - self.loaded_at > self.MAX_AGE_S
+                 and stamp != self.loaded_stamp)
+        if not force and stamp == self.stamp and not stale:
             return True
         if stamp[0] is None:
             return True  # no warehouse yet: an empty snapshot is the truth
@@ -169,7 +178,21 @@ class Live:
             return False
         with self.lock:
             self.snapshot, self.stamp, self.busy_since, self.last_error = fresh, stamp, None, None
+            self.loaded_stamp, self.loaded_at = stamp, time.monotonic()
         return True
+
+    def stamp_now(self) -> tuple:
+        return _stamp(self.warehouse)
+
+    def absorb(self, rows: list[dict], before: tuple, after: tuple | None) -> None:
+        """Labels this process just wrote to label.labels, while it held the file from `before` to
+        `after`: added to the snapshot as they are. When the snapshot was current at `before`, it is
+        current at `after` too, and no reload is needed for the app's own writes."""
+        with self.lock:
+            for row in rows:
+                self.snapshot.add_label(row)
+            if after is not None and self.stamp == before:
+                self.stamp = after
 
     def stop(self) -> None:
         self._stop.set()

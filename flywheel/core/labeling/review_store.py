@@ -22,7 +22,7 @@ import datetime as dt
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -353,6 +353,8 @@ class Landing:
     landed: int = 0
     unchanged: int = 0
     rejected: int = 0
+    rows: list = field(default_factory=list)  # label.labels rows written, as dicts
+    new_codes: int = 0  # taxonomy entries added with them
 
 
 def land(store: sqlite3.Connection, conn: duckdb.DuckDBPyConnection, limit: int = 500) -> Landing:
@@ -373,7 +375,10 @@ def land(store: sqlite3.Connection, conn: duckdb.DuckDBPyConnection, limit: int 
                 with transaction(conn):
                     if entry is not None and entry.code not in taxonomy.codes(conn):
                         taxonomy.add(conn, entry)
+                        result.new_codes += 1
                     outcome = "landed" if labels.record(conn, label) else "unchanged"
+                if outcome == "landed":
+                    result.rows.append(asdict(label))
             except (labels.LabelError, taxonomy.TaxonomyError) as exc:
                 outcome, error = "rejected", str(exc)
         with store:
