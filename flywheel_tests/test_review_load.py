@@ -186,7 +186,8 @@ def test_four_reviewers_label_through_the_api_while_the_loop_and_sensor_run(tmp_
             found = re.search(r"^\s*API token:\s*(fw_\S+)", _flywheel(env, "users", "add", name), flags=re.M)
             assert found, f"no API token printed for {name}"
             tokens[name] = found.group(1)
-        daemon = _start([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, data / "daemon.log", cwd=REPO)
+        daemon = _start([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, data / "daemon.log",
+                        cwd=REPO)
         port = _free_port()
         server = _start([str(BIN / "flywheel"), "serve", "--port", str(port)], env, data / "serve.log")
         base = f"http://127.0.0.1:{port}"
@@ -285,7 +286,8 @@ def test_four_reviewers_label_through_the_api_while_the_loop_and_sensor_run(tmp_
     for who, route, status, _ in reviewers.requests:
         per_reviewer[who] += route == "POST /api/labels" and status == 201
     print(f"  labels 201: {len(reviewers.label_ids)} ({dict(per_reviewer)}); in label.labels: {len(stored)} ids, "
-          f"{sum(stored.values())} rows; answered before landing: {reviewers.answered_unlanded}; waiting to land at the end: {waiting}")
+          f"{sum(stored.values())} rows; answered before landing: {reviewers.answered_unlanded}; "
+          f"waiting to land at the end: {waiting}")
     print(f"  labels_sensor ticks: {[(t.status.value, round(t.timestamp - landed_at)) for t in ticks]} "
           f"(seconds from all landed); ticked after: {ticked_after_labels}")
     print(f"  runs: {[(r.job_name, r.tags.get('dagster/partition'), r.status.value) for r in runs]}")
