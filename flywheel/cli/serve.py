@@ -86,9 +86,9 @@ def _port_free_or_fail(host: str, port: int) -> None:
 
 
 def _store(paths):
-    from flywheel.core.labeling.review_store import opened
+    from flywheel.core.labeling.review_store import opened, path_for
 
-    return opened(paths.data_dir / "review" / "review.sqlite3")
+    return opened(path_for(paths.data_dir))
 
 
 @main.group()

@@ -21,8 +21,8 @@ from flywheel.paths import Paths
 from flywheel.settings import ReviewSettings
 from flywheel.web.snapshot import Live
 
-LABEL_FIELDS = ("trace_ref", "bucket", "taxonomy_code", "new_code_name", "new_code_definition", "expected_behaviour",
-                "criterion_type", "criterion_value", "adversarial", "pii_ok", "pii_issue_class", "pii_note")
+# The label contract of `flywheel labels import`, less the reviewer: the signed-in one signs every label.
+LABEL_FIELDS = ("trace_ref", *(c for c in spreadsheet.LABEL_COLUMNS if c != "reviewer"))
 STATUSES = ("unreviewed", "reserved", "in review", "disagreement", "reviewed")
 LAND_WAIT_S = 2.0  # how long a POST waits for its label to reach label.labels before answering anyway
 
@@ -121,7 +121,7 @@ class Review:
 
         self.paths = paths
         self.settings = settings
-        self.store_path = paths.data_dir / "review" / "review.sqlite3"
+        self.store_path = review_store.path_for(paths.data_dir)
         self.warehouse_lock = threading.Lock()  # one DuckDB connection at a time in this process
         self.live = Live(paths.warehouse, every_s=snapshot_every_s, gate_threshold=DEFAULT_THRESHOLD)
         self.lander = Lander(self)
@@ -344,6 +344,3 @@ class Review:
         with self.store() as store:
             review_store.add_comment(store, trace_ref, reviewer, body)
 
-
-def default_store_path(data_dir: Path) -> Path:
-    return data_dir / "review" / "review.sqlite3"

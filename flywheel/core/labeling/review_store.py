@@ -52,6 +52,11 @@ SCHEMA = (
 )
 
 
+def path_for(data_dir: str | Path) -> Path:
+    """Where a data directory keeps its side store."""
+    return Path(data_dir) / "review" / "review.sqlite3"
+
+
 def open_store(path: str | Path) -> sqlite3.Connection:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
