@@ -299,3 +299,32 @@ def test_the_runner_never_runs_or_judges_an_erased_row(copy):
         assert erased not in asked
         assert conn.execute("SELECT count(*) FROM regression.results WHERE row_id = ? AND model_version = 'm'",
                             [erased]).fetchone()[0] == 0
+
+
+def test_forget_reaches_the_review_apps_side_store(copy):
+    """A reviewer's comment and the free text of a web label on the customer's trace (the code word
+    written there by a careless reviewer) go with the rest, from the SQLite file's bytes too."""
+    from flywheel.core.labeling import review_store
+
+    with connect(copy.warehouse, read_only=True) as conn:
+        ref = conn.execute("SELECT trace_ref FROM scrub.anonymized_traces WHERE list_contains(reasons, 'guardrail_tripped') "
+                           f"AND messages[1].content LIKE '%{CODE_WORD}%'").fetchone()[0]
+        other = conn.execute(f"SELECT trace_ref FROM scrub.anonymized_traces WHERE messages[1].content NOT LIKE "
+                             f"'%{CODE_WORD}%' LIMIT 1").fetchone()[0]
+    side = review_store.path_for(copy.data_dir)
+    with review_store.opened(side) as store:
+        review_store.add_comment(store, ref, "ana", f"the customer said {CODE_WORD} twice")
+        review_store.add_comment(store, other, "ana", "unrelated note stays")
+        review_store.submit(store, labels.Label(ref, "not_a_bug", "ana", pii_ok=False, pii_issue_class="PERSON",
+                                                pii_note=f"leaked {CODE_WORD}"))
+        review_store.reserve(store, ref, "ben", minutes=10)
+    dry = _forget(copy, dry_run=True, side_store=side)
+    assert dry.tables["review.side_store"] == 4 and CODE_WORD.encode() in side.read_bytes()
+    report = _forget(copy, side_store=side)
+    assert report.tables["review.side_store"] == 4
+    stored = side.read_bytes() + (Path(f"{side}-wal").read_bytes() if Path(f"{side}-wal").exists() else b"")
+    assert CODE_WORD.encode() not in stored
+    with review_store.opened(side) as store:
+        assert review_store.comments(store, ref) == [] and review_store.reservation(store, ref) is None
+        assert [c["body"] for c in review_store.comments(store, other)] == ["unrelated note stays"]
+        assert [v["bucket"] for v in review_store.verdicts_of(store, ref)] == ["not_a_bug"]  # the verdict stays

@@ -122,6 +122,7 @@ def forget(customer_id: str, trace_ids: tuple[str, ...], reason: str | None, ope
     keeps deleted values in its bytes.
     """
     from flywheel.core.common import keys
+    from flywheel.core.labeling import review_store
     from flywheel.core.privacy import erasure
 
     paths = paths_for(data_dir)
@@ -130,7 +131,8 @@ def forget(customer_id: str, trace_ids: tuple[str, ...], reason: str | None, ope
     scrubber = _drift_scrubber(paths, customer_id, trace_ids)
     try:
         report = erasure.forget(paths.warehouse, paths.exports, key, customer_id, trace_ids, operator=who, reason=reason,
-                                dry_run=dry_run, scrubber=scrubber, inbox=paths.inbox_traces)
+                                dry_run=dry_run, scrubber=scrubber, inbox=paths.inbox_traces,
+                                side_store=review_store.path_for(paths.data_dir))
     except erasure.ErasureError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

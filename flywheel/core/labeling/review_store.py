@@ -391,3 +391,40 @@ def land(store: sqlite3.Connection, conn: duckdb.DuckDBPyConnection, limit: int 
                           [_iso(clock.now()), outcome, error, seq])
         setattr(result, outcome, getattr(result, outcome) + 1)
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Erasure (flywheel forget)
+# ---------------------------------------------------------------------------------------------
+
+FREE_TEXT = ("expected_behaviour", "criterion_value", "pii_note")
+
+
+def erase(path: str | Path, trace_refs: set[str], *, dry_run: bool = False) -> int:
+    """What the side store holds about these traces, for `flywheel forget`: comments, reservations and
+    skips deleted; the free text of verdicts and outbox labels blanked, as label.labels' is (verdict,
+    code and reviewer stay). The file is then vacuumed and its write-ahead log truncated, so the
+    deleted text is gone from its bytes too. Returns the rows touched (counted only, when dry)."""
+    path = Path(path)
+    if not path.exists() or not trace_refs:
+        return 0
+    refs = sorted(trace_refs)
+    marks = ",".join("?" for _ in refs)
+    with opened(path) as store:
+        counts = [store.execute(f"SELECT count(*) FROM {table} WHERE trace_ref IN ({marks})", refs).fetchone()[0]
+                  for table in ("comments", "reservations", "skips", "verdicts", "outbox")]
+        if dry_run or not any(counts):
+            return sum(counts)
+        store.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left holding the text
+        with immediate(store):
+            for table in ("comments", "reservations", "skips"):
+                store.execute(f"DELETE FROM {table} WHERE trace_ref IN ({marks})", refs)
+            for table, key in (("verdicts", "label_id"), ("outbox", "seq")):
+                rows = store.execute(f"SELECT {key}, payload FROM {table} WHERE trace_ref IN ({marks})", refs).fetchall()
+                for row_key, payload in rows:
+                    data = json.loads(payload)
+                    data.update({k: None for k in FREE_TEXT if data.get(k)})
+                    store.execute(f"UPDATE {table} SET payload = ? WHERE {key} = ?", [json.dumps(data), row_key])
+        store.execute("VACUUM")
+        store.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return sum(counts)

@@ -510,11 +510,13 @@ def _audit(conn, report: Erasure, key: bytes, trace_ids: Sequence[str], operator
 
 def forget(warehouse: str | Path, exports_dir: str | Path, key: bytes, customer_id: str, trace_ids: Sequence[str] = (),
            *, operator: str, reason: str | None = None, dry_run: bool = False, scrubber=None,
-           text_roles: Sequence[str] = ("user",), inbox: Path | None = None) -> Erasure:
+           text_roles: Sequence[str] = ("user",), inbox: Path | None = None, side_store: Path | None = None) -> Erasure:
     """Erase a customer (and any trace given by id) from the warehouse, its exports and its bytes.
 
     `scrubber` (optional) is the one drift scrubs with; given it, the vectors of their traces drift
-    embedded are found too. Opens the warehouse itself: the file is replaced at the end, so no other
+    embedded are found too. `side_store` (the review app's, flywheel.core.labeling.review_store) has its
+    comments, reservations and verdicts' free text about their traces erased as well, before the
+    warehouse commits: a rerun could no longer find which traces were theirs. Opens the warehouse itself: the file is replaced at the end, so no other
     connection to it may be open in this process."""
     customer_id = str(customer_id).strip()
     trace_ids = [str(t).strip() for t in trace_ids]
@@ -526,6 +528,14 @@ def forget(warehouse: str | Path, exports_dir: str | Path, key: bytes, customer_
             ensure_tables(conn)
             report, steps = _plan(conn, key, customer_id, trace_ids, dry_run=dry_run, scrubber=scrubber,
                                   text_roles=text_roles, inbox=inbox)
+            if side_store is not None:
+                from flywheel.core.labeling import review_store
+
+                refs = {r[0] for r in conn.execute("SELECT trace_ref FROM erase_refs").fetchall()}
+                touched = review_store.erase(side_store, refs, dry_run=dry_run)
+                if touched:
+                    report.tables["review.side_store"] = touched
+                    report.actions["review.side_store"] = "comments deleted, labels' free text blanked"
             if dry_run or not report.changed:
                 rollback_quietly(conn)  # a dry run, or a second run, leaves the warehouse exactly as it was
             else:
