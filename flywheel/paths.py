@@ -63,6 +63,13 @@ class Paths:
         return own if own.exists() else REPO_REFERENCE / "taxonomy.yaml"
 
     @property
+    def trace_mapping(self) -> Path:
+        """<data>/reference/trace_mapping.yaml, or the repository's defaults: which attribute, metadata
+        key, tag or score feeds the fields only flywheel has, for traces from other sources."""
+        own = self.reference / "trace_mapping.yaml"
+        return own if own.exists() else REPO_REFERENCE / "trace_mapping.yaml"
+
+    @property
     def keep_terms(self) -> Path:
         """The product's own words the NER layer must leave alone (one a line)."""
         return self.reference / "keep_terms.txt"

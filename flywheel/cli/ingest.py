@@ -17,47 +17,140 @@ from flywheel.cli.common import (
 )
 from flywheel.settings import IntakeSettings
 
+FORMATS = ("auto", "flywheel", "otel", "openinference", "langfuse", "langsmith", "openai-chat")
+
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--format", "source_format", type=click.Choice(FORMATS), default="auto", show_default=True,
+              help="Which source wrote the files: auto decides per file and says what it chose.")
+@click.option("--dry-run", is_flag=True, help="Show how the first records map onto the trace contract, and what "
+              "was left unmapped; load nothing.")
+@click.option("--timestamp", help="For openai-chat logs, which carry no time: ISO 8601 (default: the file's time).")
 @click.option("--json", "as_json", is_flag=True, help="Print the machine-readable report instead of a summary.")
 @click.option("--max-line-bytes", type=click.IntRange(min=1), default=IntakeSettings().max_line_bytes,
               show_default=True, help="Records larger than this (in bytes, at least 1) are quarantined unread.")
 @data_dir_option
-def ingest(paths: tuple[Path, ...], as_json: bool, max_line_bytes: int, data_dir: Path | None) -> None:
+def ingest(paths: tuple[Path, ...], source_format: str, dry_run: bool, timestamp: str | None, as_json: bool,
+           max_line_bytes: int, data_dir: Path | None) -> None:
     """Load trace files (JSON Lines, Parquet, CSV) or folders of them into raw/traces.
 
-    Every record is checked against the trace contract. Bad records go to raw/quarantine with their
-    file, line and reason; traces already loaded (same trace_id) are counted as duplicates. Each file
-    must add up (loaded + duplicates + quarantined = its records). Exits 1 only when a file cannot be
-    read at all or does not add up.
+    Files in flywheel's trace contract, or exports of OpenTelemetry (OTLP JSON, GenAI conventions),
+    OpenInference (Phoenix), Langfuse, LangSmith and OpenAI-style chat logs, mapped onto the contract;
+    <data>/reference/trace_mapping.yaml says where cohort, intent, judge score and the other
+    flywheel-only fields come from. Every record is checked against the trace contract. Bad records
+    go to raw/quarantine with their file, line and reason; spans that are not LLM calls are counted by
+    reason; traces already loaded (same trace_id) are counted as duplicates. Each file must add up
+    (loaded + duplicates + quarantined = its records). Exits 1 only when a file cannot be read at all
+    or does not add up.
     """
+    paths_ = paths_for(data_dir, need_warehouse=False)
+    mapping = _mapping(paths_)
+    if timestamp:
+        _check_timestamp(timestamp)
+    if dry_run:
+        _dry_run(paths, source_format, mapping, timestamp)
+        return
     from flywheel.core.common.db import connect
     from flywheel.core.intake.ingest import ingest_paths
 
-    paths_ = paths_for(data_dir, need_warehouse=False)
     settings = IntakeSettings(max_line_bytes=max_line_bytes)
     with connect(paths_.warehouse) as conn, progress("ingest", unit="rec") as bar:
-        report = ingest_paths(conn, paths, settings, on_progress=bar.update)
+        report = ingest_paths(conn, paths, settings, on_progress=bar.update, source_format=source_format,
+                              mapping=mapping, timestamp=timestamp)
     for batch in report.recovered:
         click.echo(f"note: {batch.file}: {batch.rows} traces an interrupted ingest loaded are now in the manifest.",
                    err=True)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
-        files = len(report.files) - len(report.errors)
-        click.echo(
-            f"Ingested {report.ingested} traces from {files} file(s): "
-            f"{report.duplicates} duplicates, {report.quarantined} quarantined."
-        )
-        for q in report.quarantine[:MAX_PRINTED_ERRORS]:
-            click.echo(f"  {q['file']}:{q['line']}: {q['reason']}", err=True)
-        if report.quarantined > MAX_PRINTED_ERRORS:
-            click.echo(f"  ... and {report.quarantined - MAX_PRINTED_ERRORS} more, all in raw.quarantine.", err=True)
-        if report.quarantined:
-            click.echo(f"Quarantined records are kept in raw.quarantine in {paths_.warehouse}.", err=True)
+        _summary(report, paths_)
     for error in report.errors:
         click.echo(f"Error: {error['error']}", err=True)
     sys.exit(1 if report.errors else 0)
 
 
+def _summary(report, paths_) -> None:
+    chosen = {}
+    for name, fmt in report.formats.items():
+        chosen.setdefault(fmt, []).append(name)
+    if any(fmt != "flywheel" for fmt in chosen):
+        for fmt, names in sorted(chosen.items()):
+            shown = ", ".join(Path(n).name for n in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            click.echo(f"Read as {fmt}: {shown}")
+    files = len(report.files) - len(report.errors)
+    click.echo(f"Ingested {report.ingested} traces from {files} file(s): "
+               f"{report.duplicates} duplicates, {report.quarantined} quarantined.")
+    if report.skipped_spans:
+        total = sum(report.skipped_spans.values())
+        click.echo(f"Not LLM calls, counted and left out: {total} span(s) or run(s):")
+        for reason, n in report.skipped_spans.most_common():
+            click.echo(f"  {n:>7}  {reason}")
+    for q in report.quarantine[:MAX_PRINTED_ERRORS]:
+        click.echo(f"  {q['file']}:{q['line']}: {q['reason']}", err=True)
+    if report.quarantined > MAX_PRINTED_ERRORS:
+        click.echo(f"  ... and {report.quarantined - MAX_PRINTED_ERRORS} more, all in raw.quarantine.", err=True)
+    if report.quarantined:
+        click.echo(f"Quarantined records are kept in raw.quarantine in {paths_.warehouse}.", err=True)
+
+
+def _mapping(paths_):
+    from flywheel.core.intake.sources.mapping import Mapping, MappingError
+
+    try:
+        return Mapping.load(paths_.trace_mapping)
+    except MappingError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _check_timestamp(text: str) -> None:
+    import datetime as dt
+
+    try:
+        dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an ISO 8601 time, e.g. 2026-11-16T09:00:00Z",
+                                 param_hint="--timestamp") from None
+
+
+def _dry_run(paths: tuple[Path, ...], source_format: str, mapping, timestamp: str | None, shown: int = 3) -> None:
+    """How the first records map. Message text and ids are customer data: shown as roles and lengths."""
+    from flywheel.core.intake.ingest import expand_paths
+    from flywheel.core.intake.sources import reader
+
+    files = [f for f in expand_paths(paths) if f.is_file()]
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:
+        raise click.ClickException(f"{missing[0]}: no such file or folder")
+    read = reader.read(files, source_format, mapping, timestamp=timestamp, keep_groups=shown)
+    for name, fmt in read.formats.items():
+        click.echo(f"{name}: {fmt}" + (" (flywheel's own contract: loaded as it is)" if fmt == "flywheel" else ""))
+    for name, error in read.unreadable.items():
+        click.echo(f"{name}: cannot be read: {error}")
+    for calls, record in read.groups:
+        click.echo("-" * 72)
+        if not isinstance(record, dict):
+            click.echo(f"quarantined: {record.reason}")
+            continue
+        click.echo(f"trace from {len(calls)} LLM call(s), first at {Path(calls[0].file).name}:{calls[0].line}")
+        click.echo(f"  timestamp      {record['timestamp']}")
+        roles = ", ".join(f"{m['role']} ({len(m['content'])} chars)" for m in record["messages"])
+        click.echo(f"  messages       {len(record['messages'])}: {roles}")
+        used = reader.mapped_sources(calls, mapping)
+        for name in ("customer_id", "cohort", "intent", "judge_score", "guardrail_tripped", "retried", "handed_off",
+                     "csat", "model_version"):
+            if name in record:
+                value = "(present)" if name == "customer_id" else str(record[name])[:40]
+                click.echo(f"  {name:<14} {value}  <- {used.get(name, 'the model the call reports')}")
+            else:
+                click.echo(f"  {name:<14} -  (none of: {', '.join(mapping.sources.get(name, ())) or 'no source'})")
+        left = reader.unmapped_keys(calls, mapping)
+        if left:
+            click.echo(f"  unmapped       {', '.join(left[:20])}" + (f" and {len(left) - 20} more" if len(left) > 20 else ""))
+    if read.skipped:
+        click.echo("-" * 72)
+        click.echo("Not LLM calls, would be counted and left out:")
+        for reason, n in read.skipped.most_common():
+            click.echo(f"  {n:>7}  {reason}")
+    records = sum(len(v) for v in read.prepared.values())
+    click.echo(f"Dry run: {records} record(s) from {len(read.prepared)} file(s) of other sources; nothing loaded.")

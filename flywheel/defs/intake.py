@@ -17,6 +17,12 @@ class IntakeConfig(dg.Config, IntakeSettings):
     """Launchpad overrides for intake; defaults live in flywheel.settings."""
 
 
+def _mapping(paths):
+    from flywheel.core.intake.sources.mapping import Mapping
+
+    return Mapping.load(paths.trace_mapping)
+
+
 def _quarantine_preview(report: intake.IngestReport, limit: int = 20) -> str:
     if not report.quarantine:
         return "No record was quarantined in this run."
@@ -45,7 +51,9 @@ def raw_traces(context: dg.AssetExecutionContext, config: IntakeConfig, warehous
     inbox = warehouse.paths.inbox_traces
     inbox.mkdir(parents=True, exist_ok=True)
     with warehouse.connect() as conn:
-        report = intake.ingest_paths(conn, [inbox], config, skip_known=True)
+        # Files from any source (the endpoint's OTLP batches, exports dropped in), each read as what it is.
+        report = intake.ingest_paths(conn, [inbox], config, skip_known=True, source_format="auto",
+                                     mapping=_mapping(warehouse.paths))
         total = conn.execute("SELECT count(*) FROM raw.traces").fetchone()[0]
         quarantined_total = conn.execute("SELECT count(*) FROM raw.quarantine").fetchone()[0]
     for error in report.errors:

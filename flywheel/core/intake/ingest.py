@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -87,6 +87,9 @@ class IngestReport:
     files: list[FileResult] = field(default_factory=list)
     quarantine: list[dict] = field(default_factory=list)
     skipped_files: int = 0  # already in the manifest with the same content
+    formats: dict[str, str] = field(default_factory=dict)  # file -> the source it was read as (not flywheel's)
+    skipped_spans: Counter = field(default_factory=Counter)  # reason -> spans or runs that are not LLM calls
+    mapped: Counter = field(default_factory=Counter)  # "field <- source" -> traces
     # Rows an interrupted ingest left without their manifest row, given one (see manifest.reconcile).
     recovered: list[manifest.RecoveredBatch] = field(default_factory=list)
 
@@ -118,6 +121,9 @@ class IngestReport:
             "quarantined": self.quarantined,
             "quarantine": self.quarantine,
             "errors": self.errors,
+            "formats": self.formats,
+            "skipped_spans": dict(self.skipped_spans),
+            "mapped": dict(self.mapped),
         }
 
 
@@ -401,7 +407,9 @@ def _parquet_record(row: int, values: dict | str) -> dict | Rejected:
     return record
 
 
-def read_chunks(path: Path, settings: IntakeSettings) -> Iterator[Chunk]:
+def read_chunks(path: Path, settings: IntakeSettings, prepared: dict | None = None) -> Iterator[Chunk]:
+    if prepared is not None and str(path) in prepared:  # another source's file, already mapped to the contract
+        return _records_to_chunks(_prepared_records(prepared[str(path)]), settings.chunk_records)
     kind = SUFFIXES.get(path.suffix.lower())
     if kind == "jsonl":
         return read_jsonl(path, settings)
@@ -410,6 +418,11 @@ def read_chunks(path: Path, settings: IntakeSettings) -> Iterator[Chunk]:
     if kind == "parquet":
         return _records_to_chunks(_parquet_records(path), settings.chunk_records)
     raise UnreadableFile(f"{path}: unsupported file type (expected {', '.join(sorted(SUFFIXES))})")
+
+
+def _prepared_records(items) -> Iterator[tuple[int, dict | Rejected]]:
+    for position, record in items:
+        yield position, (Rejected(position, record.reason, record.excerpt) if not isinstance(record, dict) else record)
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
@@ -421,6 +434,32 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
         else:
             out.append(p)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Other sources
+# ---------------------------------------------------------------------------------------------
+
+
+def _read_sources(conn, files: list[Path], report: IngestReport, source_format: str, mapping, timestamp,
+                  skip_known: bool) -> tuple[list[Path], dict]:
+    """Detect each file's source and map the non-native ones to the contract (all files together: a
+    conversation may span them). Files already in the manifest are left out first, as the loading
+    would skip them; files whose source cannot be told are reported as errors."""
+    from flywheel.core.intake.sources import reader
+    from flywheel.core.intake.sources.mapping import Mapping
+
+    if skip_known:
+        known = set(conn.execute("SELECT file_name, sha256 FROM raw.ingested_files").fetchall())
+        files = [f for f in files if not (f.is_file() and (str(f), file_sha256(f)) in known)] if known else files
+    readable = [f for f in files if f.is_file()]
+    read = reader.read(readable, source_format, mapping or Mapping({}), timestamp=timestamp)
+    report.formats.update(read.formats)
+    report.skipped_spans.update(read.skipped)
+    report.mapped.update(read.mapped)
+    for name, error in read.unreadable.items():
+        _record_error(report, FileResult(name), error)
+    return [f for f in files if str(f) not in read.unreadable], read.prepared
 
 
 # ---------------------------------------------------------------------------------------------
@@ -558,8 +597,10 @@ class _BatchStream:
     def __init__(
         self, pending: deque[tuple[Path, bool]], settings: IntakeSettings, hashes: _HashAhead,
         manifest: set[tuple[str, str]] | None, on_progress: Callable[[int], None] | None, progressed: set[Path],
+        prepared: dict | None = None,
     ):
         self.pending, self.settings, self.hashes, self.manifest = pending, settings, hashes, manifest
+        self.prepared = prepared
         self.on_progress, self.progressed = on_progress, progressed
         self.files: list[_Streamed] = []
         self.unreadable: list[FileResult] = []
@@ -631,7 +672,7 @@ class _BatchStream:
         report_progress = self.on_progress is not None and streamed.path not in self.progressed
         self.progressed.add(streamed.path)
         try:
-            for chunk in read_chunks(streamed.path, self.settings):
+            for chunk in read_chunks(streamed.path, self.settings, self.prepared):
                 streamed.rejected += len(chunk.rejected)
                 streamed.blank += chunk.blank
                 for batch in chunk.table.to_batches():
@@ -713,7 +754,7 @@ def _rows_per_file(conn: duckdb.DuckDBPyConnection, ingested_at: dt.datetime) ->
 
 def _load_rest(
     conn: duckdb.DuckDBPyConnection, streamed: _Streamed, ingested_at: dt.datetime, settings: IntakeSettings,
-    quarantine: list[dict],
+    quarantine: list[dict], prepared: dict | None = None,
 ) -> None:
     """The file read again for what the fast statement did not load: records it did not accept
     (their reason), ids loaded before (duplicates), blank lines (dropped) and the records rejected
@@ -723,7 +764,7 @@ def _load_rest(
         "SELECT source_line FROM raw.traces WHERE ingested_at = ? AND source_file = ?", [ingested_at, file_name]
     ).to_arrow_table()["source_line"]
     try:
-        for chunk in read_chunks(streamed.path, settings):
+        for chunk in read_chunks(streamed.path, settings, prepared):
             intake_rest = chunk.table.filter(pc.invert(pc.is_in(chunk.table["line"], value_set=loaded)))
             rejected = list(chunk.rejected)
             if intake_rest.num_rows:
@@ -821,7 +862,7 @@ def _load_batch(conn: duckdb.DuckDBPyConnection, stream: _BatchStream, settings:
         streamed.fast = fast.get(streamed.result.file, 0)
         streamed.torn_moments = torn.get(streamed.result.file, [])
         if streamed.fast < streamed.rows - streamed.blank or streamed.rejected:
-            _load_rest(conn, streamed, ingested_at, settings, quarantine)
+            _load_rest(conn, streamed, ingested_at, settings, quarantine, stream.prepared)
     _keep_first_of_repeats(conn, [s.result.file for s in stream.files], ingested_at)
     kept = _rows_per_file(conn, ingested_at)
     for streamed in stream.files:
@@ -864,7 +905,7 @@ def _record_error(report: IngestReport, result: FileResult, error: str) -> None:
 
 def _ingest_in_batches(
     conn: duckdb.DuckDBPyConnection, files: list[Path], report: IngestReport, settings: IntakeSettings,
-    skip_known: bool, on_progress: Callable[[int], None] | None,
+    skip_known: bool, on_progress: Callable[[int], None] | None, prepared: dict | None = None,
 ) -> None:
     """Files are loaded and committed in batches of about settings.transaction_records records, each
     batch one fast statement and one transaction: a large transaction writes compressed row groups
@@ -880,7 +921,7 @@ def _ingest_in_batches(
     try:
         while pending:
             manifest = set(conn.execute("SELECT file_name, sha256 FROM raw.ingested_files").fetchall()) if skip_known else None
-            stream = _BatchStream(pending, settings, hashes, manifest, on_progress, progressed)
+            stream = _BatchStream(pending, settings, hashes, manifest, on_progress, progressed, prepared)
             conn.execute("BEGIN TRANSACTION")
             try:
                 quarantine = _load_batch(conn, stream, settings)
@@ -927,8 +968,12 @@ def _settle_failed_batch(stream: _BatchStream, exc: Exception, pending: deque, r
 
 def ingest_paths(
     conn: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], settings: IntakeSettings | None = None,
-    *, skip_known: bool = False, on_progress: Callable[[int], None] | None = None,
+    *, skip_known: bool = False, on_progress: Callable[[int], None] | None = None, source_format: str = "flywheel",
+    mapping=None, timestamp: str | None = None,
 ) -> IngestReport:
+    """Load trace files into raw.traces. `source_format` is `flywheel` (the contract), `auto` (decided
+    per file) or one source (flywheel.core.intake.sources.files.FORMATS); other sources are mapped to
+    the contract first, with `mapping` (a sources.mapping.Mapping) for the fields only flywheel has."""
     settings = settings or IntakeSettings()
     if settings.max_line_bytes < 1:
         raise ValueError(f"max_line_bytes must be at least 1, got {settings.max_line_bytes}")
@@ -937,8 +982,11 @@ def ingest_paths(
     # By default every commit over 16 MB of WAL also checkpoints, recompressing the table once per
     # batch. Checkpoint once at the end instead.
     files = expand_paths(paths)
+    prepared = None
+    if source_format != "flywheel":
+        files, prepared = _read_sources(conn, files, report, source_format, mapping, timestamp, skip_known)
     with setting(conn, "checkpoint_threshold", "16GB"):
-        _ingest_in_batches(conn, files, report, settings, skip_known, on_progress)
+        _ingest_in_batches(conn, files, report, settings, skip_known, on_progress, prepared)
     conn.execute("CHECKPOINT")
     # A reload after a broken file reports the batch again later: report in the order the files came.
     position = {str(path): i for i, path in reversed(list(enumerate(files)))}

@@ -1,0 +1,65 @@
+"""Calls into conversations.
+
+A *call* is one LLM call as a source recorded it: when, the messages that went in, the messages that
+came out, and what the source knows around it (ids, attributes, metadata, tags, scores). Calls are
+grouped by conversation (a conversation, session or thread id when the source has one, else the trace
+id), ordered by start time, and merged: each call's input usually repeats the conversation so far, so
+only what it adds is appended (the longest overlap between the end of the conversation and the start
+of the input is dropped), then its output. A call whose input holds only the new turn appends all of
+it. The result is one trace of the contract per group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Call:
+    group: str  # the conversation it belongs to
+    trace_id: str  # the source's own trace (or run, or observation) id
+    start: str  # ISO 8601 UTC, for the trace's timestamp
+    order: float  # sort key within the group: epoch seconds, or the position read
+    inputs: list[dict]
+    outputs: list[dict]
+    model: str | None = None
+    user: str | None = None
+    attributes: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    scores: dict = field(default_factory=dict)
+    file: str = ""
+    line: int = 0
+    fallback: bool = False  # a wrapper (a chain run, a trace's own input) used only when its group has no LLM call
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.get("role") == b.get("role") and (a.get("content") or "").strip() == (b.get("content") or "").strip()
+
+
+def _overlap(conversation: list[dict], inputs: list[dict]) -> int:
+    """The longest k with conversation[-k:] == inputs[:k]."""
+    for k in range(min(len(conversation), len(inputs)), 0, -1):
+        if all(_same(x, y) for x, y in zip(conversation[-k:], inputs[:k])):
+            return k
+    return 0
+
+
+def merge(calls: Iterable[Call]) -> list[dict]:
+    conversation: list[dict] = []
+    for call in calls:
+        inputs = [m for m in call.inputs if m.get("content") or m.get("role") != "system"]
+        conversation += inputs[_overlap(conversation, inputs):]
+        conversation += call.outputs
+    return [m for m in conversation if (m.get("content") or "").strip()]
+
+
+def group_calls(calls: Iterable[Call]) -> dict[str, list[Call]]:
+    groups: dict[str, list[Call]] = {}
+    for call in calls:
+        groups.setdefault(call.group, []).append(call)
+    for key, members in groups.items():
+        real = [c for c in members if not c.fallback]
+        groups[key] = sorted(real or members, key=lambda c: c.order)
+    return groups

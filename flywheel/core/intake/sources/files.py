@@ -1,0 +1,171 @@
+"""Objects out of export files, whatever their container: JSON Lines, one JSON document (a list of
+records, or one pretty-printed object), CSV, Parquet; and which source a file holds."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from flywheel.core.common.records import RecordsError, csv_rows, parse_object
+from flywheel.core.intake.sources import chatlog, langfuse, langsmith
+from flywheel.core.intake.sources.otlp import is_otlp
+from flywheel.core.intake.sources.values import maybe_json
+
+FORMATS = ("auto", "flywheel", "otel", "openinference", "langfuse", "langsmith", "openai-chat")
+MAX_LINE_BYTES = 64 * 1024 * 1024  # an OTLP batch on one line: the OTLP spec's recommended body limit
+
+
+class UnknownFormat(ValueError):
+    pass
+
+
+def objects(path: Path) -> Iterator[tuple[int, dict | str]]:
+    """(line, row or element number; the object, or the problem) for every record of the file."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        yield from _parquet(path)
+        return
+    if suffix == ".csv":
+        try:
+            _, rows = csv_rows(path)
+        except RecordsError as exc:
+            raise UnknownFormat(str(exc)) from None
+        for number, row in rows:
+            yield number, ({k: maybe_json(v) if v != "" else None for k, v in row.items()} if isinstance(row, dict)
+                           else row)
+        return
+    data = path.read_bytes()
+    text = data.decode("utf-8")
+    stripped = text.lstrip()
+    if stripped.startswith("[") or (stripped.startswith("{") and "\n" in stripped.strip()):
+        try:
+            whole = json.loads(text)
+        except (ValueError, RecursionError):
+            whole = None
+        if isinstance(whole, list):  # an API export: a list of records
+            for i, item in enumerate(whole, 1):
+                yield i, item if isinstance(item, dict) else f"element {i} is not a JSON object"
+            return
+        if isinstance(whole, dict):
+            items = whole.get("data") if isinstance(whole.get("data"), list) and not is_otlp(whole) else None
+            if items is not None:  # a paginated API response: {"data": [...], "meta": ...}
+                for i, item in enumerate(items, 1):
+                    yield i, item if isinstance(item, dict) else f"element {i} is not a JSON object"
+            else:
+                yield 1, whole
+            return
+    for number, line in enumerate(io.StringIO(text), 1):
+        if not line.strip():
+            continue
+        if len(line) > MAX_LINE_BYTES:
+            yield number, f"line longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB"
+            continue
+        yield number, parse_object(line)
+
+
+def _parquet(path: Path) -> Iterator[tuple[int, dict | str]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise UnknownFormat(f"{path}: not a readable Parquet file: {exc}") from None
+    row = 0
+    for batch in parquet.iter_batches(batch_size=20_000):
+        for values in batch.to_pylist():
+            row += 1
+            yield row, {k: maybe_json(v) for k, v in values.items() if v is not None}
+
+
+def classify(record: dict) -> str | None:
+    """Which source wrote this record, or None when it looks like none of them."""
+    if is_otlp(record):
+        return "openinference" if _openinference(record) else "otel"
+    if "context.span_id" in record or "context" in record and isinstance(record["context"], dict) and "span_id" in record["context"]:
+        return "openinference"  # a row of Phoenix's spans dataframe
+    if langsmith.is_run(record):
+        return "langsmith"
+    if langfuse.is_observation(record) or langfuse.is_trace(record):
+        return "langfuse"
+    if {"trace_id", "timestamp", "messages"} <= set(record):
+        return "flywheel"
+    if chatlog.is_chat(record):
+        return "openai-chat"
+    return None
+
+
+def _openinference(doc: dict) -> bool:
+    text = json.dumps(doc)[:200_000]
+    return "openinference.span.kind" in text or '"llm.input_messages.' in text
+
+
+def _head(path: Path, sample: int) -> Iterator[dict]:
+    """The first records of a file, reading only its beginning (a detection must not load a large file)."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            batch = next(pq.ParquetFile(path).iter_batches(batch_size=sample), None)
+        except Exception as exc:  # noqa: BLE001 - any reason it cannot be read is a reason to say so
+            raise UnknownFormat(f"{path}: not a readable Parquet file: {exc}") from None
+        for values in batch.to_pylist() if batch is not None else []:
+            yield {k: maybe_json(v) for k, v in values.items() if v is not None}
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(HEAD_BYTES)
+    text = head.decode("utf-8", errors="ignore")
+    if suffix == ".csv":
+        import csv
+
+        rows = csv.DictReader(io.StringIO(text))
+        for i, row in enumerate(rows):
+            if i >= sample:
+                break
+            yield {k: maybe_json(v) for k, v in row.items() if k and v not in (None, "")}
+        return
+    stripped = text.lstrip()
+    if stripped.startswith("["):  # a JSON list: its first elements
+        decoder, at = json.JSONDecoder(), stripped.index("[") + 1
+        for _ in range(sample):
+            while at < len(stripped) and stripped[at] in " \t\r\n,":
+                at += 1
+            try:
+                item, at = decoder.raw_decode(stripped, at)
+            except ValueError:
+                return
+            if isinstance(item, dict):
+                yield item
+        return
+    if stripped.startswith("{") and "\n" in stripped.strip() and len(head) < HEAD_BYTES:
+        try:
+            whole = json.loads(text)
+        except ValueError:
+            whole = None
+        if isinstance(whole, dict):
+            yield from (whole["data"][:sample] if isinstance(whole.get("data"), list) else [whole])
+            return
+    if len(head) == HEAD_BYTES and "\n" not in text:  # one long first line (an OTLP batch): read it whole
+        with open(path, "rb") as fh:
+            text = fh.readline(MAX_LINE_BYTES).decode("utf-8", errors="ignore")
+    for line in text.splitlines()[:sample]:
+        if line.strip():
+            found = parse_object(line)
+            if isinstance(found, dict):
+                yield found
+
+
+HEAD_BYTES = 4 * 1024 * 1024
+
+
+def detect(path: Path, sample: int = 20) -> str:
+    """The format of a file from its first records; UnknownFormat when none matches."""
+    for record in _head(path, sample):
+        found = classify(record)
+        if found:
+            return found
+    raise UnknownFormat(f"{path}: cannot tell which source wrote it (none of OTLP JSON, OpenInference, Langfuse, "
+                        "LangSmith, OpenAI chat or flywheel's contract in its first records); give --format")

@@ -1,0 +1,94 @@
+"""Langfuse exports as calls: traces (the public API's camelCase JSON, the UI export, or the blob
+storage export's snake_case JSON/JSONL/CSV/Parquet rows) and observations (GENERATION rows).
+
+Trace fields read (Langfuse API reference, `TraceWithFullDetails`; blob storage export fields): id,
+timestamp, input, output, userId/user_id, sessionId/session_id, metadata, tags, scores, observations.
+A trace with GENERATION observations is read from them, in start order; otherwise from its own input
+and output. sessionId groups a conversation. Input and output may be a message list, one {role,
+content}, {"messages": [...]}, a plain string, or any of these as a JSON string (the blob export and
+the v2 API store them so).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from flywheel.core.intake.sources import messages
+from flywheel.core.intake.sources.assemble import Call
+from flywheel.core.intake.sources.values import iso, maybe_json, sort_key
+
+
+def field(record: dict, camel: str):
+    snake = "".join("_" + c.lower() if c.isupper() else c for c in camel)
+    return record.get(camel, record.get(snake))
+
+
+def is_observation(record: dict) -> bool:
+    return field(record, "traceId") is not None and str(record.get("type") or "").upper() in (
+        "GENERATION", "SPAN", "EVENT", "AGENT", "TOOL", "CHAIN", "RETRIEVER", "EMBEDDING", "EVALUATOR", "GUARDRAIL")
+
+
+def is_trace(record: dict) -> bool:
+    return "id" in record and ("input" in record or "output" in record or "observations" in record) and (
+        any(field(record, k) is not None for k in ("sessionId", "userId", "timestamp")))
+
+
+def calls(record: dict, file: str, line: int, skipped: Counter) -> list[Call] | str:
+    if is_observation(record):
+        return _observation(record, file, line, skipped)
+    if not record.get("id"):
+        return "a Langfuse trace needs an id"
+    trace_id = str(record["id"])
+    metadata = maybe_json(record.get("metadata"))
+    metadata = metadata if isinstance(metadata, dict) else {}
+    tags = maybe_json(record.get("tags")) or []
+    common = dict(user=field(record, "userId"), metadata=metadata, scores=_scores(record.get("scores")),
+                  tags=[str(t) for t in tags] if isinstance(tags, list) else [], file=file, line=line)
+    group = str(field(record, "sessionId") or trace_id)
+    start = iso(record.get("timestamp")) or ""
+    found = []
+    for i, obs in enumerate(maybe_json(record.get("observations")) or []):
+        if not isinstance(obs, dict):
+            continue
+        if str(obs.get("type") or "").upper() != "GENERATION":
+            skipped[f"Langfuse observation type {str(obs.get('type') or '?').upper()} (not an LLM call)"] += 1
+            continue
+        obs_start = iso(field(obs, "startTime")) or start
+        found.append(Call(group=group, trace_id=trace_id, start=obs_start, order=sort_key(obs_start, line * 1000 + i),
+                          inputs=messages.many(obs.get("input"), "user"),
+                          outputs=messages.many(obs.get("output"), "assistant"), model=obs.get("model"), **common))
+    if not found:
+        inputs, outputs = messages.many(record.get("input"), "user"), messages.many(record.get("output"), "assistant")
+        if not inputs and not outputs:
+            return "a Langfuse trace without input, output or GENERATION observations"
+        found.append(Call(group=group, trace_id=trace_id, start=start, order=sort_key(start, line), inputs=inputs,
+                          outputs=outputs, model=None, **common))
+    return found
+
+
+def _observation(record: dict, file: str, line: int, skipped: Counter) -> list[Call]:
+    kind = str(record.get("type") or "").upper()
+    if kind != "GENERATION":
+        skipped[f"Langfuse observation type {kind} (not an LLM call)"] += 1
+        return []
+    trace_id = str(field(record, "traceId"))
+    start = iso(field(record, "startTime")) or ""
+    metadata = maybe_json(record.get("metadata"))
+    tags = maybe_json(record.get("tags")) or []
+    return [Call(group=str(field(record, "sessionId") or trace_id), trace_id=trace_id, start=start,
+                 order=sort_key(start, line), inputs=messages.many(record.get("input"), "user"),
+                 outputs=messages.many(record.get("output"), "assistant"), model=record.get("model"),
+                 user=field(record, "userId"), metadata=metadata if isinstance(metadata, dict) else {},
+                 tags=[str(t) for t in tags] if isinstance(tags, list) else [], file=file, line=line)]
+
+
+def _scores(value) -> dict:
+    """Scores as {name: value}: the API's list of score objects, or a {name: value} mapping."""
+    value = maybe_json(value)
+    out = {}
+    if isinstance(value, dict):
+        value = [{"name": k, "value": v} for k, v in value.items()]
+    for s in value or []:
+        if isinstance(s, dict) and s.get("name") is not None and isinstance(s.get("value"), (int, float)):
+            out[str(s["name"])] = float(s["value"])
+    return out

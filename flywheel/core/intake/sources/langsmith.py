@@ -1,0 +1,57 @@
+"""LangSmith runs (the API's Run objects as JSON, or the bulk export's Parquet rows) as calls.
+
+Run fields read (langsmith-sdk `langsmith/schemas.py` Run; docs "Run data format" and "Data export"):
+id, trace_id, parent_run_id, run_type, start_time, inputs, outputs, extra.metadata, tags,
+feedback_stats. LLM runs (run_type "llm") are the calls; a trace with none is read from its root run
+(a chain run whose inputs hold messages). `extra.metadata.thread_id`, `session_id` or `conversation_id`
+group a conversation (LangSmith threads); `Run.session_id` is the project, not the conversation.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from flywheel.core.intake.sources import messages
+from flywheel.core.intake.sources.assemble import Call
+from flywheel.core.intake.sources.values import iso, maybe_json, sort_key
+
+THREAD_KEYS = ("thread_id", "session_id", "conversation_id")
+
+
+def is_run(record: dict) -> bool:
+    return "run_type" in record and ("inputs" in record or "outputs" in record or "dotted_order" in record)
+
+
+def call(record: dict, file: str, line: int, skipped: Counter) -> Call | str | None:
+    """The call of one run; a string saying why it cannot be read; None when skipped (counted)."""
+    if not record.get("id"):
+        return "a LangSmith run needs an id"
+    run_type = str(record.get("run_type") or "").lower()
+    root = not record.get("parent_run_id")
+    if run_type != "llm" and not root:
+        skipped[f"LangSmith run_type {run_type or '?'} (not an LLM call)"] += 1
+        return None
+    extra = maybe_json(record.get("extra")) or {}
+    metadata = maybe_json(extra.get("metadata")) if isinstance(extra, dict) else {}
+    metadata = metadata if isinstance(metadata, dict) else {}
+    inputs = messages.many(maybe_json(record.get("inputs")), "user")
+    outputs = messages.many(maybe_json(record.get("outputs")), "assistant")
+    if not inputs and not outputs:
+        skipped[f"LangSmith {run_type or 'run'} run without messages"] += 1
+        return None
+    trace = str(record.get("trace_id") or record["id"])
+    group = next((str(metadata[k]) for k in THREAD_KEYS if metadata.get(k)), trace)
+    start = iso(record.get("start_time")) or ""
+    feedback = maybe_json(record.get("feedback_stats")) or {}
+    scores = {k: float(v["avg"]) for k, v in feedback.items()
+              if isinstance(v, dict) and isinstance(v.get("avg"), (int, float))} if isinstance(feedback, dict) else {}
+    outputs_obj = maybe_json(record.get("outputs")) or {}
+    model = (metadata.get("ls_model_name") or (extra.get("invocation_params") or {}).get("model")
+             if isinstance(extra, dict) else None) or ((outputs_obj.get("llm_output") or {}).get("model_name")
+                                                       if isinstance(outputs_obj, dict) else None)
+    tags = maybe_json(record.get("tags")) or []
+    return Call(group=group, trace_id=trace, start=start, order=sort_key(start, line), inputs=inputs, outputs=outputs,
+                model=model, user=metadata.get("user_id"), metadata=metadata,
+                tags=[str(t) for t in tags] if isinstance(tags, list) else [], scores=scores, file=file, line=line,
+                fallback=run_type != "llm")
+

@@ -1,0 +1,72 @@
+"""Message lists in the shapes LLM platforms store them: OpenAI-style {role, content}, LangChain
+serialized messages ({"lc": 1, "id": [..., "HumanMessage"], "kwargs": {...}}) or dumped ones
+({"type": "human", "content": ...}), a single message, {"messages": [...]}, a plain string."""
+
+from __future__ import annotations
+
+import json
+
+from flywheel.core.intake.sources.values import maybe_json, role, text_of, tool_call_text
+
+
+def one(m, default_role: str) -> dict | None:
+    if isinstance(m, str):
+        return {"role": default_role, "content": m}
+    if not isinstance(m, dict):
+        return None
+    if m.get("lc") and isinstance(m.get("kwargs"), dict):  # LangChain's dumpd(): class name gives the role
+        kwargs = m["kwargs"]
+        name = (m.get("id") or ["", default_role])[-1]
+        r = role(kwargs.get("role")) if name == "ChatMessage" else role(name) or role(kwargs.get("type"))
+        return {"role": r or default_role, "content": _with_tool_calls(kwargs.get("content"), kwargs.get("tool_calls"))}
+    if "message" in m and isinstance(m["message"], dict) and "content" not in m:  # a choice or a generation
+        return one(m["message"], default_role)
+    r = role(m.get("role")) or role(m.get("type")) or default_role
+    calls = m.get("tool_calls") or (m.get("additional_kwargs") or {}).get("tool_calls")
+    content = m.get("content", m.get("text"))
+    if "parts" in m and content is None:
+        content = m["parts"]
+    return {"role": r, "content": _with_tool_calls(content, calls)}
+
+
+def _with_tool_calls(content, calls) -> str:
+    text = text_of(content)
+    rendered = []
+    for c in maybe_json(calls) or []:
+        if isinstance(c, dict):
+            fn = c.get("function") or {}
+            rendered.append(tool_call_text(fn.get("name") or c.get("name"), fn.get("arguments", c.get("args", c.get("arguments")))))
+    return "\n".join(x for x in [text, *rendered] if x)
+
+
+def many(value, default_role: str) -> list[dict]:
+    """Messages from any of the shapes above; unknown structures become one message of their JSON."""
+    value = maybe_json(value)
+    if value is None or value == "" or value == [] or value == {}:
+        return []
+    if isinstance(value, str):
+        return [{"role": default_role, "content": value}]
+    if isinstance(value, dict):
+        for key in ("messages", "input", "prompt", "query", "question"):
+            if key in value and value[key] not in (None, "", []):
+                return many(value[key], default_role)
+        if "choices" in value:
+            return [m for c in value["choices"] or [] if (m := one(c, "assistant"))]
+        if "generations" in value:
+            gens = value["generations"]
+            flat = [g for batch in gens for g in (batch if isinstance(batch, list) else [batch])]
+            return [m for g in flat if (m := one(g.get("message") or {"content": g.get("text")}, "assistant"))]
+        for key in ("output", "answer", "response", "result", "text", "completion"):
+            if key in value and value[key] not in (None, ""):
+                return many(value[key], default_role)
+        if "role" in value or "content" in value or value.get("lc"):
+            m = one(value, default_role)
+            return [m] if m else []
+        if "args" in value or "kwargs" in value:  # a decorated function's arguments
+            return [{"role": default_role, "content": json.dumps(value, ensure_ascii=False, default=str)}]
+        return [{"role": default_role, "content": json.dumps(value, ensure_ascii=False, default=str)}]
+    if isinstance(value, list):
+        if value and all(isinstance(v, list) for v in value):  # LangChain: a batch of message lists
+            value = value[0]
+        return [m for v in value if (m := one(v, default_role))]
+    return [{"role": default_role, "content": text_of(value)}]

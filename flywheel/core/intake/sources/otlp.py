@@ -1,0 +1,164 @@
+"""OTLP trace data as JSON (the Collector's file exporter, OTLP/HTTP with JSON, or protobuf decoded by
+the endpoint) into plain spans.
+
+OTLP/JSON (opentelemetry-proto, docs/specification.md "JSON Protobuf Encoding"): lowerCamelCase keys,
+trace and span ids as hex, 64-bit integers as decimal strings or numbers, enums as integers. Some
+exporters write the proto3 JSON mapping instead (ids in base64, enum names); both are read, ids told
+apart by length (a trace id is 32 hex or 24 base64 characters). Pre-2022 files name `scopeSpans`
+`instrumentationLibrarySpans`; snake_case keys are read too.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+
+class OtlpError(ValueError):
+    """A document that is not OTLP trace data."""
+
+
+@dataclass
+class Span:
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    name: str
+    kind: int
+    start_ns: int
+    end_ns: int
+    attributes: dict
+    events: list[tuple[str, int, dict]] = field(default_factory=list)  # (name, time ns, attributes)
+    resource: dict = field(default_factory=dict)
+
+
+def _get(obj: dict, camel: str, snake: str | None = None, default=None):
+    if camel in obj:
+        return obj[camel]
+    return obj.get(snake or _snake(camel), default)
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+def any_value(value):
+    """An OTLP AnyValue as a Python value: kvlist -> dict, array -> list, intValue -> int, bytes ->
+    bytes; an empty AnyValue -> None."""
+    if not isinstance(value, dict):
+        return value
+    for key in ("stringValue", "string_value"):
+        if key in value:
+            return value[key]
+    for key in ("boolValue", "bool_value"):
+        if key in value:
+            return bool(value[key])
+    for key in ("intValue", "int_value"):
+        if key in value:
+            try:
+                return int(value[key])
+            except (TypeError, ValueError):
+                return value[key]
+    for key in ("doubleValue", "double_value"):
+        if key in value:
+            try:
+                return float(value[key])
+            except (TypeError, ValueError):
+                return value[key]
+    for key in ("arrayValue", "array_value"):
+        if key in value:
+            return [any_value(v) for v in (value[key] or {}).get("values", [])]
+    for key in ("kvlistValue", "kvlist_value"):
+        if key in value:
+            return attributes((value[key] or {}).get("values", []))
+    for key in ("bytesValue", "bytes_value"):
+        if key in value:
+            try:
+                return base64.b64decode(value[key])
+            except (binascii.Error, TypeError):
+                return value[key]
+    return None
+
+
+def attributes(pairs) -> dict:
+    """A list of OTLP KeyValue as a dict (later keys win, as in the SDKs)."""
+    out = {}
+    for pair in pairs or []:
+        if isinstance(pair, dict) and isinstance(pair.get("key"), str):
+            out[pair["key"]] = any_value(pair.get("value"))
+    return out
+
+
+def span_id(value, hex_length: int, what: str = "id") -> str | None:
+    """An OTLP id as lowercase hex: hex as given, or base64 (proto3 JSON) converted. Errors never quote
+    the value: an id is as hostile as any other field of a trace."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise OtlpError(f"{what} must be a string, got {type(value).__name__}")
+    text = value.strip()
+    if len(text) == hex_length:
+        try:
+            bytes.fromhex(text)
+            return text.lower()
+        except ValueError:
+            pass
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise OtlpError(f"{what} is neither hex nor base64") from None
+    if len(raw) * 2 != hex_length:
+        raise OtlpError(f"{what} has {len(raw)} bytes, expected {hex_length // 2}")
+    return raw.hex()
+
+
+def _int(value, default: int = 0) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+_KINDS = {"SPAN_KIND_UNSPECIFIED": 0, "SPAN_KIND_INTERNAL": 1, "SPAN_KIND_SERVER": 2, "SPAN_KIND_CLIENT": 3,
+          "SPAN_KIND_PRODUCER": 4, "SPAN_KIND_CONSUMER": 5}
+
+
+def is_otlp(doc) -> bool:
+    return isinstance(doc, dict) and ("resourceSpans" in doc or "resource_spans" in doc)
+
+
+def spans(doc: dict) -> Iterator[Span | OtlpError]:
+    """Every span of one OTLP traces document ({"resourceSpans": [...]}); a span that cannot be read
+    comes out as the OtlpError saying why (its id in the message when it has one)."""
+    if not is_otlp(doc):
+        raise OtlpError('not OTLP trace data: no "resourceSpans"')
+    for resource_spans in _get(doc, "resourceSpans") or []:
+        if not isinstance(resource_spans, dict):
+            yield OtlpError("a resourceSpans entry is not an object")
+            continue
+        resource = attributes((_get(resource_spans, "resource") or {}).get("attributes"))
+        scopes = _get(resource_spans, "scopeSpans") or _get(resource_spans, "instrumentationLibrarySpans") or []
+        for scope in scopes:
+            for raw in (scope or {}).get("spans") or []:
+                yield _span(raw, resource)
+
+
+def _span(raw, resource: dict) -> Span | OtlpError:
+    if not isinstance(raw, dict):
+        return OtlpError("a span is not an object")
+    try:
+        trace = span_id(_get(raw, "traceId"), 32, "traceId")
+        sid = span_id(_get(raw, "spanId"), 16, "spanId")
+        parent = span_id(_get(raw, "parentSpanId"), 16, "parentSpanId")
+    except OtlpError as exc:
+        return OtlpError(f"a span: {exc}")
+    if not trace or not sid:
+        return OtlpError(f"a span has no {'traceId' if not trace else 'spanId'}")
+    kind = _get(raw, "kind", default=0)
+    events = [(str(_get(e, "name") or ""), _int(_get(e, "timeUnixNano")), attributes(_get(e, "attributes")))
+              for e in (_get(raw, "events") or []) if isinstance(e, dict)]
+    return Span(trace, sid, parent, str(_get(raw, "name") or ""), _KINDS.get(kind, _int(kind)),
+                _int(_get(raw, "startTimeUnixNano")), _int(_get(raw, "endTimeUnixNano")),
+                attributes(_get(raw, "attributes")), events, resource)

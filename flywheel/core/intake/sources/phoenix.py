@@ -1,0 +1,60 @@
+"""Rows of Phoenix's spans dataframe (`Client().spans.get_spans_dataframe()`, saved as Parquet, CSV
+or JSON): `context.trace_id`, `context.span_id`, `parent_id`, `name`, `span_kind`, `start_time`, and
+`attributes.*` columns, where `attributes.llm.input_messages` is a list of {"message.role": ...,
+"message.content": ...}. Turned into the flattened OpenInference span the OTLP path reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flywheel.core.intake.sources.otlp import Span
+from flywheel.core.intake.sources.values import maybe_json
+
+
+def span(row: dict) -> Span | str:
+    context = row.get("context") if isinstance(row.get("context"), dict) else {}
+    trace_id = row.get("context.trace_id") or context.get("trace_id")
+    span_id = row.get("context.span_id") or context.get("span_id")
+    if not trace_id or not span_id:
+        return "a Phoenix span row needs context.trace_id and context.span_id"
+    attributes: dict = {}
+    nested = row.get("attributes") if isinstance(row.get("attributes"), dict) else {}
+    flat = {**{f"attributes.{k}": v for k, v in _flatten(nested).items()},
+            **{k: v for k, v in row.items() if k.startswith("attributes.")}}
+    for key, value in flat.items():
+        name = key.removeprefix("attributes.")
+        value = maybe_json(value)
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for i, item in enumerate(value):  # llm.input_messages: [{"message.role": ...}, ...]
+                for sub, v in _flatten(item).items():
+                    attributes[f"{name}.{i}.{sub}"] = v
+        else:
+            attributes[name] = value
+    if row.get("span_kind") and "openinference.span.kind" not in attributes:
+        attributes["openinference.span.kind"] = row["span_kind"]
+    return Span(str(trace_id), str(span_id), row.get("parent_id"), str(row.get("name") or ""), 0,
+                _ns(row.get("start_time")), _ns(row.get("end_time")), attributes)
+
+
+def _flatten(value: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, v in value.items():
+        name = f"{prefix}{key}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, name + "."))
+        else:
+            out[name] = v
+    return out
+
+
+def _ns(value) -> int:
+    if isinstance(value, dt.datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        return int(moment.timestamp() * 1e9)
+    if isinstance(value, str):
+        try:
+            moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return int((moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)).timestamp() * 1e9)
+        except ValueError:
+            return 0
+    return int(value or 0)

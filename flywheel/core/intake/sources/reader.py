@@ -1,0 +1,198 @@
+"""Files of any supported source into records of the trace contract, for the intake pipeline.
+
+Calls are gathered from every file of one ingest, grouped into conversations across files (the
+endpoint writes an hour per file; an exporter's batch may split a trace), and each conversation is
+counted in the file holding its first call. A file's records are its conversations and its problems,
+numbered in the order of the lines they come from; a problem's reason names its line (and span).
+Spans or runs that are not LLM calls are counted by reason, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flywheel.core.intake.sources import chatlog, langfuse, langsmith, otel, phoenix
+from flywheel.core.intake.sources import files as source_files
+from flywheel.core.intake.sources.assemble import Call, group_calls, merge
+from flywheel.core.intake.sources.mapping import Mapping
+from flywheel.core.intake.sources.otlp import OtlpError
+
+EXCERPT = 2000
+# Attributes the readers consume themselves (messages, ids, model, kind): never "unmapped".
+CONSUMED_ATTRIBUTES = ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions",
+                       "gen_ai.prompt", "gen_ai.completion", "llm.input_messages", "llm.output_messages",
+                       "input.value", "output.value", "metadata", "tag.tags", "gen_ai.operation.name",
+                       "gen_ai.response.model", "gen_ai.request.model", "gen_ai.conversation.id", "enduser.id",
+                       "user.id", "session.id", "llm.model_name", "openinference.span.kind", "gen_ai.provider.name",
+                       "gen_ai.system")
+
+
+@dataclass
+class Problem:
+    reason: str
+    excerpt: str = ""
+
+
+@dataclass
+class SourceRead:
+    formats: dict[str, str] = field(default_factory=dict)  # file -> the format read
+    prepared: dict[str, list[tuple[int, dict | Problem]]] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)  # file -> why it could not be read at all
+    skipped: Counter = field(default_factory=Counter)  # reason -> spans or runs that are not LLM calls
+    mapped: Counter = field(default_factory=Counter)  # "field <- source" -> conversations
+    groups: list[tuple[list[Call], dict | Problem]] = field(default_factory=list)  # for --dry-run
+
+    def native(self, path: Path) -> bool:
+        """Whether the file is in flywheel's own contract (read by the intake as it always was)."""
+        return self.formats.get(str(path)) == "flywheel"
+
+
+def read(paths: list[Path], fmt: str, mapping: Mapping, *, timestamp: str | None = None,
+         keep_groups: int = 0) -> SourceRead:
+    out = SourceRead()
+    calls: list[tuple[str, Call]] = []
+    problems: dict[str, list[tuple[int, Problem]]] = {}
+    for path in paths:
+        name = str(path)
+        try:
+            chosen = source_files.detect(path) if fmt == "auto" else fmt
+        except (source_files.UnknownFormat, OSError) as exc:
+            out.unreadable[name] = str(exc)
+            continue
+        out.formats[name] = chosen
+        if chosen == "flywheel":
+            continue
+        when = timestamp or _mtime(path)
+        try:
+            for line, record in source_files.objects(path):
+                for found in _calls(chosen, record, name, line, when, out.skipped):
+                    if isinstance(found, Problem):
+                        problems.setdefault(name, []).append((line, found))
+                    else:
+                        calls.append((chosen, found))
+        except (source_files.UnknownFormat, OSError, UnicodeDecodeError) as exc:
+            out.unreadable[name] = str(exc) if not isinstance(exc, UnicodeDecodeError) else f"{path}: not UTF-8 text"
+            out.formats.pop(name)
+            problems.pop(name, None)
+            calls = [(f, c) for f, c in calls if c.file != name]
+    by_format: dict[str, list[Call]] = {}
+    for chosen, call in calls:
+        by_format.setdefault(chosen, []).append(call)
+    placed: dict[str, list[tuple[int, int, dict | Problem]]] = {}
+    for chosen, members in by_format.items():
+        for key, group in group_calls(members).items():
+            record = _record(chosen, key, group, mapping, out.mapped)
+            first = min(group, key=lambda c: (c.file != group[0].file, c.line))
+            placed.setdefault(first.file, []).append((first.line, 0, record))
+            if len(out.groups) < keep_groups:
+                out.groups.append((group, record))
+    for name, found in problems.items():
+        placed.setdefault(name, []).extend((line, 1, p) for line, p in found)
+    for name in out.formats:
+        if out.formats[name] == "flywheel":
+            continue
+        items = sorted(placed.get(name, []), key=lambda item: (item[0], item[1]))
+        out.prepared[name] = [(i, record) for i, (_, _, record) in enumerate(items, 1)]
+    return out
+
+
+def _mtime(path: Path) -> str:
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.timezone.utc).isoformat()
+    except OSError:
+        return ""
+
+
+def _calls(chosen: str, record, file: str, line: int, when: str, skipped: Counter) -> list[Call | Problem]:
+    if isinstance(record, str):
+        return [Problem(f"line {line}: {record}")]
+    excerpt = json.dumps(record, ensure_ascii=False, default=str)[:EXCERPT]
+    if chosen in ("otel", "openinference"):
+        if "context.span_id" in record or isinstance(record.get("context"), dict):
+            return _phoenix_row(record, file, line, skipped, excerpt)
+        try:
+            found, errors = otel.calls(record, file, line, skipped)
+        except OtlpError as exc:
+            return [Problem(f"line {line}: {exc}", excerpt)]
+        return [*found, *(Problem(f"line {line}: {e}", excerpt) for e in errors)]
+    if chosen == "langsmith":
+        got = langsmith.call(record, file, line, skipped) if langsmith.is_run(record) else "not a LangSmith run"
+    elif chosen == "langfuse":
+        got = langfuse.calls(record, file, line, skipped) if (langfuse.is_trace(record) or langfuse.is_observation(
+            record)) else "not a Langfuse trace or observation"
+    elif chosen == "openai-chat":
+        got = chatlog.call(record, file, line, when) if chatlog.is_chat(record) else 'no "messages" list'
+    else:
+        got = f"unknown format {chosen}"
+    if isinstance(got, str):
+        return [Problem(f"line {line}: {got}", excerpt)]
+    return [] if got is None else (got if isinstance(got, list) else [got])
+
+
+def _phoenix_row(record: dict, file: str, line: int, skipped: Counter, excerpt: str) -> list[Call | Problem]:
+    from flywheel.core.intake.sources import genai
+
+    span = phoenix.span(record)
+    if isinstance(span, str):
+        return [Problem(f"line {line}: {span}", excerpt)]
+    reason = genai.skip_reason(span)
+    if reason:
+        skipped[reason] += 1
+        return []
+    inputs, outputs = genai.messages(span)
+    if not inputs and not outputs:
+        skipped[otel.NO_CONTENT] += 1
+        return []
+    return [otel._call(span, inputs, outputs, file, line)]
+
+
+def _record(chosen: str, key: str, group: list[Call], mapping: Mapping, mapped: Counter) -> dict | Problem:
+    messages = merge(group)
+    first = group[0]
+    if not messages:
+        return Problem(f"line {first.line}: a conversation of {len(group)} LLM call(s) has no message text", "")
+    start = min((c.start for c in group if c.start), default="")
+    if not start:
+        return Problem(f"line {first.line}: a conversation of {len(group)} LLM call(s) has no timestamp", "")
+    fields, used = mapping.apply(group)
+    for name, place in used.items():
+        mapped[f"{name} <- {place}"] += 1
+    metadata: dict = {}
+    for call in group:
+        metadata.update(call.metadata)
+    tags = sorted({t for c in group for t in c.tags})
+    scores = {k: v for c in group for k, v in c.scores.items()}
+    sources = sorted({c.trace_id for c in group})
+    metadata.update({"source_format": chosen, "source_traces": sources[:50], "llm_calls": len(group)})
+    if tags:
+        metadata["tags"] = tags
+    if scores:
+        metadata["scores"] = scores
+    record = {"trace_id": key, "timestamp": start, "messages": messages, "metadata": metadata, **fields}
+    model = next((c.model for c in reversed(group) if c.model), None)
+    if model:
+        record["model_version"] = str(model)
+    return record
+
+
+def mapped_sources(calls: list[Call], mapping: Mapping) -> dict[str, str]:
+    return mapping.apply(calls)[1]
+
+
+def unmapped_keys(calls: list[Call], mapping: Mapping) -> list[str]:
+    """Attribute, metadata and tag names a source gave that no mapping entry reads (message attributes
+    aside): what the mapping file could still use."""
+    used = {place for places in mapping.sources.values() for place in places}
+    keys = set()
+    for call in calls:
+        keys |= {f"attribute:{k}" for k in call.attributes
+                 if not k.startswith(CONSUMED_ATTRIBUTES) and not k.startswith("resource.")}
+        keys |= {f"metadata:{k}" for k in call.metadata}
+        keys |= {f"tag:{t.split(':', 1)[0].split('=', 1)[0]}" for t in call.tags}
+        keys |= {f"score:{k}" for k in call.scores}
+    return sorted(keys - used)

@@ -1,0 +1,107 @@
+"""Small conversions every source needs: JSON that may arrive as a string, message content in its
+many shapes, roles by their many names, timestamps in their many encodings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+ROLES = {
+    "user": "user", "human": "user", "humanmessage": "user", "humanmessagechunk": "user",
+    "assistant": "assistant", "ai": "assistant", "aimessage": "assistant", "aimessagechunk": "assistant",
+    "model": "assistant", "bot": "assistant", "chatbot": "assistant",
+    "system": "system", "developer": "system", "systemmessage": "system",
+    "tool": "tool", "function": "tool", "toolmessage": "tool", "functionmessage": "tool", "ipython": "tool",
+}
+
+
+def maybe_json(value):
+    """A string that holds a JSON object or list, parsed; anything else as it is."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text[:1] in ("{", "[") and text[-1:] in ("}", "]"):
+            try:
+                return json.loads(text)
+            except (json.JSONDecodeError, RecursionError):
+                return value
+    return value
+
+
+def role(name) -> str | None:
+    """The contract's role for a source's role name (human -> user, ai -> assistant ...), or None."""
+    if not isinstance(name, str):
+        return None
+    return ROLES.get(name.strip().lower().replace("_", ""))
+
+
+def tool_call_text(name, arguments, call_id=None) -> str:
+    """A tool call kept as text in the conversation: what was called, with what."""
+    args = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False, default=str)
+    return f"[tool call {name or '?'}({args or ''})]"
+
+
+def text_of(content) -> str:
+    """Message content as text: a string, a list of parts ({type: text, text|content}, tool calls,
+    images named not inlined), or an object with text in it."""
+    content = maybe_json(content) if isinstance(content, str) and content[:1] in "[{" else content
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, (int, float, bool)):
+        return json.dumps(content)
+    if isinstance(content, dict):
+        return _part_text(content)
+    if isinstance(content, (list, tuple)):
+        pieces = [_part_text(p) if isinstance(p, dict) else text_of(p) for p in content]
+        return "\n".join(p for p in pieces if p)
+    return str(content)
+
+
+def _part_text(part: dict) -> str:
+    kind = str(part.get("type", "") or "").lower()
+    if kind in ("tool_call", "tool_use", "function_call"):
+        return tool_call_text(part.get("name") or (part.get("function") or {}).get("name"),
+                              part.get("arguments", part.get("input", (part.get("function") or {}).get("arguments"))))
+    if kind in ("tool_call_response", "tool_result"):
+        return text_of(part.get("response", part.get("result", part.get("content"))))
+    if kind in ("image", "image_url", "blob", "file", "uri", "audio", "video", "input_image", "document"):
+        return f"[{part.get('modality') or kind}]"
+    for key in ("content", "text", "message_content.text", "value"):
+        if key in part and part[key] is not None:
+            return text_of(part[key])
+    return ""
+
+
+def epoch_ns_to_iso(value) -> str | None:
+    """OTLP's nanoseconds since the epoch (a number or a decimal string) as ISO 8601 UTC."""
+    try:
+        ns = int(value)
+    except (TypeError, ValueError):
+        return None
+    if ns <= 0:
+        return None
+    return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def iso(value) -> str | None:
+    """A timestamp from a source (ISO 8601 string, datetime, epoch seconds or milliseconds) as ISO 8601."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)).isoformat()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = value / 1e9 if value > 1e17 else value / 1e3 if value > 1e11 else value
+        return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc).isoformat()
+    return str(value)
+
+
+def sort_key(timestamp: str | None, position: int) -> float:
+    """Epoch seconds of an ISO timestamp (ties and unreadable ones by position read)."""
+    try:
+        moment = dt.datetime.fromisoformat(str(timestamp).replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.timezone.utc)
+        return moment.timestamp() + position * 1e-9
+    except (TypeError, ValueError):
+        return float(position)
