@@ -3,8 +3,9 @@
 
 import dagster as dg
 
+from flywheel.core.common import clock, markdown
 from flywheel.core.intake import ingest as intake
-from flywheel.core.common import markdown
+from flywheel.core.intake import otlp_inbox
 from flywheel.resources.warehouse import Warehouse
 from flywheel.settings import IntakeSettings
 
@@ -52,7 +53,9 @@ def raw_traces(context: dg.AssetExecutionContext, config: IntakeConfig, warehous
     inbox.mkdir(parents=True, exist_ok=True)
     with warehouse.connect() as conn:
         # Files from any source (the endpoint's OTLP batches, exports dropped in), each read as what it is.
-        report = intake.ingest_paths(conn, [inbox], config, skip_known=True, source_format="auto",
+        # The endpoint's file of the current hour is still growing: it waits for the next run.
+        files = [f for f in intake.expand_paths([inbox]) if not otlp_inbox.is_open(f, clock.now())]
+        report = intake.ingest_paths(conn, files, config, skip_known=True, source_format="auto",
                                      mapping=_mapping(warehouse.paths))
         total = conn.execute("SELECT count(*) FROM raw.traces").fetchone()[0]
         quarantined_total = conn.execute("SELECT count(*) FROM raw.quarantine").fetchone()[0]
