@@ -31,6 +31,7 @@ class Call:
     scores: dict = field(default_factory=dict)
     file: str = ""
     line: int = 0
+    call_id: str = ""  # the span, run or observation id: a batch an exporter sent twice adds nothing
     fallback: bool = False  # a wrapper (a chain run, a trace's own input) used only when its group has no LLM call
 
 
@@ -57,7 +58,13 @@ def merge(calls: Iterable[Call]) -> list[dict]:
 
 def group_calls(calls: Iterable[Call]) -> dict[str, list[Call]]:
     groups: dict[str, list[Call]] = {}
+    seen: set[tuple[str, str, str]] = set()
     for call in calls:
+        if call.call_id:
+            key = (call.group, call.trace_id, call.call_id)
+            if key in seen:
+                continue
+            seen.add(key)
         groups.setdefault(call.group, []).append(call)
     for key, members in groups.items():
         real = [c for c in members if not c.fallback]

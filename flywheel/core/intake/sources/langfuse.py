@@ -12,10 +12,21 @@ the v2 API store them so).
 from __future__ import annotations
 
 from collections import Counter
+import json
 
 from flywheel.core.intake.sources import messages
 from flywheel.core.intake.sources.assemble import Call
 from flywheel.core.intake.sources.values import iso, maybe_json, sort_key
+
+
+def _io(value):
+    """Input or output: the blob export and the v2 API store them JSON-encoded, strings included."""
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
 
 
 def field(record: dict, camel: str):
@@ -55,14 +66,15 @@ def calls(record: dict, file: str, line: int, skipped: Counter) -> list[Call] | 
             continue
         obs_start = iso(field(obs, "startTime")) or start
         found.append(Call(group=group, trace_id=trace_id, start=obs_start, order=sort_key(obs_start, line * 1000 + i),
-                          inputs=messages.many(obs.get("input"), "user"),
-                          outputs=messages.many(obs.get("output"), "assistant"), model=obs.get("model"), **common))
+                          inputs=messages.many(_io(obs.get("input")), "user"),
+                          outputs=messages.many(_io(obs.get("output")), "assistant"), model=obs.get("model"),
+                          call_id=str(obs.get("id") or f"{trace_id}/{i}"), **common))
     if not found:
-        inputs, outputs = messages.many(record.get("input"), "user"), messages.many(record.get("output"), "assistant")
+        inputs, outputs = messages.many(_io(record.get("input")), "user"), messages.many(_io(record.get("output")), "assistant")
         if not inputs and not outputs:
             return "a Langfuse trace without input, output or GENERATION observations"
         found.append(Call(group=group, trace_id=trace_id, start=start, order=sort_key(start, line), inputs=inputs,
-                          outputs=outputs, model=None, **common))
+                          outputs=outputs, model=None, call_id=trace_id, **common))
     return found
 
 
@@ -76,10 +88,11 @@ def _observation(record: dict, file: str, line: int, skipped: Counter) -> list[C
     metadata = maybe_json(record.get("metadata"))
     tags = maybe_json(record.get("tags")) or []
     return [Call(group=str(field(record, "sessionId") or trace_id), trace_id=trace_id, start=start,
-                 order=sort_key(start, line), inputs=messages.many(record.get("input"), "user"),
-                 outputs=messages.many(record.get("output"), "assistant"), model=record.get("model"),
+                 order=sort_key(start, line), inputs=messages.many(_io(record.get("input")), "user"),
+                 outputs=messages.many(_io(record.get("output")), "assistant"), model=record.get("model"),
                  user=field(record, "userId"), metadata=metadata if isinstance(metadata, dict) else {},
-                 tags=[str(t) for t in tags] if isinstance(tags, list) else [], file=file, line=line)]
+                 tags=[str(t) for t in tags] if isinstance(tags, list) else [], file=file, line=line,
+                 call_id=str(record.get("id") or ""))]
 
 
 def _scores(value) -> dict:

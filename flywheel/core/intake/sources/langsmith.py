@@ -53,5 +53,5 @@ def call(record: dict, file: str, line: int, skipped: Counter) -> Call | str | N
     return Call(group=group, trace_id=trace, start=start, order=sort_key(start, line), inputs=inputs, outputs=outputs,
                 model=model, user=metadata.get("user_id"), metadata=metadata,
                 tags=[str(t) for t in tags] if isinstance(tags, list) else [], scores=scores, file=file, line=line,
-                fallback=run_type != "llm")
+                call_id=str(record["id"]), fallback=run_type != "llm")
 

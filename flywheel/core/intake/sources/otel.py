@@ -47,5 +47,5 @@ def _call(span: Span, inputs: list[dict], outputs: list[dict], file: str, line: 
         attributes={**{f"resource.{k}": v for k, v in span.resource.items()}, **a},
         metadata=metadata if isinstance(metadata, dict) else {},
         tags=[str(t) for t in tags] if isinstance(tags, list) else [],
-        scores=genai.evaluation_scores(span), file=file, line=line,
+        scores=genai.evaluation_scores(span), file=file, line=line, call_id=span.span_id,
     )
