@@ -92,6 +92,10 @@ MISTAKES = [
     ("regress", "--target", "no_such_module:fn"),
     ("regress", "--target", "mybot:no_such_function"),
     ("regress", "--target", "not-a-spec"),
+    # trace sources
+    ("ingest", "--format", "zipkin", "{traces}"),
+    ("ingest", "--timestamp", "yesterday", "{traces}"),
+    ("ingest", "--dry-run", "{root}/missing.jsonl"),
     # the review app and its reviewers
     ("serve", "--data-dir", "{root}/typo"),
     ("serve", "--port", "70000"),

@@ -476,3 +476,27 @@ def test_dry_run_shows_the_mapping_without_customer_text_and_loads_nothing(data_
     assert "user (18 chars), assistant (15 chars)" in result.output and "attribute:deployment" in result.output
     assert "secret" not in result.output and "cust-1" not in result.output
     assert not (data_dir / "flywheel.duckdb").exists()
+
+
+def test_phoenix_spans_dataframe_rows(data_dir, tmp_path):
+    """Rows as Phoenix's get_spans_dataframe() returns them (arize-phoenix src/phoenix/trace/dsl/query.py):
+    context.* columns and attributes.* columns, the message list as dicts keyed "message.role"."""
+    from openinference.semconv.trace import SpanAttributes
+
+    rows = [
+        {"name": "ChatOpenAI", "span_kind": "LLM", "parent_id": None, "start_time": "2026-03-07T10:00:00+00:00",
+         "end_time": "2026-03-07T10:00:01+00:00", "context.trace_id": "5f1a" * 8, "context.span_id": "9b" * 8,
+         f"attributes.{SpanAttributes.LLM_INPUT_MESSAGES}": [{"message.role": "user", "message.content": "Is SSO included?"}],
+         f"attributes.{SpanAttributes.LLM_OUTPUT_MESSAGES}": [{"message.role": "assistant", "message.content": "On Pro, yes."}],
+         f"attributes.{SpanAttributes.USER_ID}": "cust-50", f"attributes.{SpanAttributes.METADATA}": {"cohort": "smb"}},
+        {"name": "retrieve", "span_kind": "RETRIEVER", "parent_id": "9b" * 8, "start_time": "2026-03-07T10:00:00+00:00",
+         "context.trace_id": "5f1a" * 8, "context.span_id": "9c" * 8},
+    ]
+    path = tmp_path / "spans.parquet"
+    pq.write_table(pa.Table.from_pylist([{k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in r.items()}
+                                         for r in rows]), path)
+    report, traces, _ = _ingest(data_dir, path)
+    assert report.formats == {str(path): "openinference"}
+    assert [(t["trace_id"], t["customer_id"], t["cohort"], _roles(t)) for t in traces] == [
+        ("5f1a" * 8, "cust-50", "smb", [("user", "Is SSO included?"), ("assistant", "On Pro, yes.")])]
+    assert report.skipped_spans == {"openinference.span.kind RETRIEVER (not an LLM call)": 1}
