@@ -500,3 +500,26 @@ def test_phoenix_spans_dataframe_rows(data_dir, tmp_path):
     assert [(t["trace_id"], t["customer_id"], t["cohort"], _roles(t)) for t in traces] == [
         ("5f1a" * 8, "cust-50", "smb", [("user", "Is SSO included?"), ("assistant", "On Pro, yes.")])]
     assert report.skipped_spans == {"openinference.span.kind RETRIEVER (not an LLM call)": 1}
+
+
+def test_the_weekly_loop_reads_the_endpoints_closed_hours_from_the_inbox(data_dir, monkeypatch):
+    import dagster as dg
+
+    from flywheel.defs.intake import raw_traces
+    from flywheel_tests.conftest import fake_resources
+
+    paths = Paths(data_dir)
+    monkeypatch.setenv("FLYWHEEL_NOW", "2026-03-09T12:30:00Z")
+    closed = otlp_inbox.append(paths.inbox_traces, _otlp_doc("0a" * 16, [_chat_span("01" * 8, "hi", "hello")]),
+                               dt.datetime(2026, 3, 2, 10, 15))
+    still_open = otlp_inbox.append(paths.inbox_traces, _otlp_doc("0b" * 16, [_chat_span("02" * 8, "hey", "yo")]),
+                                   dt.datetime(2026, 3, 9, 12, 20))
+    result = dg.materialize([raw_traces], resources=fake_resources(paths))
+    assert result.success
+    with connect(paths.warehouse, read_only=True) as conn:
+        assert conn.execute("SELECT trace_id, source_file FROM raw.traces").fetchall() == [("0a" * 16, str(closed))]
+    monkeypatch.setenv("FLYWHEEL_NOW", "2026-03-16T00:00:00Z")  # a week later the hour has ended
+    assert dg.materialize([raw_traces], resources=fake_resources(paths)).success
+    with connect(paths.warehouse, read_only=True) as conn:
+        assert sorted(r[0] for r in conn.execute("SELECT trace_id FROM raw.traces").fetchall()) == ["0a" * 16, "0b" * 16]
+    assert still_open.exists()
