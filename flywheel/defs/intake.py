@@ -1,6 +1,8 @@
 """Intake: new files in <data>/inbox/traces become raw/traces; bad records go to raw/quarantine."""
 
 
+from collections import Counter
+
 import dagster as dg
 
 from flywheel.core.common import clock, markdown
@@ -74,6 +76,10 @@ def raw_traces(context: dg.AssetExecutionContext, config: IntakeConfig, warehous
             "quarantined": report.quarantined,
             "quarantine_rate": dg.MetadataValue.float(report.quarantine_rate),
             "unreadable_files": len(report.errors),
+            # Which source each new file was read as, and the spans or runs left out as not LLM calls.
+            "files_by_source": dg.MetadataValue.json(dict(Counter(report.formats.values()))),
+            "not_llm_calls": dg.MetadataValue.md(markdown.table(
+                ["reason", "spans or runs"], report.skipped_spans.most_common()) if report.skipped_spans else "_none_"),
         },
     )
     yield dg.MaterializeResult(
