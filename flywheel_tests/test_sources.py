@@ -356,8 +356,9 @@ def test_langsmith_runs_from_the_api_and_the_bulk_export(data_dir, tmp_path):
                              ("assistant", "Yes, under Billing."), ("user", "How much?"), ("assistant", "12 euros a month.")]
     assert (trace["customer_id"], trace["cohort"], trace["intent"], trace["judge_score"], trace["model_version"]) == (
         "cust-11", "smb", "seats", 0.8, "gpt-4o-mini")
-    assert report.skipped_spans == {"LangSmith run_type retriever (not an LLM call)": 2}
-    assert [(line, reason) for line, reason in quarantine] == [(2, "line 7: a LangSmith run needs an id")]
+    assert report.skipped_spans == {"LangSmith run_type retriever (not an LLM call)": 2,
+                                    "LangSmith root run around LLM calls (the calls are read instead)": 2}
+    assert [(line, reason) for line, reason in quarantine] == [(7, "line 7: a LangSmith run needs an id")]
     # The bulk export: Parquet, JSON columns as strings.
     rows = [{k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in r.model_dump(mode="json").items()
              if k in ("id", "trace_id", "parent_run_id", "name", "run_type", "start_time", "inputs", "outputs",
@@ -403,7 +404,7 @@ def test_langfuse_api_traces_and_blob_export_rows(data_dir, tmp_path):
     assert (trace["cohort"], trace["intent"], trace["judge_score"], trace["model_version"]) == (
         "enterprise", "account", 0.9, "claude-3-5")
     assert json.loads(trace["metadata"])["scores"] == {"csat": 4.0, "judge": 0.9}
-    assert quarantine == [(2, "line 3: a Langfuse trace without input, output or GENERATION observations")]
+    assert quarantine == [(3, "line 3: a Langfuse trace without input, output or GENERATION observations")]
     # The blob storage export: snake_case, input and output as JSON strings, one trace per line.
     blob = tmp_path / "blob" / "traces.jsonl"
     blob.parent.mkdir()
@@ -434,9 +435,9 @@ def test_openai_chat_logs_take_the_given_time_and_a_content_id(data_dir, tmp_pat
     path.write_text(json.dumps(chat) + "\n" + json.dumps(chat) + "\n" + '{"messages": []}\n')
     report, traces, quarantine = _ingest(data_dir, path, timestamp="2026-03-06T12:00:00Z")
     assert report.formats == {str(path): "openai-chat"}
-    assert report.ingested == 1 and report.duplicates == 0  # the same conversation twice is one trace
+    assert report.ingested == 1 and report.duplicates == 1  # the same conversation twice is one trace
     assert traces[0]["trace_id"].startswith("chat_") and traces[0]["timestamp"] == dt.datetime(2026, 3, 6, 12)
-    assert quarantine == [(2, 'line 3: "messages" holds no message')]
+    assert quarantine == [(3, 'line 3: "messages" holds no message')]
 
 
 def test_auto_detection_leaves_flywheel_files_to_the_contract_and_names_unknown_ones(data_dir, tmp_path):
@@ -523,3 +524,102 @@ def test_the_weekly_loop_reads_the_endpoints_closed_hours_from_the_inbox(data_di
     with connect(paths.warehouse, read_only=True) as conn:
         assert sorted(r[0] for r in conn.execute("SELECT trace_id FROM raw.traces").fetchall()) == ["0a" * 16, "0b" * 16]
     assert still_open.exists()
+
+
+
+# ---------------------------------------------------------------------------------------------
+# What an independent tester found, writing files from the published specifications
+# ---------------------------------------------------------------------------------------------
+
+def _otel_attrs(**attrs) -> list[dict]:
+    return [{"key": k, "value": {"stringValue": v}} for k, v in attrs.items()]
+
+
+def test_tool_results_holding_json_are_kept_in_every_shape(data_dir, tmp_path):
+    result = json.dumps({"status": "refunded", "on": "Monday"})
+    otel_line = _otlp_doc("0d" * 16, [{**_chat_span("04" * 8, "x", "y"), "attributes": _otel_attrs(**{
+        "gen_ai.operation.name": "chat",
+        "gen_ai.input.messages": json.dumps([
+            {"role": "user", "parts": [{"type": "text", "content": "Refund?"}]},
+            {"role": "tool", "parts": [{"type": "tool_call_response", "id": "c1", "response": {"status": "refunded"}}]}]),
+        "gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": "Done."}]}])})}])
+    otel = tmp_path / "otel.jsonl"
+    otel.write_text(json.dumps(otel_line) + "\n")
+    chat = tmp_path / "chat.jsonl"
+    chat.write_text(json.dumps({"messages": [{"role": "user", "content": "Refund?"},
+                                             {"role": "tool", "content": result},
+                                             {"role": "assistant", "content": "Done."}]}) + "\n")
+    report, traces, _ = _ingest(data_dir, otel, chat, timestamp="2026-03-02T10:00:00Z")
+    tools = [m["content"] for t in traces for m in t["messages"] if m["role"] == "tool"]
+    assert sorted(tools) == sorted(['{"status": "refunded"}', result])
+
+
+def test_the_oldest_and_the_azure_style_event_shapes(data_dir, tmp_path):
+    oldest = {**_chat_span("05" * 8, "x", "y"), "attributes": _otel_attrs(**{"gen_ai.system": "openai"}), "events": [
+        {"name": "gen_ai.content.prompt", "timeUnixNano": str(T0),
+         "attributes": _otel_attrs(**{"gen_ai.prompt": json.dumps([{"role": "user", "content": "Old question"}])})},
+        {"name": "gen_ai.content.completion", "timeUnixNano": str(T0 + 1),
+         "attributes": _otel_attrs(**{"gen_ai.completion": json.dumps([{"role": "assistant", "content": "Old answer"}])})}]}
+    azure = {**_chat_span("06" * 8, "x", "y"), "attributes": _otel_attrs(**{"gen_ai.operation.name": "chat"}), "events": [
+        {"name": "gen_ai.user.message", "timeUnixNano": str(T0),
+         "attributes": _otel_attrs(**{"gen_ai.event.content": json.dumps({"role": "user", "content": "Azure question"})})},
+        {"name": "gen_ai.choice", "timeUnixNano": str(T0 + 1), "attributes": _otel_attrs(**{
+            "gen_ai.event.content": json.dumps({"message": {"content": "Azure answer"}, "index": 0})})}]}
+    path = tmp_path / "old.jsonl"
+    path.write_text(json.dumps(_otlp_doc("0e" * 16, [oldest])) + "\n" + json.dumps(_otlp_doc("0f" * 16, [azure])) + "\n")
+    report, traces, quarantine = _ingest(data_dir, path)
+    assert quarantine == [] and [_roles(t) for t in traces] == [
+        [("user", "Old question"), ("assistant", "Old answer")], [("user", "Azure question"), ("assistant", "Azure answer")]]
+
+
+def test_a_langfuse_blob_export_folder_gzipped_with_scores_and_manifests(data_dir, tmp_path):
+    root = tmp_path / "proj"
+    for folder in ("traces", "scores", "manifests"):
+        (root / folder).mkdir(parents=True)
+    with gzip.open(root / "traces" / "2026-05-04.jsonl.gz", "wt") as fh:
+        fh.write(json.dumps({"id": "bt-1", "timestamp": "2026-05-04 09:00:00", "user_id": "cust-60",
+                             "input": json.dumps("Where is my invoice?"), "output": json.dumps("Sent again.")}) + "\n")
+    (root / "scores" / "2026-05-04.jsonl").write_text(json.dumps(
+        {"id": "sc-1", "trace_id": "bt-1", "name": "judge", "value": 0.45, "data_type": "NUMERIC", "source": "EVAL"}) + "\n")
+    (root / "manifests" / "2026-05-04.json").write_text(json.dumps({"files": ["traces/2026-05-04.jsonl.gz"],
+                                                                    "status": "completed"}))
+    report, traces, _ = _ingest(data_dir, root)
+    assert report.errors == [] and len(report.formats) == 3
+    assert [(t["trace_id"], t["customer_id"], t["judge_score"], _roles(t)) for t in traces] == [
+        ("bt-1", "cust-60", 0.45, [("user", "Where is my invoice?"), ("assistant", "Sent again.")])]
+
+
+def test_langsmith_feedback_on_the_root_run_and_the_reported_model(data_dir, tmp_path):
+    runs = _langsmith_runs()
+    for run in runs:
+        if run.run_type == "chain":
+            run.feedback_stats = {"csat": {"n": 1, "avg": 5.0}}
+            run.tags = ["intent:refund_status"]
+        if run.run_type == "llm":
+            run.feedback_stats = None
+            run.tags = None
+            run.outputs["llm_output"]["model_name"] = "gpt-4o-mini-2024-07-18"
+    path = tmp_path / "runs.jsonl"
+    path.write_text("".join(r.model_dump_json() + "\n" for r in runs))
+    _, (trace,), _ = _ingest(data_dir, path)
+    assert (trace["intent"], trace["model_version"]) == ("refund_status", "gpt-4o-mini-2024-07-18")
+    assert json.loads(trace["metadata"])["scores"] == {"csat": 5.0}
+
+
+def test_batch_api_lines_empty_files_and_a_wrong_format_hint(data_dir, tmp_path):
+    from flywheel.cli import main
+
+    batch = tmp_path / "mixed" / "batch.jsonl"
+    batch.parent.mkdir()
+    batch.write_text(json.dumps({"custom_id": "req-1", "method": "POST", "url": "/v1/chat/completions",
+                                 "body": {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]}}) + "\n")
+    (tmp_path / "mixed" / "empty.jsonl").write_text("")
+    report, traces, _ = _ingest(data_dir, batch.parent, timestamp="2026-03-02T10:00:00Z")
+    assert report.errors == [] and [(t["model_version"], _roles(t)) for t in traces] == [("gpt-4o", [("user", "Hi")])]
+    runs = tmp_path / "runs.jsonl"
+    runs.write_text("".join(r.model_dump_json() + "\n" for r in _langsmith_runs()))
+    result = CliRunner().invoke(main, ["ingest", "--format", "otel", str(runs)])
+    assert result.exit_code == 0 and "looks like langsmith: try --format auto" in result.output
+    result = CliRunner().invoke(main, ["ingest", str(runs)])  # read again, rightly: the quarantine is replaced
+    with connect(data_dir / "flywheel.duckdb", read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM raw.quarantine WHERE source_file = ?", [str(runs)]).fetchone() == (0,)

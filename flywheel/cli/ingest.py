@@ -65,6 +65,8 @@ def ingest(paths: tuple[Path, ...], source_format: str, dry_run: bool, timestamp
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
         _summary(report, paths_)
+        if source_format != "auto":
+            _hint_other_format(report, source_format)
     for error in report.errors:
         click.echo(f"Error: {error['error']}", err=True)
     sys.exit(1 if report.errors else 0)
@@ -92,6 +94,22 @@ def _summary(report, paths_) -> None:
         click.echo(f"  ... and {report.quarantined - MAX_PRINTED_ERRORS} more, all in raw.quarantine.", err=True)
     if report.quarantined:
         click.echo(f"Quarantined records are kept in raw.quarantine in {paths_.warehouse}.", err=True)
+
+
+def _hint_other_format(report, forced: str) -> None:
+    """A file forced into the wrong format quarantines every record: say which format it looks like."""
+    from flywheel.core.intake.sources.files import UnknownFormat, detect
+
+    for result in report.files:
+        if result.error or result.ingested or result.duplicates or not result.quarantined:
+            continue
+        try:
+            looks = detect(Path(result.file))
+        except (UnknownFormat, OSError):
+            continue
+        if looks != forced:
+            click.echo(f"hint: every record of {result.file} was quarantined as {forced}, but it looks like {looks}: "
+                       "try --format auto (the default)", err=True)
 
 
 def _mapping(paths_):

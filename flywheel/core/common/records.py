@@ -83,7 +83,7 @@ def json_kind(value) -> str:
 def json_problem(exc: Exception) -> str:
     """Why a JSON text did not parse, without its content."""
     if isinstance(exc, json.JSONDecodeError):
-        return f"column {exc.colno}: not valid JSON ({exc.msg})"
+        return f"column {exc.colno}: not valid JSON ({exc.msg.removesuffix(' at').strip()})"
     if isinstance(exc, RecursionError):
         return "not valid JSON (nested too deeply)"
     return "not valid JSON (a number too long to read)"

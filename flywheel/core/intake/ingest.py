@@ -430,7 +430,8 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES)
+            out += sorted(f for f in p.rglob("*") if f.is_file() and (f.suffix.lower() in SUFFIXES or (
+                f.suffix.lower() == ".gz" and "".join(f.suffixes[-2:-1]).lower() in SUFFIXES)))
         else:
             out.append(p)
     return out
@@ -479,7 +480,7 @@ def _json_error_detail(text: str) -> str:
     try:
         json.loads(text)
     except json.JSONDecodeError as exc:
-        return f"not valid JSON: {exc.msg} at column {exc.colno}"
+        return f"not valid JSON at column {exc.colno}: {exc.msg.removesuffix(' at').strip()}"
     except RecursionError:
         return "not valid JSON: nested too deeply"
     return "not valid JSON"
@@ -859,6 +860,8 @@ def _load_batch(conn: duckdb.DuckDBPyConnection, stream: _BatchStream, settings:
     fast = _rows_per_file(conn, ingested_at)
     quarantine: list[dict] = []
     for streamed in stream.files:
+        # A file read again (say with the right --format this time) replaces what it quarantined before.
+        conn.execute("DELETE FROM raw.quarantine WHERE source_sha256 = ?", [streamed.result.sha256])
         streamed.fast = fast.get(streamed.result.file, 0)
         streamed.torn_moments = torn.get(streamed.result.file, [])
         if streamed.fast < streamed.rows - streamed.blank or streamed.rejected:

@@ -31,6 +31,7 @@ class Call:
     scores: dict = field(default_factory=dict)
     file: str = ""
     line: int = 0
+    record_id: str = ""  # the trace id to give the conversation, when not its group key
     call_id: str = ""  # the span, run or observation id: a batch an exporter sent twice adds nothing
     fallback: bool = False  # a wrapper (a chain run, a trace's own input) used only when its group has no LLM call
 
@@ -48,8 +49,10 @@ def _overlap(conversation: list[dict], inputs: list[dict]) -> int:
 
 
 def merge(calls: Iterable[Call]) -> list[dict]:
+    calls = list(calls)
+    real = [c for c in calls if not c.fallback]
     conversation: list[dict] = []
-    for call in calls:
+    for call in real or calls:
         inputs = [m for m in call.inputs if m.get("content") or m.get("role") != "system"]
         conversation += inputs[_overlap(conversation, inputs):]
         conversation += call.outputs
@@ -66,7 +69,11 @@ def group_calls(calls: Iterable[Call]) -> dict[str, list[Call]]:
                 continue
             seen.add(key)
         groups.setdefault(call.group, []).append(call)
-    for key, members in groups.items():
-        real = [c for c in members if not c.fallback]
-        groups[key] = sorted(real or members, key=lambda c: c.order)
+    for members in groups.values():  # wrappers stay for the mapping's lookups; merge() reads them only alone
+        members.sort(key=lambda c: c.order)
     return groups
+
+
+def wrappers_left_out(group: list[Call]) -> list[Call]:
+    """The fallback calls merge() ignores because the group has real LLM calls."""
+    return [c for c in group if c.fallback] if any(not c.fallback for c in group) else []

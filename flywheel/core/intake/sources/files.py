@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from flywheel.core.common.records import RecordsError, csv_rows, parse_object
@@ -21,23 +22,29 @@ class UnknownFormat(ValueError):
     pass
 
 
-def objects(path: Path) -> Iterator[tuple[int, dict | str]]:
+@dataclass
+class Bad:
+    """A record that is not a JSON object (or a row that is not one): why, and its text for the quarantine."""
+    reason: str
+    text: str = ""
+
+
+def objects(path: Path) -> Iterator[tuple[int, dict | Bad]]:
     """(line, row or element number; the object, or the problem) for every record of the file."""
-    suffix = path.suffix.lower()
+    suffix = kind(path)
     if suffix == ".parquet":
         yield from _parquet(path)
         return
     if suffix == ".csv":
         try:
-            _, rows = csv_rows(path)
+            _, rows = csv_rows(path) if path.suffix.lower() != ".gz" else _csv_rows_gz(path)
         except RecordsError as exc:
             raise UnknownFormat(str(exc)) from None
         for number, row in rows:
             yield number, ({k: maybe_json(v) if v != "" else None for k, v in row.items()} if isinstance(row, dict)
-                           else row)
+                           else Bad(row))
         return
-    data = path.read_bytes()
-    text = data.decode("utf-8")
+    text = read_bytes(path).decode("utf-8")
     stripped = text.lstrip()
     if stripped.startswith("[") or (stripped.startswith("{") and "\n" in stripped.strip()):
         try:
@@ -46,13 +53,13 @@ def objects(path: Path) -> Iterator[tuple[int, dict | str]]:
             whole = None
         if isinstance(whole, list):  # an API export: a list of records
             for i, item in enumerate(whole, 1):
-                yield i, item if isinstance(item, dict) else f"element {i} is not a JSON object"
+                yield i, item if isinstance(item, dict) else Bad(f"element {i} is not a JSON object", json.dumps(item)[:2000])
             return
         if isinstance(whole, dict):
             items = whole.get("data") if isinstance(whole.get("data"), list) and not is_otlp(whole) else None
             if items is not None:  # a paginated API response: {"data": [...], "meta": ...}
                 for i, item in enumerate(items, 1):
-                    yield i, item if isinstance(item, dict) else f"element {i} is not a JSON object"
+                    yield i, item if isinstance(item, dict) else Bad(f"element {i} is not a JSON object")
             else:
                 yield 1, whole
             return
@@ -60,9 +67,37 @@ def objects(path: Path) -> Iterator[tuple[int, dict | str]]:
         if not line.strip():
             continue
         if len(line) > MAX_LINE_BYTES:
-            yield number, f"line longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB"
+            yield number, Bad(f"line longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB", line[:2000])
             continue
-        yield number, parse_object(line)
+        found = parse_object(line)
+        yield number, found if isinstance(found, dict) else Bad(found, line.rstrip("\n")[:2000])
+
+
+def read_bytes(path: Path) -> bytes:
+    """A file's bytes, gunzipped when it is a .gz (Langfuse's blob export can compress)."""
+    if path.suffix.lower() == ".gz":
+        import gzip
+
+        with gzip.open(path, "rb") as fh:
+            return fh.read()
+    return path.read_bytes()
+
+
+def kind(path: Path) -> str:
+    """The container of a file, .gz aside: .json, .jsonl, .csv, .parquet ..."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+def _csv_rows_gz(path: Path):
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".csv") as tmp:
+        tmp.write(read_bytes(path))
+        tmp.flush()
+        return csv_rows(tmp.name)
 
 
 def _parquet(path: Path) -> Iterator[tuple[int, dict | str]]:
@@ -88,6 +123,8 @@ def classify(record: dict) -> str | None:
         return "openinference"  # a row of Phoenix's spans dataframe
     if langsmith.is_run(record):
         return "langsmith"
+    if langfuse.is_score(record) or langfuse.is_manifest(record):
+        return "langfuse"
     if langfuse.is_observation(record) or langfuse.is_trace(record):
         return "langfuse"
     if {"trace_id", "timestamp", "messages"} <= set(record):
@@ -104,7 +141,7 @@ def _openinference(doc: dict) -> bool:
 
 def _head(path: Path, sample: int) -> Iterator[dict]:
     """The first records of a file, reading only its beginning (a detection must not load a large file)."""
-    suffix = path.suffix.lower()
+    suffix = kind(path)
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -115,8 +152,14 @@ def _head(path: Path, sample: int) -> Iterator[dict]:
         for values in batch.to_pylist() if batch is not None else []:
             yield {k: maybe_json(v) for k, v in values.items() if v is not None}
         return
-    with open(path, "rb") as fh:
-        head = fh.read(HEAD_BYTES)
+    if path.suffix.lower() == ".gz":
+        import gzip
+
+        with gzip.open(path, "rb") as fh:
+            head = fh.read(HEAD_BYTES)
+    else:
+        with open(path, "rb") as fh:
+            head = fh.read(HEAD_BYTES)
     text = head.decode("utf-8", errors="ignore")
     if suffix == ".csv":
         import csv
@@ -161,8 +204,19 @@ def _head(path: Path, sample: int) -> Iterator[dict]:
 HEAD_BYTES = 4 * 1024 * 1024
 
 
+def is_empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0 or (path.suffix.lower() not in (".parquet", ".gz")
+                                            and not path.read_bytes()[:65536].strip())
+    except OSError:
+        return False
+
+
 def detect(path: Path, sample: int = 20) -> str:
-    """The format of a file from its first records; UnknownFormat when none matches."""
+    """The format of a file from its first records; UnknownFormat when none matches. An empty file is
+    flywheel's (it holds no record of any source)."""
+    if is_empty(path):
+        return "flywheel"
     for record in _head(path, sample):
         found = classify(record)
         if found:

@@ -56,7 +56,8 @@ def _has_messages(span: Span) -> bool:
     a = span.attributes
     return ("gen_ai.input.messages" in a or "gen_ai.prompt.0.content" in a or "gen_ai.prompt.0.role" in a
             or "llm.input_messages.0.message.role" in a or "gen_ai.prompt" in a
-            or any(name in MESSAGE_EVENTS or name == "gen_ai.choice" for name, _, _ in span.events))
+            or any(name in MESSAGE_EVENTS or name in ("gen_ai.choice", "gen_ai.content.prompt", "gen_ai.content.completion")
+                   for name, _, _ in span.events))
 
 
 def messages(span: Span) -> tuple[list[dict], list[dict]]:
@@ -166,7 +167,10 @@ def _flat_message(fields: dict) -> dict | None:
 def _event_messages(span: Span) -> tuple[list[dict], list[dict]]:
     inputs, outputs = [], []
     for name, _, attrs in sorted(span.events, key=lambda e: e[1]):
-        body = maybe_json(attrs.get("body")) if "body" in attrs else attrs
+        # The events were log records with a body; as span events the body's fields are attributes, or
+        # one JSON attribute (`body`, or `gen_ai.event.content` as Azure's instrumentations write it).
+        packed = next((k for k in ("body", "gen_ai.event.content") if k in attrs), None)
+        body = maybe_json(attrs[packed]) if packed else attrs
         body = body if isinstance(body, dict) else {"content": body}
         if name in MESSAGE_EVENTS:
             r = role(body.get("role")) or MESSAGE_EVENTS[name]

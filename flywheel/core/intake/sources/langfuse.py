@@ -40,8 +40,27 @@ def is_observation(record: dict) -> bool:
 
 
 def is_trace(record: dict) -> bool:
-    return "id" in record and ("input" in record or "output" in record or "observations" in record) and (
+    return ("input" in record or "output" in record or "observations" in record) and (
         any(field(record, k) is not None for k in ("sessionId", "userId", "timestamp")))
+
+
+def is_score(record: dict) -> bool:
+    """A row of the blob export's scores/ folder (or the scores API): a name and value on a trace."""
+    return (field(record, "traceId") is not None and "name" in record and "value" in record
+            and (field(record, "dataType") is not None or "source" in record) and "input" not in record)
+
+
+def is_manifest(record: dict) -> bool:
+    """The blob export's manifests/ files: which files an export wrote, no traces."""
+    return isinstance(record.get("files"), list) and "status" in record and len(record) <= 6
+
+
+def score(record: dict) -> tuple[str, str, float] | None:
+    """(trace id, name, value) of a numeric score row."""
+    value = record.get("value")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(field(record, "traceId")), str(record["name"]), float(value)
+    return None
 
 
 def calls(record: dict, file: str, line: int, skipped: Counter) -> list[Call] | str:
@@ -89,7 +108,8 @@ def _observation(record: dict, file: str, line: int, skipped: Counter) -> list[C
     tags = maybe_json(record.get("tags")) or []
     return [Call(group=str(field(record, "sessionId") or trace_id), trace_id=trace_id, start=start,
                  order=sort_key(start, line), inputs=messages.many(_io(record.get("input")), "user"),
-                 outputs=messages.many(_io(record.get("output")), "assistant"), model=record.get("model"),
+                 outputs=messages.many(_io(record.get("output")), "assistant"),
+                 model=record.get("model") or field(record, "providedModelName"),
                  user=field(record, "userId"), metadata=metadata if isinstance(metadata, dict) else {},
                  tags=[str(t) for t in tags] if isinstance(tags, list) else [], file=file, line=line,
                  call_id=str(record.get("id") or ""))]

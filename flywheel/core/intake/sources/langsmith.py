@@ -45,13 +45,28 @@ def call(record: dict, file: str, line: int, skipped: Counter) -> Call | str | N
     feedback = maybe_json(record.get("feedback_stats")) or {}
     scores = {k: float(v["avg"]) for k, v in feedback.items()
               if isinstance(v, dict) and isinstance(v.get("avg"), (int, float))} if isinstance(feedback, dict) else {}
-    outputs_obj = maybe_json(record.get("outputs")) or {}
-    model = (metadata.get("ls_model_name") or (extra.get("invocation_params") or {}).get("model")
-             if isinstance(extra, dict) else None) or ((outputs_obj.get("llm_output") or {}).get("model_name")
-                                                       if isinstance(outputs_obj, dict) else None)
+    model = _reported_model(maybe_json(record.get("outputs")) or {}) or metadata.get("ls_model_name") or (
+        (extra.get("invocation_params") or {}).get("model") if isinstance(extra, dict) else None)
     tags = maybe_json(record.get("tags")) or []
     return Call(group=group, trace_id=trace, start=start, order=sort_key(start, line), inputs=inputs, outputs=outputs,
                 model=model, user=metadata.get("user_id"), metadata=metadata,
                 tags=[str(t) for t in tags] if isinstance(tags, list) else [], scores=scores, file=file, line=line,
                 call_id=str(record["id"]), fallback=run_type != "llm")
 
+
+
+def _reported_model(outputs) -> str | None:
+    """The model the provider says answered (a dated version), before the one that was asked for."""
+    if not isinstance(outputs, dict):
+        return None
+    llm_output = outputs.get("llm_output") if isinstance(outputs.get("llm_output"), dict) else {}
+    found = llm_output.get("model_name") or outputs.get("model")
+    if not found:
+        for batch in outputs.get("generations") or []:
+            for generation in batch if isinstance(batch, list) else [batch]:
+                message = (generation or {}).get("message") or {}
+                kwargs = message.get("kwargs") if isinstance(message, dict) else None
+                metadata = (kwargs or message).get("response_metadata") if isinstance(kwargs or message, dict) else None
+                if isinstance(metadata, dict) and metadata.get("model_name"):
+                    return str(metadata["model_name"])
+    return str(found) if found else None

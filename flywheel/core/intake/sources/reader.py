@@ -16,7 +16,7 @@ from pathlib import Path
 
 from flywheel.core.intake.sources import chatlog, langfuse, langsmith, otel, phoenix
 from flywheel.core.intake.sources import files as source_files
-from flywheel.core.intake.sources.assemble import Call, group_calls, merge
+from flywheel.core.intake.sources.assemble import Call, group_calls, merge, wrappers_left_out
 from flywheel.core.intake.sources.mapping import Mapping
 from flywheel.core.intake.sources.otlp import OtlpError
 
@@ -54,7 +54,10 @@ def read(paths: list[Path], fmt: str, mapping: Mapping, *, timestamp: str | None
          keep_groups: int = 0) -> SourceRead:
     out = SourceRead()
     calls: list[tuple[str, Call]] = []
-    problems: dict[str, list[tuple[int, Problem]]] = {}
+    problems: dict[str, dict[int, Problem]] = {}  # file -> line -> what is wrong with it (one per line)
+    native_gz: dict[str, list[tuple[int, dict | Problem]]] = {}
+    last_line: dict[str, int] = {}
+    scores: dict[str, dict[str, float]] = {}
     for path in paths:
         name = str(path)
         try:
@@ -63,40 +66,79 @@ def read(paths: list[Path], fmt: str, mapping: Mapping, *, timestamp: str | None
             out.unreadable[name] = str(exc)
             continue
         out.formats[name] = chosen
-        if chosen == "flywheel":
-            continue
+        if chosen == "flywheel" and path.suffix.lower() != ".gz":
+            continue  # the intake reads its own contract itself
         when = timestamp or _mtime(path)
         try:
             for line, record in source_files.objects(path):
-                for found in _calls(chosen, record, name, line, when, out.skipped):
+                last_line[name] = line
+                if chosen == "flywheel":  # a gzipped file of the contract: its records as they are
+                    native_gz.setdefault(name, []).append(
+                        (line, record if isinstance(record, dict) else Problem(record.reason, record.text)))
+                    continue
+                for found in _calls(chosen, record, name, line, when, out.skipped, scores):
                     if isinstance(found, Problem):
-                        problems.setdefault(name, []).append((line, found))
+                        _add_problem(problems.setdefault(name, {}), line, found)
                     else:
                         calls.append((chosen, found))
         except (source_files.UnknownFormat, OSError, UnicodeDecodeError) as exc:
             out.unreadable[name] = str(exc) if not isinstance(exc, UnicodeDecodeError) else f"{path}: not UTF-8 text"
             out.formats.pop(name)
             problems.pop(name, None)
+            native_gz.pop(name, None)
             calls = [(f, c) for f, c in calls if c.file != name]
+    for _, call in calls:
+        call.scores.update(scores.get(call.trace_id, {}))
     by_format: dict[str, list[Call]] = {}
     for chosen, call in calls:
         by_format.setdefault(chosen, []).append(call)
-    placed: dict[str, list[tuple[int, int, dict | Problem]]] = {}
+    placed: dict[str, list[tuple[int, dict | Problem]]] = {}
     for chosen, members in by_format.items():
         for key, group in group_calls(members).items():
+            for wrapper in wrappers_left_out(group):
+                out.skipped[f"{_NAMES.get(chosen, chosen)} root run around LLM calls (the calls are read instead)"] += 1
             record = _record(chosen, key, group, mapping, out.mapped)
-            first = min(group, key=lambda c: (c.file != group[0].file, c.line))
-            placed.setdefault(first.file, []).append((first.line, 0, record))
+            first = group[0]
+            placed.setdefault(first.file, []).append((first.line, record))
             if len(out.groups) < keep_groups:
                 out.groups.append((group, record))
-    for name, found in problems.items():
-        placed.setdefault(name, []).extend((line, 1, p) for line, p in found)
     for name in out.formats:
-        if out.formats[name] == "flywheel":
-            continue
-        items = sorted(placed.get(name, []), key=lambda item: (item[0], item[1]))
-        out.prepared[name] = [(i, record) for i, (_, _, record) in enumerate(items, 1)]
+        if name in native_gz:
+            out.prepared[name] = native_gz[name]
+        elif out.formats[name] != "flywheel":
+            out.prepared[name] = _positions(placed.get(name, []), problems.get(name, {}), last_line.get(name, 0))
     return out
+
+
+_NAMES = {"langsmith": "LangSmith", "langfuse": "Langfuse", "otel": "OpenTelemetry", "openinference": "OpenInference"}
+
+
+def _add_problem(by_line: dict[int, Problem], line: int, problem: Problem) -> None:
+    """One quarantined record per line: a line with several bad spans says so once, with all reasons."""
+    if line in by_line:
+        by_line[line].reason += "; " + problem.reason.split(": ", 1)[-1]
+    else:
+        by_line[line] = problem
+
+
+def _positions(traces: list[tuple[int, dict | Problem]], problems: dict[int, Problem], last: int):
+    """Each record's number in its file: a bad record keeps its physical line (what the quarantine and
+    the report name); a conversation takes the line of its first call when no other record claims it,
+    else (several conversations from one OTLP batch line) a number after the file's last line."""
+    claimed = dict(problems)
+    taken = {}
+    for line, record in traces:
+        taken.setdefault(line, []).append(record)
+    extra = max([last, *claimed, *taken]) if (claimed or taken) else last
+    out = [(line, p) for line, p in claimed.items()]
+    for line, records in taken.items():
+        for i, record in enumerate(records):
+            if i == 0 and line not in claimed:
+                out.append((line, record))
+            else:
+                extra += 1
+                out.append((extra, record))
+    return sorted(out, key=lambda item: item[0])
 
 
 def _mtime(path: Path) -> str:
@@ -108,9 +150,10 @@ def _mtime(path: Path) -> str:
         return ""
 
 
-def _calls(chosen: str, record, file: str, line: int, when: str, skipped: Counter) -> list[Call | Problem]:
-    if isinstance(record, str):
-        return [Problem(f"line {line}: {record}")]
+def _calls(chosen: str, record, file: str, line: int, when: str, skipped: Counter,
+           scores: dict[str, dict[str, float]]) -> list[Call | Problem]:
+    if isinstance(record, source_files.Bad):
+        return [Problem(f"line {line}: {record.reason}", record.text)]
     excerpt = json.dumps(record, ensure_ascii=False, default=str)[:EXCERPT]
     if chosen in ("otel", "openinference"):
         if "context.span_id" in record or isinstance(record.get("context"), dict):
@@ -123,8 +166,18 @@ def _calls(chosen: str, record, file: str, line: int, when: str, skipped: Counte
     if chosen == "langsmith":
         got = langsmith.call(record, file, line, skipped) if langsmith.is_run(record) else "not a LangSmith run"
     elif chosen == "langfuse":
+        if langfuse.is_manifest(record):
+            skipped["Langfuse export manifest (lists files, holds no trace)"] += 1
+            return []
+        if langfuse.is_score(record):
+            found = langfuse.score(record)
+            if found:
+                scores.setdefault(found[0], {})[found[1]] = found[2]
+            skipped["Langfuse score rows (added to their traces' scores)"] += 1
+            return []
         got = langfuse.calls(record, file, line, skipped) if (langfuse.is_trace(record) or langfuse.is_observation(
-            record)) else "not a Langfuse trace or observation"
+            record)) else ("a Langfuse trace needs an id" if "id" not in record and ("input" in record or "output" in record)
+                           else "not a Langfuse trace, observation or score (no input, output or observations)")
     elif chosen == "openai-chat":
         got = chatlog.call(record, file, line, when) if chatlog.is_chat(record) else 'no "messages" list'
     else:
@@ -168,12 +221,13 @@ def _record(chosen: str, key: str, group: list[Call], mapping: Mapping, mapped: 
     tags = sorted({t for c in group for t in c.tags})
     scores = {k: v for c in group for k, v in c.scores.items()}
     sources = sorted({c.trace_id for c in group})
-    metadata.update({"source_format": chosen, "source_traces": sources[:50], "llm_calls": len(group)})
+    calls = [c for c in group if not c.fallback] or group
+    metadata.update({"source_format": chosen, "source_traces": sources[:50], "llm_calls": len(calls)})
     if tags:
         metadata["tags"] = tags
     if scores:
         metadata["scores"] = scores
-    record = {"trace_id": key, "timestamp": start, "messages": messages, "metadata": metadata, **fields}
+    record = {"trace_id": first.record_id or key, "timestamp": start, "messages": messages, "metadata": metadata, **fields}
     model = next((c.model for c in reversed(group) if c.model), None)
     if model:
         record["model_version"] = str(model)

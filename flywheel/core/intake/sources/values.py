@@ -51,14 +51,22 @@ def text_of(content) -> str:
     if isinstance(content, (int, float, bool)):
         return json.dumps(content)
     if isinstance(content, dict):
-        return _part_text(content)
+        found = _part_text(content)
+        return found if found is not None else _json(content)
     if isinstance(content, (list, tuple)):
         pieces = [_part_text(p) if isinstance(p, dict) else text_of(p) for p in content]
-        return "\n".join(p for p in pieces if p)
+        if pieces and all(p is None for p in pieces):
+            return _json(content)  # structured data (a tool's JSON result): kept as it is
+        return "\n".join(p if p is not None else _json(item) for p, item in zip(pieces, content) if p != "")
     return str(content)
 
 
-def _part_text(part: dict) -> str:
+def _json(value) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _part_text(part: dict) -> str | None:
+    """The text of a message part, or None when the object is not a part (plain data)."""
     kind = str(part.get("type", "") or "").lower()
     if kind in ("tool_call", "tool_use", "function_call"):
         return tool_call_text(part.get("name") or (part.get("function") or {}).get("name"),
@@ -67,10 +75,10 @@ def _part_text(part: dict) -> str:
         return text_of(part.get("response", part.get("result", part.get("content"))))
     if kind in ("image", "image_url", "blob", "file", "uri", "audio", "video", "input_image", "document"):
         return f"[{part.get('modality') or kind}]"
-    for key in ("content", "text", "message_content.text", "value"):
+    for key in ("content", "text", "message_content.text"):
         if key in part and part[key] is not None:
             return text_of(part[key])
-    return ""
+    return "" if kind else None
 
 
 def epoch_ns_to_iso(value) -> str | None:
