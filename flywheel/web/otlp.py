@@ -109,8 +109,9 @@ async def receive(request: Request) -> Response:
         return _status(415, "Content-Encoding must be gzip, deflate or none", known)
     limit = request.app.state.otlp_max_body
     try:
-        data = _decompress(await _body(request, limit), encoding, limit)
-        doc = _decode(data, known)
+        body = await _body(request, limit)
+        # Inflating and decoding a large batch takes milliseconds of CPU: off the event loop.
+        doc = await run_in_threadpool(lambda: _decode(_decompress(body, encoding, limit), known))
     except _TooLarge:
         return _status(413, f"the body is over {limit // (1024 * 1024)} MiB (after decompression too); send smaller "
                        "batches", known)

@@ -26,6 +26,7 @@ class Call:
     model: str | None = None
     user: str | None = None
     attributes: dict = field(default_factory=dict)
+    resource: dict = field(default_factory=dict)  # OTel resource attributes, looked up as attribute:resource.NAME
     metadata: dict = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
     scores: dict = field(default_factory=dict)

@@ -33,6 +33,12 @@ class MappingError(ValueError):
 class Mapping:
     sources: dict[str, tuple[str, ...]]
 
+    def __post_init__(self):
+        # Each place parsed once: apply() runs for every conversation of an ingest.
+        parsed = {name: tuple((place, *place.partition(":")[::2]) for place in places)
+                  for name, places in self.sources.items()}
+        object.__setattr__(self, "_parsed", parsed)
+
     @classmethod
     def load(cls, path: str | Path) -> Mapping:
         import yaml
@@ -64,9 +70,9 @@ class Mapping:
     def apply(self, calls: list[Call]) -> tuple[dict, dict]:
         """(fields, where each came from) for one conversation's calls; the latest call wins."""
         values, used = {}, {}
-        for name, places in self.sources.items():
-            for place in places:
-                found = _lookup(place, calls)
+        for name, places in self._parsed.items():
+            for place, kind, key in places:
+                found = _lookup(kind, key, calls)
                 if found is not None:
                     coerced = _coerce(name, found)
                     if coerced is not None:
@@ -75,19 +81,20 @@ class Mapping:
         return values, used
 
 
-def _lookup(place: str, calls: list[Call]):
+def _lookup(kind: str, name: str, calls: list[Call]):
     for call in reversed(calls):
-        value = _one(place, call)
+        value = _one(kind, name, call)
         if value is not None and value != "":
             return value
     return None
 
 
-def _one(place: str, call: Call):
-    if place == "user":
+def _one(kind: str, name: str, call: Call):
+    if kind == "user":
         return call.user
-    kind, _, name = place.partition(":")
     if kind == "attribute":
+        if name.startswith("resource.") and name not in call.attributes:
+            return call.resource.get(name[len("resource."):])
         return call.attributes.get(name)
     if kind == "metadata":
         value = call.metadata

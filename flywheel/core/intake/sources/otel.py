@@ -44,7 +44,7 @@ def _call(span: Span, inputs: list[dict], outputs: list[dict], file: str, line: 
         order=span.start_ns, inputs=inputs, outputs=outputs,
         model=a.get("gen_ai.response.model") or a.get("gen_ai.request.model") or a.get("llm.model_name"),
         user=a.get("enduser.id") or a.get("user.id"),
-        attributes={**{f"resource.{k}": v for k, v in span.resource.items()}, **a},
+        attributes=a, resource=span.resource,
         metadata=metadata if isinstance(metadata, dict) else {},
         tags=[str(t) for t in tags] if isinstance(tags, list) else [],
         scores=genai.evaluation_scores(span), file=file, line=line, call_id=span.span_id,

@@ -11,6 +11,7 @@ apart by length (a trace id is 32 hex or 24 base64 characters). Pre-2022 files n
 from __future__ import annotations
 
 import base64
+import functools
 import binascii
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ def _get(obj: dict, camel: str, snake: str | None = None, default=None):
     return obj.get(snake or _snake(camel), default)
 
 
+@functools.lru_cache(maxsize=256)
 def _snake(name: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in name)
 
