@@ -63,17 +63,45 @@ def evalset_import(path: Path, data_dir: Path | None) -> None:
 
 @evalset_group.command("export")
 @click.option("--version", type=int, help="Default: the latest.")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "promptfoo", "inspect", "openai-evals"]),
+              default="jsonl", show_default=True, help="jsonl and csv: the eval row contract; promptfoo, inspect, "
+              "openai-evals: that harness's test files, each criterion as its own assertion.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), required=True, callback=output_file)
+@click.option("--provider", help="promptfoo: the provider id the ready config names (default file://provider.py).")
+@click.option("--model-version", help="promptfoo: the provider's label in the ready config, which becomes the "
+              "model_version of the imported results (default my-model).")
 @data_dir_option
-def evalset_export(version: int | None, fmt: str, output: Path, data_dir: Path | None) -> None:
-    """Write one version's rows in the eval row contract."""
+def evalset_export(version: int | None, fmt: str, output: Path, provider: str | None, model_version: str | None,
+                   data_dir: Path | None) -> None:
+    """Write one version's rows: in the eval row contract, or where your tests run.
+
+    promptfoo: a tests file (JSON Lines) with a chat prompt file and, if there is none, a ready
+    promptfooconfig.yaml beside it; inspect: an Inspect AI dataset and a task file whose scorer applies
+    flywheel's criteria; openai-evals: input/ideal samples for the rows whose criterion maps, the others
+    listed. Every row carries row_id and eval_version, so `flywheel results import` reads the results back.
+    """
+    from flywheel.core.evalset import harness
     from flywheel.core.evalset import versions as evalset
 
     with _connect(data_dir) as conn:
         version = _known_version(conn, version, "'--version'")
-        n = evalset.export(conn, output, version, fmt)
-    click.echo(f"Wrote {n} rows of version {version} to {output}.")
+        if fmt in ("jsonl", "csv"):
+            n = evalset.export(conn, output, version, fmt)
+            click.echo(f"Wrote {n} rows of version {version} to {output}.")
+            return
+        rows = evalset.contract_rows(conn, version)
+    if fmt == "promptfoo":
+        done = harness.promptfoo(rows, output, version, provider, model_version)
+    elif fmt == "inspect":
+        done = harness.inspect(rows, output, version)
+    else:
+        done = harness.openai_evals(rows, output, version)
+    click.echo(f"Wrote {done.rows} rows of version {version} for {fmt} to {output}"
+               + (f" (and {', '.join(p.name for p in done.written[1:])} beside it)" if len(done.written) > 1 else "") + ".")
+    for row in done.unmapped:
+        click.echo(f"  {row['row_id']} ({row['criterion']}): {row['why']}", err=True)
+    if done.unmapped:
+        click.echo(f"{len(done.unmapped)} row(s) the harness cannot check as exported, listed above.", err=True)
 
 
 @evalset_group.command("diff")
@@ -120,10 +148,15 @@ def results_group() -> None:
 
 @results_group.command("import")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["auto", "flywheel", "promptfoo", "inspect"]), default="auto",
+              show_default=True, help="promptfoo: `promptfoo eval --output results.json` (or .jsonl); inspect: an "
+              "Inspect AI eval log (JSON or .eval); flywheel: the result contract. auto tells them apart.")
 @click.option("--json", "as_json", is_flag=True)
 @data_dir_option
-def results_import(path: Path, as_json: bool, data_dir: Path | None) -> None:
-    """Load results (JSONL or CSV: row_id, eval_version, model_version, passed, optional score, run_at).
+def results_import(path: Path, fmt: str, as_json: bool, data_dir: Path | None) -> None:
+    """Load results (JSONL or CSV: row_id, eval_version, model_version, passed, optional score, run_at),
+    or a harness's output: promptfoo's, or an Inspect AI eval log, matched to rows through the metadata
+    `flywheel evalset export` gave each test.
 
     Whole file or nothing: every line is validated first, and a line with a bad value, an unknown row
     id or a version mismatch is reported by line and column, and nothing loads. The same result (the
@@ -131,15 +164,32 @@ def results_import(path: Path, as_json: bool, data_dir: Path | None) -> None:
     adds nothing; a result without run_at is stamped with the import time. Exits 1 when any line was
     rejected.
     """
-    from flywheel.core.evalset import regression
+    from flywheel.core.evalset import harness_results, regression
 
+    if not path.is_file():
+        raise click.ClickException(f"{path}: no such file")
+    chosen = harness_results.detect(path) if fmt == "auto" else fmt
+    converted = None
     with _connect(data_dir) as conn:
         try:
-            report = regression.import_results(conn, path)
-        except regression.ResultsError as exc:
+            if chosen == "flywheel":
+                report = regression.import_results(conn, path)
+            else:
+                converted = harness_results.convert(path, chosen)
+                report = harness_results.import_converted(conn, converted)
+        except (regression.ResultsError, harness_results.HarnessResultsError) as exc:
             raise click.ClickException(str(exc)) from None
+    if converted is not None:
+        for skipped in converted.skipped:
+            click.echo(f"{path}: {skipped['position']}: not imported: {skipped['reason']}", err=True)
+        if not as_json:
+            click.echo(f"Read {path} as {chosen} output: {len(converted.records)} result(s) for model "
+                       f"{', '.join(sorted(converted.model_versions)) or '-'}, {len(converted.skipped)} not imported.")
     if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2))
+        out = report.to_json()
+        if converted is not None:
+            out.update(format=chosen, not_imported=converted.skipped)
+        click.echo(json.dumps(out, indent=2))
     elif report.rejected:
         click.echo(f"Nothing loaded: {len(report.rejected)} line(s) of {path} rejected; fix them and import the "
                    "file again.")
@@ -160,9 +210,11 @@ def results_import(path: Path, as_json: bool, data_dir: Path | None) -> None:
 @click.option("--threshold", type=click.FloatRange(0, 1), default=0.9, show_default=True)
 @click.option("--adversarial-threshold", type=click.FloatRange(0, 1), default=0.9, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), callback=output_file,
+              help="Also write JUnit XML, one test case per row, for CI systems to list the failing rows.")
 @data_dir_option
 def gate(version: int | None, model_version: str | None, threshold: float, adversarial_threshold: float,
-         as_json: bool, data_dir: Path | None) -> None:
+         as_json: bool, junit: Path | None, data_dir: Path | None) -> None:
     """The one gate for CI: exit 1 when the overall pass rate or the adversarial slice is under its
     threshold, 0 when both pass, 2 when there are no results to judge."""
     from flywheel.core.evalset import regression
@@ -171,6 +223,12 @@ def gate(version: int | None, model_version: str | None, threshold: float, adver
     with _connect(data_dir) as conn:
         version = _known_version(conn, version, "'--version'")
         verdict = regression.gate(conn, version, model_version, threshold, adversarial_threshold)
+        if junit is not None:
+            from flywheel.core.evalset import junit as junit_xml
+
+            rows = junit_xml.row_results(conn, verdict.eval_version, verdict.model_version) \
+                if verdict.model_version is not None else []
+            junit_xml.write(junit, verdict, rows)
     if as_json:
         click.echo(json.dumps(verdict.to_json(), indent=2))
     elif verdict.exit_code == regression.EXIT_NO_RESULTS:

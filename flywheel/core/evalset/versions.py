@@ -349,6 +349,13 @@ def contract_records(rows: pl.DataFrame) -> list[dict]:
     return out
 
 
+def contract_rows(conn: duckdb.DuckDBPyConnection, version: int) -> list[dict]:
+    """A version's rows as dicts with their typed criterion, for the harness exports."""
+    cur = conn.execute(f"{ROWS_AT_SQL} ORDER BY added_at, row_id", {"version": version})
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
 def export(conn: duckdb.DuckDBPyConnection, path: str | Path, version: int | None = None, fmt: str = "jsonl") -> int:
     records = contract_records(rows_at(conn, version))
     path = Path(path)
