@@ -182,3 +182,49 @@ def test_the_ci_example_with_real_promptfoo_gives_the_gate_of_the_built_in_runne
     assert f"{rubric} not imported" in run.stdout  # rubric rows: no grader, reported, as regress skips them
     suite = ET.parse(out / "junit.xml").getroot().find("testsuite")
     assert int(suite.get("tests")) == len(per_row) + rubric
+
+
+def _inspect_python() -> str:
+    found = os.environ.get("FLYWHEEL_INSPECT_PYTHON") or str(REPO / "build" / "inspect-venv" / "bin" / "python")
+    if Path(found).exists():
+        return found
+    message = ("Inspect AI not installed (python3 -m venv build/inspect-venv && build/inspect-venv/bin/pip install "
+               "inspect-ai==0.3.285)")
+    if os.environ.get("FLYWHEEL_REQUIRE_INSPECT") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def test_inspect_ai_runs_the_exported_task_and_its_log_gives_the_built_in_runners_results(data_dir, tmp_path):
+    python = _inspect_python()
+    env = {**os.environ, "FLYWHEEL_DATA": str(data_dir), "DAGSTER_HOME": str(data_dir / "dagster")}
+    gen = tmp_path / "gen"
+
+    def flywheel(*args):
+        done = subprocess.run([str(BIN / "flywheel"), *args], env=env, capture_output=True, text=True)
+        assert done.returncode in (0, 1), done.stdout + done.stderr
+        return done
+
+    flywheel("demo", "generate", "--out", str(gen), "--weeks", "1", "--traces-per-day", "5")
+    flywheel("evalset", "import", str(gen / "starter_eval_set.csv"))
+    flywheel("regress", "--target", TARGET, "--model-version", "builtin")
+    (tmp_path / "inspect").mkdir()
+    flywheel("evalset", "export", "--format", "inspect", "--output", str(tmp_path / "inspect" / "dataset.jsonl"))
+    # Inspect in its own environment (it is not a flywheel dependency); the demo model needs only the
+    # standard library, so the repository on the path is enough.
+    run = subprocess.run([python, str(tmp_path / "inspect" / "flywheel_task.py"), str(tmp_path / "logs")], cwd=tmp_path,
+                         env={**env, "FLYWHEEL_TARGET": TARGET, "PYTHONPATH": str(REPO),
+                              "XDG_DATA_HOME": str(tmp_path / "xdg")}, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    (log,) = (tmp_path / "logs").glob("*.json")
+    imported = flywheel("results", "import", str(log), "--model-version", "via-inspect")
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    with connect(data_dir / "flywheel.duckdb", read_only=True) as conn:
+        per_row = conn.execute(
+            """SELECT a.row_id, a.passed, b.passed FROM regression.results a
+               FULL JOIN (SELECT * FROM regression.results WHERE model_version = 'via-inspect') b USING (row_id)
+               WHERE a.model_version = 'builtin' OR a.model_version IS NULL""").fetchall()
+    assert per_row and all(a == b for _, a, b in per_row), [r for r in per_row if r[1] != r[2]]
+    gates = [json.loads(flywheel("gate", "--model-version", m, "--json").stdout) for m in ("builtin", "via-inspect")]
+    assert [(g["n"], g["pass_rate"], g["exit_code"]) for g in gates[:1]] == [(g["n"], g["pass_rate"], g["exit_code"])
+                                                                           for g in gates[1:]]

@@ -151,9 +151,11 @@ def results_group() -> None:
 @click.option("--format", "fmt", type=click.Choice(["auto", "flywheel", "promptfoo", "inspect"]), default="auto",
               show_default=True, help="promptfoo: `promptfoo eval --output results.json` (or .jsonl); inspect: an "
               "Inspect AI eval log (JSON or .eval); flywheel: the result contract. auto tells them apart.")
+@click.option("--model-version", help="promptfoo and inspect: the model_version to record (default: the provider's "
+              "label, or the model Inspect names).")
 @click.option("--json", "as_json", is_flag=True)
 @data_dir_option
-def results_import(path: Path, fmt: str, as_json: bool, data_dir: Path | None) -> None:
+def results_import(path: Path, fmt: str, model_version: str | None, as_json: bool, data_dir: Path | None) -> None:
     """Load results (JSONL or CSV: row_id, eval_version, model_version, passed, optional score, run_at),
     or a harness's output: promptfoo's, or an Inspect AI eval log, matched to rows through the metadata
     `flywheel evalset export` gave each test.
@@ -176,6 +178,8 @@ def results_import(path: Path, fmt: str, as_json: bool, data_dir: Path | None) -
                 report = regression.import_results(conn, path)
             else:
                 converted = harness_results.convert(path, chosen)
+                if model_version:
+                    converted.relabel(model_version)
                 report = harness_results.import_converted(conn, converted)
         except (regression.ResultsError, harness_results.HarnessResultsError) as exc:
             raise click.ClickException(str(exc)) from None

@@ -117,16 +117,21 @@ tests: file://{tests}
 _INSPECT_TASK = '''"""Written by `flywheel evalset export --format inspect` for eval set v{version}.
 
     inspect eval {task} --model <provider/model> --log-format json
+    FLYWHEEL_TARGET=mybot:reply python {task} [LOG_DIR]    # your own Python function as the model
 
 The scorer applies flywheel's own criteria (contains, not_contains, regex, equals, refusal; a rubric
 row is left unscored unless you add a grader), so `flywheel results import` reads the log back.
 """
 
+import importlib
+import os
 import re
+import sys
 from pathlib import Path
 
 from inspect_ai import Task, task
 from inspect_ai.dataset import json_dataset
+from inspect_ai.model import GenerateConfig, ModelAPI, ModelOutput, modelapi
 from inspect_ai.scorer import CORRECT, INCORRECT, Score, Target, accuracy, scorer
 from inspect_ai.solver import TaskState, generate
 
@@ -165,6 +170,32 @@ def flywheel_criterion():
 def flywheel_eval_set():
     return Task(dataset=json_dataset(str(Path(__file__).parent / "{dataset}")), solver=generate(),
                 scorer=flywheel_criterion())
+
+
+@modelapi(name="flywheel_target")
+class FlywheelTarget(ModelAPI):
+    """The function `flywheel regress --target` takes, as Inspect's model: FLYWHEEL_TARGET=module:function,
+    a list of {{role, content}} in, the reply out."""
+
+    def __init__(self, model_name, base_url=None, api_key=None, config=GenerateConfig(), **model_args):
+        super().__init__(model_name, base_url, api_key, [], config)
+        module, _, name = model_name.partition(":")
+        sys.path.insert(0, os.getcwd())
+        self.reply = getattr(importlib.import_module(module), name)
+
+    async def generate(self, input, tools, tool_choice, config):
+        messages = [{{"role": m.role, "content": m.text}} for m in input]
+        return ModelOutput.from_content(model=self.model_name, content=self.reply(messages))
+
+
+if __name__ == "__main__":
+    # `inspect eval --model` resolves the model before it reads this file, so a model defined here runs
+    # through Inspect's Python API. The log is JSON; a run that did not succeed exits 1.
+    from inspect_ai import eval as inspect_eval
+
+    logs = inspect_eval(flywheel_eval_set(), model=f"flywheel_target/{{os.environ['FLYWHEEL_TARGET']}}",
+                        log_dir=sys.argv[1] if len(sys.argv) > 1 else "logs", log_format="json", display="none")
+    sys.exit(0 if all(log.status == "success" for log in logs) else 1)
 '''
 
 

@@ -33,6 +33,11 @@ class Converted:
     skipped: list[dict] = field(default_factory=list)  # {"position", "reason"}: not matched or not judged
     model_versions: set[str] = field(default_factory=set)
 
+    def relabel(self, model_version: str) -> None:
+        for record in self.records:
+            record["model_version"] = model_version
+        self.model_versions = {model_version} if self.records else set()
+
 
 def detect(path: Path) -> str:
     if zipfile.is_zipfile(path):
