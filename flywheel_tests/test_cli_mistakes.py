@@ -92,6 +92,11 @@ MISTAKES = [
     ("regress", "--target", "no_such_module:fn"),
     ("regress", "--target", "mybot:no_such_function"),
     ("regress", "--target", "not-a-spec"),
+    # harnesses
+    ("results", "import", "--format", "inspect", "{empty}"),
+    ("results", "import", "--format", "promptfoo", "{list}"),
+    ("evalset", "export", "--format", "promptfoo", "--output", "{root}/no/such/folder/tests.jsonl"),
+    ("gate", "--junit", "{root}/no/such/folder/junit.xml"),
     # trace sources
     ("ingest", "--format", "zipkin", "{traces}"),
     ("ingest", "--timestamp", "yesterday", "{traces}"),

@@ -99,6 +99,10 @@ def test_promptfoo_results_come_back_by_metadata_and_the_rest_is_reported(data_d
     assert stored == [(ids[0], True, "bot-7"), (ids[1], False, "bot-7")]
     again = CliRunner().invoke(main, ["results", "import", str(path)])
     assert "2 already stored" in again.output  # the same run imported twice is stored once
+    lines = data_dir / "results.jsonl"  # --output results.jsonl: the same rows, one a line
+    lines.write_text("".join(json.dumps(r) + "\n" for r in results["results"]["results"][:2]))
+    assert harness_results.detect(lines) == "promptfoo"
+    assert len(harness_results.convert(lines, "promptfoo").records) == 2
     wrong = data_dir / "wrong.json"
     wrong.write_text(json.dumps({"evalId": "e", "results": {"results": [row(0, ids[0], True, version=9)]}}))
     refused = CliRunner().invoke(main, ["results", "import", str(wrong)])

@@ -78,6 +78,9 @@ def _promptfoo(path: Path) -> Converted:
             rows, when = [json.loads(line) for line in text.splitlines() if line.strip()], None
         except ValueError as exc:
             raise HarnessResultsError(f"{path}: not promptfoo output (results.json or .jsonl): {exc}") from None
+    if not any(isinstance(r, dict) and ("testCase" in r or "success" in r) for r in rows):
+        raise HarnessResultsError(f"{path}: not promptfoo output: no result rows (write it with promptfoo eval "
+                                  "--output results.json)")
     out = Converted()
     run_at = _iso(when) or _iso(dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.timezone.utc))
     for i, row in sorted(enumerate(rows), key=lambda item: (item[1].get("testIdx", item[0]) if isinstance(item[1], dict)
@@ -109,6 +112,8 @@ def _promptfoo(path: Path) -> Converted:
 
 def _inspect(path: Path) -> Converted:
     log = _inspect_log(path)
+    if not isinstance(log, dict) or "eval" not in log:
+        raise HarnessResultsError(f"{path}: not an Inspect eval log (no \"eval\"; write it with --log-format json)")
     out = Converted()
     model = (log.get("eval") or {}).get("model") or "inspect"
     run_at = _iso((log.get("stats") or {}).get("completed_at") or (log.get("eval") or {}).get("created"))
