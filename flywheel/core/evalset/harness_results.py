@@ -54,7 +54,10 @@ def detect(path: Path) -> str:
                 return "inspect"
             if isinstance(doc.get("results"), dict) and "results" in doc["results"]:
                 return "promptfoo"
-        first = json.loads(text.splitlines()[0]) if text.strip() else {}
+        try:
+            first = json.loads(text.lstrip().splitlines()[0]) if text.strip() else {}
+        except ValueError:
+            first = None  # not JSON on its first line: the results import says where and why
         if isinstance(first, dict) and "testCase" in first and "success" in first:
             return "promptfoo"
     return "flywheel"
