@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -78,7 +79,7 @@ async def post_label(request: Request) -> Response:
     if not isinstance(payload, dict):
         return _error(422, "the body must be one JSON object: the label contract of `flywheel labels import`",
                       errors=[{"field": "(body)", "message": "expected an object"}])
-    return await _in_thread(request, _store_label, review, reviewer.name, payload)
+    return await run_in_threadpool(_store_label, review, reviewer.name, payload)
 
 
 def _store_label(review: Review, reviewer: str, payload: dict) -> Response:
@@ -129,12 +130,6 @@ def health(request: Request) -> Response:
         pending = review_store.pending_count(store)
     return JSONResponse({"ok": True, "snapshot_at": snap.loaded_at.isoformat() if snap.loaded_at else None,
                          "traces": len(snap.items), "labels_waiting_to_land": pending})
-
-
-async def _in_thread(request: Request, fn, *args):
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(fn, *args)
 
 
 routes = [

@@ -5,6 +5,8 @@ reviewer, whose name goes on the label."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import inspect
 import re
 from collections import Counter
 from pathlib import Path
@@ -12,6 +14,7 @@ from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -78,6 +81,34 @@ def _refused(request: Request) -> HTMLResponse:
                         status_code=403)
 
 
+def signed_in(handler):
+    """A page for a signed-in reviewer, handed to `handler(request, me)`; anyone else goes to sign in.
+    A plain function runs in the thread pool, as Starlette runs it, off the event loop."""
+    @functools.wraps(handler)
+    async def page(request: Request) -> Response:
+        me = await run_in_threadpool(_me, request)
+        if me is None:
+            return _login_redirect(request)
+        if inspect.iscoroutinefunction(handler):
+            return await handler(request, me)
+        return await run_in_threadpool(handler, request, me)
+    return page
+
+
+def posted(handler):
+    """A form posted by a signed-in reviewer with the session's CSRF token: `handler(request, me, form)`."""
+    @functools.wraps(handler)
+    async def page(request: Request) -> Response:
+        me = await run_in_threadpool(_me, request)
+        if me is None:
+            return _login_redirect(request)
+        form = await _form(request)
+        if form is None:
+            return _refused(request)
+        return await handler(request, me, form)
+    return page
+
+
 def _week(value: str | None, review: Review) -> dt.date | None:
     if value:
         try:
@@ -119,10 +150,8 @@ async def logout(request: Request) -> Response:
     return RedirectResponse("/login", status_code=303)
 
 
-async def account(request: Request) -> Response:
-    me = _me(request)
-    if me is None:
-        return _login_redirect(request)
+@signed_in
+async def account(request: Request, me) -> Response:
     if request.method == "GET":
         return _render(request, "account.html", me=me)
     form = await _form(request)
@@ -143,10 +172,8 @@ async def account(request: Request) -> Response:
 # The queue
 # ---------------------------------------------------------------------------------------------
 
-def queue(request: Request) -> Response:
-    me = _me(request)
-    if me is None:
-        return _login_redirect(request)
+@signed_in
+def queue(request: Request, me) -> Response:
     review: Review = request.app.state.review
     snap = review.live.get()
     week = _week(request.query_params.get("week"), review)
@@ -181,10 +208,8 @@ def queue(request: Request) -> Response:
     )
 
 
-def next_trace(request: Request) -> Response:
-    me = _me(request)
-    if me is None:
-        return _login_redirect(request)
+@signed_in
+def next_trace(request: Request, me) -> Response:
     review: Review = request.app.state.review
     week = _week(request.query_params.get("week"), review)
     got = review.next_for(me.name, week)
@@ -225,10 +250,8 @@ def _trace_context(request: Request, review: Review, ref: str, me) -> dict | Non
     }
 
 
-def trace(request: Request) -> Response:
-    me = _me(request)
-    if me is None:
-        return _login_redirect(request)
+@signed_in
+def trace(request: Request, me) -> Response:
     review: Review = request.app.state.review
     ref = request.path_params["ref"]
     context = _trace_context(request, review, ref, me)
@@ -240,13 +263,8 @@ def trace(request: Request) -> Response:
     return _render(request, "trace.html", form={}, errors={}, **context)
 
 
-async def post_label(request: Request) -> Response:
-    me = _me(request)
-    if me is None:
-        return _login_redirect(request)
-    form = await _form(request)
-    if form is None:
-        return _refused(request)
+@posted
+async def post_label(request: Request, me, form: dict) -> Response:
     review: Review = request.app.state.review
     ref = request.path_params["ref"]
     payload = {k: form.get(k) for k in ("bucket", "taxonomy_code", "new_code_name", "new_code_definition",
@@ -259,11 +277,11 @@ async def post_label(request: Request) -> Response:
         payload["taxonomy_code"] = form.get("new_code") or ""
     elif payload["bucket"] == "not_a_bug":
         payload.update(taxonomy_code="", expected_behaviour="", criterion_type="", criterion_value="")
-    row, problems = await _threaded(review.parse, payload, me.name, "review")
+    row, problems = await run_in_threadpool(review.parse, payload, me.name, "review")
     week = form.get("week") or ""
     if row is not None:
         try:
-            submitted = await _threaded(review.submit, me.name, row)
+            submitted = await run_in_threadpool(review.submit, me.name, row)
         except Conflict as exc:
             problems = [{"field": "trace_ref", "message": str(exc)}]
         else:
@@ -279,30 +297,20 @@ async def post_label(request: Request) -> Response:
     return _render(request, "trace.html", 422, form=form, errors=errors, reserved_by_other=False, **context)
 
 
-async def skip(request: Request) -> Response:
-    me = _me(request)
-    if me is None:
-        return _login_redirect(request)
-    form = await _form(request)
-    if form is None:
-        return _refused(request)
+@posted
+async def skip(request: Request, me, form: dict) -> Response:
     review: Review = request.app.state.review
     ref = request.path_params["ref"]
-    await _threaded(review.skip, me.name, ref)
+    await run_in_threadpool(review.skip, me.name, ref)
     return RedirectResponse("/next?" + urlencode({"week": form.get("week") or "", "prev": ref}), status_code=303)
 
 
-async def comment(request: Request) -> Response:
-    me = _me(request)
-    if me is None:
-        return _login_redirect(request)
-    form = await _form(request)
-    if form is None:
-        return _refused(request)
+@posted
+async def comment(request: Request, me, form: dict) -> Response:
     review: Review = request.app.state.review
     ref = request.path_params["ref"]
     try:
-        await _threaded(review.comment, me.name, ref, form.get("body") or "")
+        await run_in_threadpool(review.comment, me.name, ref, form.get("body") or "")
     except ValueError:
         pass  # an empty comment adds nothing
     return RedirectResponse(f"/trace/{ref}?" + urlencode({"week": form.get("week") or ""}) + "#comments",
@@ -326,10 +334,8 @@ def _failure_label(review: Review, ref: str, me) -> dict | None:
             "adversarial": label.adversarial}
 
 
-def siblings(request: Request) -> Response:
-    me = _me(request)
-    if me is None:
-        return _login_redirect(request)
+@signed_in
+def siblings(request: Request, me) -> Response:
     review: Review = request.app.state.review
     ref = request.path_params["ref"]
     week = request.query_params.get("week") or ""
@@ -340,13 +346,8 @@ def siblings(request: Request) -> Response:
     return _render(request, "siblings.html", me=me, ref=ref, week=week, failure=failure, siblings=found)
 
 
-async def post_siblings(request: Request) -> Response:
-    me = _me(request)
-    if me is None:
-        return _login_redirect(request)
-    form = await _form(request)
-    if form is None:
-        return _refused(request)
+@posted
+async def post_siblings(request: Request, me, form: dict) -> Response:
     review: Review = request.app.state.review
     ref = request.path_params["ref"]
     failure = _failure_label(review, ref, me)
@@ -357,11 +358,11 @@ async def post_siblings(request: Request) -> Response:
         payload = {"trace_ref": sibling, "bucket": "known_failure", "taxonomy_code": failure["taxonomy_code"],
                    "expected_behaviour": failure["expected_behaviour"], "criterion_type": failure["criterion_type"],
                    "criterion_value": failure["criterion_value"] or "", "adversarial": failure["adversarial"]}
-        row, problems = await _threaded(review.parse, payload, me.name, "sibling")
+        row, problems = await run_in_threadpool(review.parse, payload, me.name, "sibling")
         try:
             if row is None:
                 raise ValueError("; ".join(f"{p['field']}: {p['message']}" for p in problems))
-            await _threaded(review.submit, me.name, row, kind="sibling", wait_s=0)
+            await run_in_threadpool(review.submit, me.name, row, kind="sibling", wait_s=0)
         except (Conflict, ValueError) as exc:  # e.g. someone opened it meanwhile: theirs to label
             refused.append(f"{sibling[:12]}: {exc}")
     if refused:
@@ -374,30 +375,23 @@ async def post_siblings(request: Request) -> Response:
 # Taxonomy, eval set, residue, agreement, people
 # ---------------------------------------------------------------------------------------------
 
-def taxonomy_page(request: Request) -> Response:
-    me = _me(request)
-    if me is None:
-        return _login_redirect(request)
+@signed_in
+def taxonomy_page(request: Request, me) -> Response:
     snap = request.app.state.review.live.get()
     counts = Counter(row["taxonomy_code"] for row in snap.current.values() if row.get("taxonomy_code"))
     return _render(request, "taxonomy.html", me=me, entries=snap.taxonomy, counts=counts,
                    message=request.query_params.get("message"))
 
 
-async def post_taxonomy(request: Request) -> Response:
-    me = _me(request)
-    if me is None:
-        return _login_redirect(request)
-    form = await _form(request)
-    if form is None:
-        return _refused(request)
+@posted
+async def post_taxonomy(request: Request, me, form: dict) -> Response:
     if not me.admin:
         return HTMLResponse("Only an admin edits the taxonomy.", status_code=403)
     review: Review = request.app.state.review
     entry = taxonomy.TaxonomyEntry((form.get("code") or "").strip(), (form.get("name") or "").strip(),
                                    " ".join((form.get("definition") or "").split()), created_from=f"admin:{me.name}")
     try:
-        message = await _threaded(_write_taxonomy, review, entry, form.get("action") == "edit")
+        message = await run_in_threadpool(_write_taxonomy, review, entry, form.get("action") == "edit")
     except taxonomy.TaxonomyError as exc:
         message = f"Not saved: {exc}"
     return RedirectResponse("/taxonomy?" + urlencode({"message": message}), status_code=303)
@@ -419,10 +413,8 @@ def _write_taxonomy(review: Review, entry: taxonomy.TaxonomyEntry, edit: bool) -
     return f"Saved {entry.code}."
 
 
-def evalset_page(request: Request) -> Response:
-    me = _me(request)
-    if me is None:
-        return _login_redirect(request)
+@signed_in
+def evalset_page(request: Request, me) -> Response:
     snap = request.app.state.review.live.get()
     shown = sorted(snap.version_rows)
     latest = shown[-1] if shown else None
@@ -433,17 +425,13 @@ def evalset_page(request: Request) -> Response:
                    labelled=set(snap.current))
 
 
-def residue_page(request: Request) -> Response:
-    me = _me(request)
-    if me is None:
-        return _login_redirect(request)
+@signed_in
+def residue_page(request: Request, me) -> Response:
     return _render(request, "residue.html", me=me, rows=request.app.state.review.live.get().residue)
 
 
-def agreement_page(request: Request) -> Response:
-    me = _me(request)
-    if me is None:
-        return _login_redirect(request)
+@signed_in
+def agreement_page(request: Request, me) -> Response:
     review: Review = request.app.state.review
     snap = review.live.get()
     with review.store() as store:
@@ -454,13 +442,8 @@ def agreement_page(request: Request) -> Response:
                    reviewers_per_trace=review.settings.reviewers_per_trace)
 
 
-async def adjudicate(request: Request) -> Response:
-    me = _me(request)
-    if me is None:
-        return _login_redirect(request)
-    form = await _form(request)
-    if form is None:
-        return _refused(request)
+@posted
+async def adjudicate(request: Request, me, form: dict) -> Response:
     if not me.admin:
         return HTMLResponse("Only an admin adjudicates.", status_code=403)
     review: Review = request.app.state.review
@@ -473,14 +456,12 @@ async def adjudicate(request: Request) -> Response:
                                                   "criterion_value", "adversarial", "pii_ok", "pii_issue_class",
                                                   "pii_note")}
         payload["trace_ref"] = ref
-        await _threaded(review.adjudicate, me.name, payload)
+        await run_in_threadpool(review.adjudicate, me.name, payload)
     return RedirectResponse("/agreement", status_code=303)
 
 
-async def users_page(request: Request) -> Response:
-    me = _me(request)
-    if me is None:
-        return _login_redirect(request)
+@signed_in
+async def users_page(request: Request, me) -> Response:
     if not me.admin:
         return HTMLResponse("Only an admin manages reviewers.", status_code=403)
     review: Review = request.app.state.review
@@ -500,12 +481,6 @@ async def users_page(request: Request) -> Response:
     with review.store() as store:
         people = reviewers.listing(store)
     return _render(request, "users.html", me=me, people=people, made=made, error=error)
-
-
-async def _threaded(fn, *args, **kwargs):
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(fn, *args, **kwargs)
 
 
 def home(request: Request) -> Response:

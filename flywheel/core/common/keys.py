@@ -22,6 +22,8 @@ import threading
 import time
 from pathlib import Path
 
+from flywheel.core.common.durable import fsync_path
+
 SECRET_ENV = "FLYWHEEL_SECRET"
 KEY_FILE = "secret.key"
 MIN_KEY_BYTES = 16  # a generated key has 64; anything this short is a truncated file, not a key
@@ -152,12 +154,8 @@ def _create_key(path: Path) -> None:
 
 
 def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    with contextlib.suppress(OSError):  # a folder some file systems cannot fsync: the key is written all the same
+        fsync_path(folder)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ import re
 import threading
 from pathlib import Path
 
+from flywheel.core.common.durable import fsync_path
+
 FOLDER = "otlp"
 NAME = re.compile(r"^otlp-(\d{8}T\d{2})\.jsonl$")
 GRACE = dt.timedelta(minutes=5)
@@ -47,16 +49,8 @@ def append(inbox_traces: Path, doc: dict, moment: dt.datetime) -> Path:
         finally:
             os.close(fd)
         if new:
-            _fsync_dir(path.parent)
+            fsync_path(path.parent)
     return path
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def is_open(path: Path, now: dt.datetime) -> bool:

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import duckdb
 
+from flywheel.core.common.durable import fsync_path
+
 ZERO_CHUNK = 1 << 20
 
 
@@ -94,11 +96,11 @@ def rebuild(conn: duckdb.DuckDBPyConnection, path: str | Path, finish_sql: list[
         raise RebuildError(f"{fresh}.wal was left behind; nothing was replaced")
     before = path.stat()
     os.chmod(fresh, before.st_mode & 0o777)
-    _fsync(fresh)
+    fsync_path(fresh)
     old = os.open(path, os.O_WRONLY)
     try:
         os.replace(fresh, path)  # atomic: readers see the old file or the new one, never a mix
-        _fsync(path.parent)
+        fsync_path(path.parent)
         conn.close()  # nothing changed since the checkpoint, so closing writes nothing to the old file
         _zero(old, before.st_size)
     finally:
@@ -116,9 +118,3 @@ def _zero(fd: int, size: int) -> None:
     os.fsync(fd)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
