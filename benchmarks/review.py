@@ -33,8 +33,6 @@ import os
 import random
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,6 +44,8 @@ import httpx
 
 TARGET_MS = 150.0
 WEEK = "2026-03-02"
+from served import add_reviewer, serve, stop, wait_until_idle  # noqa: E402 - benchmarks/ is the script's folder
+
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
 TAXONOMY_SEED = REPO / "data" / "reference" / "taxonomy.yaml"
@@ -149,31 +149,6 @@ def build_warehouse(warehouse: Path, tmp: Path, traces: int, labelled: int) -> l
     return refs
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_until_idle(pid: int, limit_s: float) -> float:
-    """Wait until the server process burns under 5% of a CPU for a second (it loads the embedding model
-    in the background at start); returns the seconds waited."""
-    started = time.perf_counter()
-    last = cpu_seconds(pid)
-    while time.perf_counter() - started < limit_s:
-        time.sleep(1.0)
-        now = cpu_seconds(pid)
-        if now - last < 0.05:
-            break
-        last = now
-    return time.perf_counter() - started
-
-
 def pct(values: list[float], q: float) -> float:
     """Nearest-rank percentile."""
     ordered = sorted(values)
@@ -226,19 +201,6 @@ def report(rows: list[dict], target: float | None) -> bool:
     return met
 
 
-def stop(server: subprocess.Popen | None) -> None:
-    if server is None or server.poll() is not None:
-        return
-    try:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait(timeout=10)
-    except ProcessLookupError:
-        pass
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200, help="Timed requests per route.")
@@ -279,31 +241,9 @@ def main() -> int:
         cohort = sorted({i["cohort"] for i in snap.items.values()})[0]
         del snap
 
-        made = subprocess.run([str(BIN / "flywheel"), "users", "add", "bench", "--admin", "--data-dir", str(data)],
-                              env=env, capture_output=True, text=True, check=True).stdout
-        password = re.search(r"password:\s+(\S+)", made).group(1)
-        token = re.search(r"API token:\s+(\S+)", made).group(1)
-
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        t = time.perf_counter()
-        with open(log, "wb") as out:
-            server = subprocess.Popen([str(BIN / "flywheel"), "serve", "--port", str(port), "--data-dir", str(data)],
-                                      env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        password, token = add_reviewer(data, env, "bench", admin=True)
+        server, base, up = serve(data, env, log, ready=lambda health: health.get("traces") == len(refs))
         client = httpx.Client(base_url=base, timeout=30.0, follow_redirects=False)
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"flywheel serve exited ({server.returncode}):\n{log.read_text()[-2000:]}")
-            if time.perf_counter() - t > 90:
-                raise RuntimeError("flywheel serve did not answer /api/health within 90 s")
-            try:
-                health = client.get("/api/health")
-                if health.status_code == 200 and health.json().get("traces") == len(refs):
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        up = time.perf_counter() - t
         settled = wait_until_idle(server.pid, 60)
         print(f"server: answering /api/health with all traces after {up:.1f} s; idle (start-up work done) "
               f"after {settled:.1f} s more", flush=True)

@@ -40,11 +40,8 @@ import json
 import multiprocessing as mp
 import os
 import random
-import re
 import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,6 +50,8 @@ from pathlib import Path
 
 TARGET_RATIO = 0.5
 TARGET_SPANS_PER_S = 2000.0
+from served import add_reviewer, cpu_seconds, serve, stop, wait_until_idle  # noqa: E402 - benchmarks/ is the script's folder
+
 BIN = Path(sys.executable).parent
 START_NS = 1_772_409_600 * 10**9  # 2026-03-02T00:00:00Z, the first weekly partition
 
@@ -348,82 +347,20 @@ def exporter_worker(index: int, n: int, url: str, token: str, barrier, results) 
                  "requests": exporter.requests, "export_s": exporter.export_s})
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_until_idle(pid: int, limit_s: float) -> float:
-    """Wait until the server burns under 5% of a CPU for a second (it loads the embedding model in the
-    background at start); returns the seconds waited."""
-    started = time.perf_counter()
-    last = cpu_seconds(pid)
-    while time.perf_counter() - started < limit_s:
-        time.sleep(1.0)
-        now = cpu_seconds(pid)
-        if now - last < 0.05:
-            break
-        last = now
-    return time.perf_counter() - started
-
-
-def stop(server: subprocess.Popen | None) -> None:
-    if server is None or server.poll() is not None:
-        return
-    try:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait(timeout=10)
-    except ProcessLookupError:
-        pass
-
-
 def start_server(data: Path, env: dict, log: Path) -> tuple[subprocess.Popen, str, str, float, float]:
     """An empty warehouse, a reviewer's token, `flywheel serve` answering; (server, base, token, up s, idle s)."""
-    import httpx
-
     from flywheel.core.common.db import connect
 
     with connect(data / "flywheel.duckdb"):
         pass
-    made = subprocess.run([str(BIN / "flywheel"), "users", "add", "bench-exporter", "--data-dir", str(data)],
-                          env=env, capture_output=True, text=True, check=True).stdout
-    found = re.search(r"^\s*API token:\s+(fw_\S+)", made, re.MULTILINE)
-    if not found:
-        raise RuntimeError(f"`flywheel users add` printed no API token:\n{made}")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    t = time.perf_counter()
-    with open(log, "wb") as out:
-        server = subprocess.Popen([str(BIN / "flywheel"), "serve", "--port", str(port), "--data-dir", str(data)],
-                                  env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    _, token = add_reviewer(data, env, "bench-exporter")
+    server, base, up = serve(data, env, log)
     try:
-        with httpx.Client(base_url=base, timeout=10.0) as client:
-            while True:
-                if server.poll() is not None:
-                    raise RuntimeError(f"flywheel serve exited ({server.returncode}):\n{log.read_text()[-2000:]}")
-                if time.perf_counter() - t > 90:
-                    raise RuntimeError("flywheel serve did not answer /api/health within 90 s")
-                try:
-                    if client.get("/api/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
-        up = time.perf_counter() - t
         idle = wait_until_idle(server.pid, 90)
     except BaseException:
         stop(server)
         raise
-    return server, base, found.group(1), up, idle
+    return server, base, token, up, idle
 
 
 def run_exporters(base: str, token: str, exporters: int, per: int) -> list[dict]:

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from flywheel.cli import main
 from flywheel.core.common.db import connect
-from flywheel.core.evalset import harness, harness_results, regression
+from flywheel.core.evalset import harness, harness_results
 from flywheel.core.evalset import versions as evalset
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from flywheel.core.common import clock
 from flywheel.core.common.db import WarehouseBusy, open_connection
