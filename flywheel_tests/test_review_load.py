@@ -12,7 +12,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import httpx
+
+from flywheel_tests.test_ui import _free_port
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -34,12 +35,6 @@ FAILURES = [  # (code from data/reference/taxonomy.yaml, expected behaviour, "co
     ("wrong_refund_policy", "Quote the 30-day pro-rata refund rule.", "30 days"),
     ("hallucinated_feature", "Only recommend features the product has.", "Reports"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _flywheel(env: dict, *args: str, timeout: float = 120) -> str:

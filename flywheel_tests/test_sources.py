@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
-import socket
 import threading
 import time
 import uuid
@@ -34,6 +33,7 @@ from flywheel.core.intake.ingest import ingest_paths
 from flywheel.core.intake.sources import files as source_files
 from flywheel.core.intake.sources.mapping import Mapping, MappingError
 from flywheel.paths import REPO_REFERENCE, Paths
+from flywheel_tests.test_ui import _free_port
 
 MAPPING = Mapping.load(REPO_REFERENCE / "trace_mapping.yaml")
 T0 = 1_772_445_600_000_000_000  # 2026-03-02T10:00:00Z in ns
@@ -58,12 +58,6 @@ def _roles(trace: dict) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------------------------------------
 # OpenTelemetry GenAI through the live endpoint, sent by the SDK's own exporter
 # ---------------------------------------------------------------------------------------------
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture
 def endpoint(data_dir):

@@ -443,16 +443,19 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def _read_sources(conn, files: list[Path], report: IngestReport, source_format: str, mapping, timestamp,
-                  skip_known: bool) -> tuple[list[Path], dict]:
+                  skip_known: bool) -> tuple[list[Path], dict, dict[Path, str]]:
     """Detect each file's source and map the non-native ones to the contract (all files together: a
     conversation may span them). Files already in the manifest are left out first, as the loading
     would skip them; files whose source cannot be told are reported as errors."""
     from flywheel.core.intake.sources import reader
     from flywheel.core.intake.sources.mapping import Mapping
 
+    hashed: dict[Path, str] = {}  # handed to the loading, which would otherwise hash each file again
     if skip_known:
         known = set(conn.execute("SELECT file_name, sha256 FROM raw.ingested_files").fetchall())
-        files = [f for f in files if not (f.is_file() and (str(f), file_sha256(f)) in known)] if known else files
+        if known:
+            hashed = {f: file_sha256(f) for f in files if f.is_file()}
+            files = [f for f in files if (str(f), hashed.get(f)) not in known]
     readable = [f for f in files if f.is_file()]
     read = reader.read(readable, source_format, mapping or Mapping({}), timestamp=timestamp)
     report.formats.update(read.formats)
@@ -460,7 +463,7 @@ def _read_sources(conn, files: list[Path], report: IngestReport, source_format: 
     report.mapped.update(read.mapped)
     for name, error in read.unreadable.items():
         _record_error(report, FileResult(name), error)
-    return [f for f in files if str(f) not in read.unreadable], read.prepared
+    return [f for f in files if str(f) not in read.unreadable], read.prepared, hashed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -544,15 +547,18 @@ class _HashAhead:
     """The sha256 of the next file, worked out on a thread while the current one loads (hashlib lets
     go of the GIL): 5-10% off an ingest of many files."""
 
-    def __init__(self, files: list[Path]):
+    def __init__(self, files: list[Path], known: dict[Path, str] | None = None):
+        self._known = known or {}  # hashed already (reading other sources skips known files first)
         self._following = dict(zip(files, files[1:]))
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flywheel-sha256")
         self._pending: dict[Path, Future] = {}
 
     def sha256(self, path: Path) -> str:
+        if path in self._known:
+            return self._known[path]
         future = self._pending.pop(path, None)
         following = self._following.get(path)
-        if following is not None and following not in self._pending:
+        if following is not None and following not in self._pending and following not in self._known:
             self._pending[following] = self._pool.submit(file_sha256, following)
         return future.result() if future else file_sha256(path)
 
@@ -909,6 +915,7 @@ def _record_error(report: IngestReport, result: FileResult, error: str) -> None:
 def _ingest_in_batches(
     conn: duckdb.DuckDBPyConnection, files: list[Path], report: IngestReport, settings: IntakeSettings,
     skip_known: bool, on_progress: Callable[[int], None] | None, prepared: dict | None = None,
+    hashed: dict[Path, str] | None = None,
 ) -> None:
     """Files are loaded and committed in batches of about settings.transaction_records records, each
     batch one fast statement and one transaction: a large transaction writes compressed row groups
@@ -919,7 +926,7 @@ def _ingest_in_batches(
     again without it; when a record DuckDB cannot load fails the batch, its files are loaded one by
     one, and only the file holding the record is left out."""
     pending: deque[tuple[Path, bool]] = deque((path, False) for path in files)  # (file, load it alone)
-    hashes = _HashAhead(files)
+    hashes = _HashAhead(files, hashed)
     progressed: set[Path] = set()
     try:
         while pending:
@@ -985,11 +992,11 @@ def ingest_paths(
     # By default every commit over 16 MB of WAL also checkpoints, recompressing the table once per
     # batch. Checkpoint once at the end instead.
     files = expand_paths(paths)
-    prepared = None
+    prepared, hashed = None, None
     if source_format != "flywheel":
-        files, prepared = _read_sources(conn, files, report, source_format, mapping, timestamp, skip_known)
+        files, prepared, hashed = _read_sources(conn, files, report, source_format, mapping, timestamp, skip_known)
     with setting(conn, "checkpoint_threshold", "16GB"):
-        _ingest_in_batches(conn, files, report, settings, skip_known, on_progress, prepared)
+        _ingest_in_batches(conn, files, report, settings, skip_known, on_progress, prepared, hashed)
     conn.execute("CHECKPOINT")
     # A reload after a broken file reports the batch again later: report in the order the files came.
     position = {str(path): i for i, path in reversed(list(enumerate(files)))}

@@ -177,15 +177,14 @@ def _calls(chosen: str, record, file: str, line: int, when: str, skipped: Counte
 
 def _calls_of(chosen: str, record: dict, file: str, line: int, when: str, skipped: Counter,
               scores: dict[str, dict[str, float]]) -> list[Call | Problem]:
-    excerpt = ""
     if chosen in ("otel", "openinference"):
         if "context.span_id" in record or isinstance(record.get("context"), dict):
-            return _phoenix_row(record, file, line, skipped, excerpt)
+            return _phoenix_row(record, file, line, skipped)
         try:
             found, errors = otel.calls(record, file, line, skipped)
         except OtlpError as exc:
-            return [Problem(f"line {line}: {exc}", excerpt)]
-        return [*found, *(Problem(f"line {line}: {e}", excerpt) for e in errors)]
+            return [Problem(f"line {line}: {exc}")]
+        return [*found, *(Problem(f"line {line}: {e}") for e in errors)]
     if chosen == "langsmith":
         got = langsmith.call(record, file, line, skipped) if langsmith.is_run(record) else "not a LangSmith run"
     elif chosen == "langfuse":
@@ -206,16 +205,16 @@ def _calls_of(chosen: str, record: dict, file: str, line: int, when: str, skippe
     else:
         got = f"unknown format {chosen}"
     if isinstance(got, str):
-        return [Problem(f"line {line}: {got}", excerpt)]
+        return [Problem(f"line {line}: {got}")]
     return [] if got is None else (got if isinstance(got, list) else [got])
 
 
-def _phoenix_row(record: dict, file: str, line: int, skipped: Counter, excerpt: str) -> list[Call | Problem]:
+def _phoenix_row(record: dict, file: str, line: int, skipped: Counter) -> list[Call | Problem]:
     from flywheel.core.intake.sources import genai
 
     span = phoenix.span(record)
     if isinstance(span, str):
-        return [Problem(f"line {line}: {span}", excerpt)]
+        return [Problem(f"line {line}: {span}")]
     reason = genai.skip_reason(span)
     if reason:
         skipped[reason] += 1
