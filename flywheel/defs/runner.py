@@ -18,7 +18,9 @@ REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
 def ensure_dagster_home(paths: Paths) -> Path:
     """DAGSTER_HOME defaults to <data>/dagster; the repo's dagster.yaml (the DuckDB pool limit) is
     copied there when the home has none."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(paths.dagster_home)))
+    if not os.environ.get("DAGSTER_HOME", "").strip():  # unset, or set to nothing (`export DAGSTER_HOME=`)
+        os.environ["DAGSTER_HOME"] = str(paths.dagster_home)
+    home = Path(os.environ["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     target = home / "dagster.yaml"
     if not target.exists() and REPO_DAGSTER_YAML.exists():
