@@ -80,6 +80,19 @@ def served(tmp_path_factory):
         server.wait(timeout=30)
 
 
+# Pages by their path alone: a glob such as "**/queue**" also matches the sign-in page's
+# "/login?next=/queue", which is how a sign-in that failed once passed for one that worked.
+QUEUE = re.compile(r"^[^?]*/queue(\?|$)")
+TRACE = re.compile(r"^[^?]*/trace/[^/?]+(\?|$)")
+SIBLINGS = re.compile(r"^[^?]*/trace/[^/?]+/siblings(\?|$)")
+
+
+def _on_trace(page, timeout: float = 30_000) -> None:
+    """On a trace page with its keyboard script running (it marks the form with the chosen bucket)."""
+    page.wait_for_url(TRACE, timeout=timeout)
+    page.wait_for_selector("#label-form[data-bucket]", state="attached")
+
+
 def _sign_in(browser, base: str, name: str, password: str):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
@@ -87,11 +100,12 @@ def _sign_in(browser, base: str, name: str, password: str):
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.errors = errors
     page.goto(base + "/")
+    page.wait_for_selector("input[name=name]:focus")  # typed keys go nowhere before the autofocus
     page.keyboard.type(name)
     page.keyboard.press("Tab")
     page.keyboard.type(password)
     page.keyboard.press("Enter")
-    page.wait_for_url("**/queue**")
+    page.wait_for_url(QUEUE)
     return context, page
 
 
@@ -114,7 +128,7 @@ def test_a_reviewer_labels_by_keyboard_alone_and_finds_the_rows_after_fold_in(se
     before = _reviewed(page)
     page.screenshot(path=str(SHOTS / "1-queue.png"))
     page.keyboard.press("Enter")  # the next trace
-    page.wait_for_url("**/trace/**")
+    _on_trace(page)
     page.keyboard.press("?")
     assert page.locator("#keys").is_visible()
     page.screenshot(path=str(SHOTS / "2-keys.png"))
@@ -141,6 +155,7 @@ def test_a_reviewer_labels_by_keyboard_alone_and_finds_the_rows_after_fold_in(se
     _submit_and_wait(page, url)
 
     # 2. A new failure mode, then two of its siblings accepted and the rest rejected.
+    _on_trace(page)
     new = _ref(page)
     page.keyboard.press("n")
     for text in ("export_limit_hidden", "Export limit hidden",
@@ -153,7 +168,7 @@ def test_a_reviewer_labels_by_keyboard_alone_and_finds_the_rows_after_fold_in(se
     page.keyboard.type("limit")
     page.screenshot(path=str(SHOTS / "4-new-failure.png"))
     page.keyboard.press("Enter")
-    page.wait_for_url("**/siblings**", timeout=120_000)
+    page.wait_for_url(SIBLINGS, timeout=120_000)
     cards = page.locator(".sibling")
     assert 3 <= cards.count() <= 5
     siblings = [cards.nth(i).get_attribute("data-ref") for i in range(cards.count())]
@@ -165,7 +180,7 @@ def test_a_reviewer_labels_by_keyboard_alone_and_finds_the_rows_after_fold_in(se
     _submit_and_wait(page, page.url)
 
     # 3. Not a bug: o, Enter.
-    page.wait_for_url("**/trace/**")
+    _on_trace(page)
     not_a_bug = _ref(page)
     page.keyboard.press("o")
     _submit_and_wait(page, page.url)
@@ -203,14 +218,14 @@ def test_two_reviewers_signed_in_at_once_never_get_the_same_trace(served):
                               _sign_in(browser, base, "bob", served["bob"][0]))
     for page in (alice, bob):  # both open a trace before either labels: each holds one
         page.goto(f"{base}/next?week={WEEK}")
-        page.wait_for_url("**/trace/**")
+        _on_trace(page)
     seen = {"alice": [_ref(alice)], "bob": [_ref(bob)]}
     bob.screenshot(path=str(SHOTS / "8-second-reviewer.png"))
     for _ in range(3):
         for name, page in (("alice", alice), ("bob", bob)):
             page.keyboard.press("o")
             _submit_and_wait(page, page.url)
-            page.wait_for_url("**/trace/**")
+            _on_trace(page)
             seen[name].append(_ref(page))
     assert not set(seen["alice"]) & set(seen["bob"]), seen
     assert len(set(seen["alice"])) == len(seen["alice"]) == 4
@@ -222,7 +237,7 @@ def test_posts_without_a_csrf_token_or_a_session_are_refused(served):
     base, browser = served["base"], served["browser"]
     context, page = _sign_in(browser, base, "bob", served["bob"][0])
     page.goto(f"{base}/next?week={WEEK}")
-    page.wait_for_url("**/trace/**")
+    _on_trace(page)
     ref = _ref(page)
     form = {"bucket": "not_a_bug", "week": WEEK}
     no_token = context.request.post(f"{base}/trace/{ref}/label", form=form, max_redirects=0)
