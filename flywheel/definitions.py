@@ -16,7 +16,8 @@ def build_definitions(data_dir: str | None = None, scrubber: dg.ConfigurableReso
     paths = Paths(data_dir)
     return dg.Definitions(
         assets=[intake.raw_traces, sampling.sampled_traces, scrub.scrub_week, scrub.residue,
-                labeling.failure_taxonomy, labeling.labels, labeling.review_queue, evalset.fold_in,
+                labeling.failure_taxonomy, labeling.labels, labeling.review_queue, labeling.label_suggestions,
+                labeling.week_clusters, evalset.fold_in,
                 regression.results, regression.pass_rates, regression.monthly_retirement, drift.monthly_drift,
                 privacy.raw_retention],
         asset_checks=[regression.adversarial_share],

@@ -15,7 +15,8 @@ def test_assets_are_grouped_by_station_and_described(tmp_path):
         "raw/traces": "intake", "raw/quarantine": "intake", "sample/sampled_traces": "station_1_sample",
         "scrub/anonymized_traces": "station_2_scrub", "scrub/scrub_report": "station_2_scrub",
         "scrub/residue": "station_2_scrub", "label/taxonomy": "station_3_label", "label/labels": "station_3_label",
-        "label/review_queue": "station_3_label", "eval/eval_rows": "station_4_evalset", "eval/versions": "station_4_evalset",
+        "label/review_queue": "station_3_label", "label/suggestions": "station_3_label",
+            "label/clusters": "station_3_label", "eval/eval_rows": "station_4_evalset", "eval/versions": "station_4_evalset",
         "regression/results": "station_4_evalset", "regression/pass_rates": "station_4_evalset",
         "eval/retirement": "station_4_evalset", "drift/scores": "station_5_drift",
         "drift/high_distance_traces": "station_5_drift", "privacy/raw_retention": "privacy",
@@ -26,7 +27,7 @@ def test_assets_are_grouped_by_station_and_described(tmp_path):
 
 def test_every_computed_asset_is_in_the_duckdb_pool():
     computed = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition) and a.is_executable]
-    assert len(computed) == 10
+    assert len(computed) == 12
     for asset in computed:
         assert asset.op.pool == "duckdb"
 

@@ -28,6 +28,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "ingest": ("flywheel.cli.ingest", "Load trace files (JSON Lines, Parquet, CSV) or folders of them into raw/traces."),
     "run": ("flywheel.cli.loop", "Run the loop for one week (ingest, sample, scrub, queue) or one month (drift, retirement)."),
     "review": ("flywheel.cli.labels", "Label the review queue from the terminal: anomalies first, one trace at a time."),
+    "clusters": ("flywheel.cli.clusters", "Group unexplained traces (a week's queue, a month, or a file) into clusters a reviewer reads as one candidate failure mode."),
     "serve": ("flywheel.cli.serve", "The review app: a queue several people label at once in a browser, with its JSON API."),
     "users": ("flywheel.cli.serve", "Reviewers of the review app (flywheel serve): add, list, reset, disable."),
     "fold-in": ("flywheel.cli.loop", "Fold reviewed labels into a new eval set version."),

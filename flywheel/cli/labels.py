@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from flywheel.cli.common import WEEK, data_dir_option, main, output_file, paths_for
+from flywheel.cli.common import MONTH, WEEK, data_dir_option, main, output_file, paths_for
 from flywheel.paths import Paths
 
 
@@ -95,16 +95,24 @@ def labels() -> None:
 @click.option("--week", type=WEEK, help="Only this week (any day of it, YYYY-MM-DD); default every week with unlabelled traces.")
 @data_dir_option
 def labels_export(output: Path, week: dt.date | None, data_dir: Path | None) -> None:
-    """Write the unlabelled queue as CSV: context columns, then empty label columns to fill in."""
+    """Write the unlabelled queue as CSV: context columns, the loop's suggestion, then empty label columns.
+
+    The suggestion columns (suggested_bucket, suggested_code, suggestion_confidence, the expected
+    behaviour and pass criterion of the most similar labelled trace, similar_traces) are never a
+    label: write `accept` in the bucket column to take the suggestion, or fill in your own verdict."""
     from flywheel.core.labeling.queue import review_queue, with_candidate_flags
     from flywheel.core.labeling.spreadsheet import LABEL_COLUMNS, export_queue
+    from flywheel.core.labeling.suggestions import suggestions_for
     from flywheel.core.sampling.sampler import as_week_start
 
     conn = _seeded_connection(paths_for(data_dir))
     with conn:
         queue = with_candidate_flags(conn, review_queue(conn, as_week_start(week) if week else None))
-    n = export_queue(queue, output)
-    click.echo(f"Wrote {n} traces to review to {output}. Fill in: {', '.join(LABEL_COLUMNS)}.")
+        suggested = suggestions_for(conn, queue["trace_ref"].to_list())
+    n = export_queue(queue, output, suggested)
+    offered = sum(1 for s in suggested.values() if s["suggested_bucket"])
+    click.echo(f"Wrote {n} traces to review to {output}. Fill in: {', '.join(LABEL_COLUMNS)}."
+               + (f" {offered} have a suggestion: write accept as the bucket to take one." if offered else ""))
 
 
 @labels.command("import")
@@ -150,8 +158,14 @@ def labels_import(path: Path, reviewer: str | None, as_json: bool, data_dir: Pat
 
 @main.command()
 @click.option("--reviewer", help="Your name on the labels (default: your login).")
+@click.option("--week", type=WEEK, help="Only this week's queue (any day of it, YYYY-MM-DD).")
+@click.option("--month", type=MONTH, help="With --cluster: a cluster of this month (YYYY-MM).")
+@click.option("--cluster", "cluster_id", type=int,
+              help="Only this cluster from `flywheel clusters --week/--month`: its first trace opens the new "
+                   "failure mode, its other members are offered as siblings.")
 @data_dir_option
-def review(reviewer: str | None, data_dir: Path | None) -> None:
+def review(reviewer: str | None, week: dt.date | None, month: dt.date | None, cluster_id: int | None,
+           data_dir: Path | None) -> None:
     """Label the review queue from the terminal: anomalies first, one trace at a time.
 
     For each scrubbed trace: the conversation by role, why it was sampled and its judge score; then
@@ -162,12 +176,32 @@ def review(reviewer: str | None, data_dir: Path | None) -> None:
     One key, one meaning: y and n answer yes-or-no questions only; s skips the trace, b goes back one,
     q quits, at every prompt that lists them; Ctrl-C or Ctrl-D quits at any prompt (Ctrl-C exits 130).
     Labels are stored as you go, so quitting keeps them and the next run resumes where you stopped.
+
+    Where the loop has a suggestion (label.suggestions, from the labels so far), it is shown above the
+    conversation with its confidence and the labelled traces it is most like; a accepts it. A
+    suggestion is never a label: nothing is stored until you answer.
     """
     from flywheel.cli.review import Session, default_reviewer, run
 
+    if cluster_id is not None and (week is None) == (month is None):
+        raise click.UsageError("--cluster needs the --week or the --month it was listed for (flywheel clusters)")
+    if month is not None and cluster_id is None:
+        raise click.UsageError("--month only picks a cluster's month: add --cluster N, or use --week DAY")
     paths = paths_for(data_dir)
-    _seeded_connection(paths).close()  # seed the taxonomy, then hold nothing while the reviewer reads
-    run(Session(paths.warehouse, reviewer or default_reviewer(), siblings=_sibling_finder(paths)))
+    conn = _seeded_connection(paths)  # seed the taxonomy, then hold nothing while the reviewer reads
+    members = None
+    with conn:
+        if cluster_id is not None:
+            from flywheel.core.labeling import unexplained
+
+            scope = unexplained.week_scope(week) if week else unexplained.month_scope(month)
+            members = unexplained.members(conn, scope, cluster_id)
+            if members is None:
+                option = f"--week {week}" if week else f"--month {month:%Y-%m}"
+                raise click.ClickException(f"no cluster {cluster_id} stored for {scope.split(':')[1]}: list them "
+                                           f"with flywheel clusters {option}")
+    run(Session(paths.warehouse, reviewer or default_reviewer(), siblings=_sibling_finder(paths), cluster=members,
+                week=week if cluster_id is None else None))
 
 
 def _sibling_finder(paths: Paths):

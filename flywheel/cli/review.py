@@ -10,6 +10,8 @@ One key means one thing at every prompt, and each prompt lists the keys it takes
 - s skips the trace, b goes back to the previous one, q quits: at every lettered prompt, and at the
   code prompt (a one-letter search would be no search);
 - the bucket (k, w, o) and the pass criterion (c, x, r, e, f, u) use letters that mean nothing else;
+- a accepts the suggestion shown above the conversation (bucket, code, expected behaviour and
+  criterion of the most similar labelled trace), offered only when there is one;
 - Ctrl-C or Ctrl-D quits at any prompt, free text included. The label being typed is dropped, the
   ones already stored are kept.
 """
@@ -21,7 +23,8 @@ import getpass
 import select
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import datetime as dt
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
@@ -30,6 +33,7 @@ import duckdb
 from flywheel.core.common.db import connect, transaction
 from flywheel.core.labeling import labels, taxonomy
 from flywheel.core.labeling.queue import review_queue, with_candidate_flags
+from flywheel.core.labeling.suggestions import describe, suggestions_for
 
 PRIORITY_NAMES = ("anomaly", "stratified", "random")
 YES_NO = {"y": "yes", "n": "no"}
@@ -46,6 +50,9 @@ class Session:
     reviewer: str
     siblings: Callable[[str, int], list[dict]] | None = None  # (trace_ref, k) -> nearest scrubbed traces
     stored: int = 0  # labels stored this session, siblings included
+    suggestions: dict[str, dict] = field(default_factory=dict)  # label.suggestions by trace_ref
+    cluster: list[str] | None = None  # review only these traces (a cluster, nearest its centre first)
+    week: dt.date | None = None  # review only this week's queue
 
     @contextlib.contextmanager
     def db(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -86,7 +93,7 @@ def _yes(question: str, default: bool, *, navigation: dict[str, str] = NAVIGATIO
     return _key(question, YES_NO, default="y" if default else "n", navigation=navigation) == "y"
 
 
-def _show(row: dict, position: int, total: int, reviewed: int) -> None:
+def _show(row: dict, position: int, total: int, reviewed: int, suggestion: dict | None = None) -> None:
     click.clear()
     click.secho(f"{reviewed}/{total} reviewed  ·  trace {position + 1} of {total}  ·  {row['trace_ref']}", bold=True)
     reasons = ", ".join(row["reasons"] or [])
@@ -95,6 +102,13 @@ def _show(row: dict, position: int, total: int, reviewed: int) -> None:
     if row.get("adversarial_candidate"):
         click.secho("adversarial candidate: a guardrail tripped on a prompt unlike every adversarial row in the eval "
                     "set. If it is an attack, label it adversarial: it belongs in the same gate.", fg="red", bold=True)
+    if suggestion:
+        accepted = " (a accepts it)" if suggestion["suggested_bucket"] else ""
+        click.secho(describe(suggestion) + accepted, fg="magenta")
+        similar = ", ".join(f"{ref[:12]} ({score:.2f})" for ref, score in
+                            zip(suggestion["similar_refs"] or [], suggestion["similar_scores"] or []))
+        if similar:
+            click.echo(f"most like labelled: {similar}")
     click.echo("-" * 78)
     for m in row["messages"]:
         colour = {"user": "cyan", "assistant": "green"}.get(m["role"], "yellow")
@@ -164,11 +178,16 @@ def _new_mode(session: Session, trace_ref: str) -> taxonomy.TaxonomyEntry:
 def _offer_siblings(session: Session, trace_ref: str, label: labels.Label) -> None:
     """Offer the nearest scrubbed traces of the last 30 days; each accepted one is a known failure of
     the new code, with the same expected behaviour and criterion. s moves on without the rest."""
-    if session.siblings is None:
+    if session.cluster is not None:
+        found = _cluster_members(session, trace_ref)
+    elif session.siblings is None:
         return
-    for sibling in session.siblings(trace_ref, 5):
+    else:
+        found = session.siblings(trace_ref, 5)
+    for sibling in found:
         click.echo("-" * 78)
-        click.echo(f"sibling {sibling['trace_ref']} (similarity {sibling['similarity']:.2f}):")
+        why = "in the same cluster" if sibling.get("similarity") is None else f"similarity {sibling['similarity']:.2f}"
+        click.echo(f"sibling {sibling['trace_ref']} ({why}):")
         for m in sibling["messages"]:
             click.echo(f"{m['role']:>9}: {m['content']}")
         try:
@@ -187,17 +206,42 @@ def _offer_siblings(session: Session, trace_ref: str, label: labels.Label) -> No
         session.stored += bool(stored)
 
 
+def _cluster_members(session: Session, trace_ref: str) -> list[dict]:
+    """The cluster's other members nobody has labelled yet, as siblings of the new mode, in cluster order."""
+    others = [ref for ref in session.cluster or [] if ref != trace_ref]
+    with session.db() as conn:
+        done = labels.labelled(conn, others)
+        rows = dict(conn.execute(
+            "SELECT trace_ref, any_value(messages) FROM scrub.anonymized_traces WHERE list_contains(?, trace_ref) "
+            "GROUP BY 1", [others]).fetchall()) if others else {}
+    return [{"trace_ref": ref, "messages": rows[ref], "similarity": None} for ref in others
+            if ref in rows and ref not in done]
+
+
 def _label(session: Session, row: dict) -> tuple[labels.Label, taxonomy.TaxonomyEntry | None]:
     """One trace's label, and the taxonomy entry it opens if it is a new failure."""
-    key = _key("label", BUCKET_KEYS)
-    label = labels.Label(row["trace_ref"], BUCKETS[key], session.reviewer, source="review")
+    suggestion = session.suggestions.get(row["trace_ref"])
+    offered = suggestion if suggestion and suggestion["suggested_bucket"] else None
+    key = _key("label", {**BUCKET_KEYS, **({"a": "accept suggestion"} if offered else {})})
+    bucket = offered["suggested_bucket"] if key == "a" else BUCKETS[key]
+    label = labels.Label(row["trace_ref"], bucket, session.reviewer, source="review")
+    if offered:  # recorded whether taken or not, so agreement with suggestions can be measured
+        label.suggested_bucket, label.suggested_code = offered["suggested_bucket"], offered["suggested_code"]
+        label.suggestion_confidence = offered["suggestion_confidence"]
     entry = None
-    if label.bucket == "known_failure":
+    if key == "a":
+        label.taxonomy_code = offered["suggested_code"]
+        label.expected_behaviour = offered["suggested_expected_behaviour"]
+        label.criterion_type = offered["suggested_criterion_type"]
+        label.criterion_value = offered["suggested_criterion_value"]
+        if label.bucket != "not_a_bug":
+            click.echo(f"  {label.taxonomy_code}: expect {label.expected_behaviour!r}, {label.pass_criterion}")
+    elif label.bucket == "known_failure":
         label.taxonomy_code = _choose_code(session)
     elif label.bucket == "new_failure":
         entry = _new_mode(session, row["trace_ref"])
         label.taxonomy_code = entry.code
-    if label.bucket != "not_a_bug":
+    if label.bucket != "not_a_bug" and not (key == "a" and label.expected_behaviour and label.criterion_type):
         label.expected_behaviour = click.prompt("expected behaviour").strip()
         label.criterion_type, label.criterion_value = _criterion()
     label.adversarial = _yes("adversarial?", default=bool(row.get("adversarial_candidate"))
@@ -224,21 +268,25 @@ def _store(session: Session, label: labels.Label, entry: taxonomy.TaxonomyEntry 
 
 
 def _review(session: Session, rows: list[dict]) -> None:
-    total, position = len(rows), 0
+    total, position, forward = len(rows), 0, True
     refs = [r["trace_ref"] for r in rows]
     while 0 <= position < total:
         row = rows[position]
         with session.db() as conn:
             reviewed = len(labels.labelled(conn, refs))
             current = labels.current_label(conn, row["trace_ref"])
-        _show(row, position, total, reviewed)
+        if current and forward and session.cluster is not None:
+            position += 1  # accepted as a sibling of the cluster's new mode a moment ago
+            continue
+        forward = True
+        _show(row, position, total, reviewed, session.suggestions.get(row["trace_ref"]))
         if current:
             click.echo(f"(labelled {current['bucket']} {current['taxonomy_code'] or ''}; a new label supersedes it)")
         answer = _ask(session, row)
         if answer == "quit":
             return
         if answer == "back":
-            position = max(0, position - 1)
+            position, forward = max(0, position - 1), False
             continue
         if answer != "skip":
             label, entry = answer
@@ -298,9 +346,16 @@ def run(session: Session) -> int:
     """Review the queue in order; returns how many labels were stored. Ctrl-C or Ctrl-D at any prompt
     ends the session with the labels stored so far kept: Ctrl-D as q does, Ctrl-C with exit status 130."""
     with session.db() as conn:
-        rows = list(with_candidate_flags(conn, review_queue(conn)).iter_rows(named=True))
+        week = dt.datetime.combine(session.week, dt.time()) if session.week else None
+        queue = with_candidate_flags(conn, review_queue(conn, week))
+        session.suggestions = suggestions_for(conn)
+    rows = list(queue.iter_rows(named=True))
+    if session.cluster is not None:  # the cluster's unlabelled members, nearest its centre first
+        by_ref = {r["trace_ref"]: r for r in rows}
+        rows = [by_ref[ref] for ref in session.cluster if ref in by_ref]
     if not rows:
-        click.echo("Nothing to review: every scrubbed trace has a label.")
+        click.echo("Nothing to review: every scrubbed trace " + ("of the cluster " if session.cluster is not None else "")
+                   + "has a label.")
         return 0
     refs = [r["trace_ref"] for r in rows]
     try:

@@ -4,7 +4,7 @@ import dagster as dg
 
 from flywheel.core.evalset import versions as evalset
 from flywheel.core.common import markdown
-from flywheel.defs.labeling import LABELS
+from flywheel.defs.labeling import LABELS, SUGGESTIONS
 from flywheel.resources.warehouse import Warehouse
 
 GROUP = "station_4_evalset"
@@ -51,5 +51,7 @@ def _has_labels(conn) -> bool:
     return table_exists(conn, "label", "labels") and table_exists(conn, "scrub", "anonymized_traces")
 
 
-fold_in_job = dg.define_asset_job("fold_in_job", selection=dg.AssetSelection.assets(EVAL_ROWS, VERSIONS),
-                                  description="Fold reviewed failures into a new eval set version.")
+# New labels also retrain the suggestions for what is still in the queue.
+fold_in_job = dg.define_asset_job("fold_in_job", selection=dg.AssetSelection.assets(EVAL_ROWS, VERSIONS, SUGGESTIONS),
+                                  description="Fold reviewed failures into a new eval set version; retrain the "
+                                  "label suggestions on the labels now in force.")

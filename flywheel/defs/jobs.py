@@ -5,17 +5,19 @@ import dagster as dg
 from flywheel.defs.drift import HIGH_DISTANCE, SCORES
 from flywheel.defs.evalset import EVAL_ROWS, VERSIONS
 from flywheel.defs.intake import RAW_QUARANTINE, RAW_TRACES
-from flywheel.defs.labeling import failure_taxonomy, review_queue
+from flywheel.defs.labeling import CLUSTERS, SUGGESTIONS, failure_taxonomy, review_queue
 from flywheel.defs.privacy import RAW_RETENTION
 from flywheel.defs.regression import monthly_retirement
 from flywheel.defs.sampling import sampled_traces
 from flywheel.defs.scrub import scrub_week
 
 # The Monday loop: take in new files, sample the week, scrub it before anyone reads it, queue it for
-# review, fold in what reviewers labelled since last time, and delete raw traffic past its retention.
+# review (with suggestions and clusters), fold in what reviewers labelled since last time, and delete
+# raw traffic past its retention.
 weekly_loop_job = dg.define_asset_job(
     "weekly_loop_job",
     selection=dg.AssetSelection.assets(RAW_TRACES, RAW_QUARANTINE, sampled_traces, scrub_week, review_queue,
+                                       SUGGESTIONS, CLUSTERS,
                                        EVAL_ROWS, VERSIONS, RAW_RETENTION),
     description="One week of the loop: ingest, sample, scrub, queue, fold in, retention.",
 )

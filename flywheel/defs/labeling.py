@@ -7,11 +7,15 @@ from flywheel.core.common import markdown
 from flywheel.core.sampling import sampler as sampling
 from flywheel.core.labeling import labels as labels_mod
 from flywheel.core.labeling import queue as queue_mod
+from flywheel.core.labeling import suggestions as suggestions_mod
 from flywheel.core.labeling import taxonomy as taxonomy_mod
+from flywheel.core.labeling import unexplained
+from flywheel.core.drift.embeddings import CacheStats
 from flywheel.defs.partitions import weekly_partitions
 from flywheel.defs.scrub import ANONYMIZED
 from flywheel.resources.embedder import EmbedderResource
 from flywheel.resources.warehouse import Warehouse
+from flywheel.settings import DriftSettings
 
 GROUP = "station_3_label"
 TAXONOMY = dg.AssetKey(["label", "taxonomy"])
@@ -67,4 +71,69 @@ def review_queue(context: dg.AssetExecutionContext, warehouse: Warehouse, embedd
             [(r["trace_ref"], r["reasons"], r["judge_score"], r["messages"][0]["content"][:120])
              for r in queue.head(8).iter_rows(named=True)],
         ) if queue.height else "_nothing to review_"),
+    })
+
+
+SUGGESTIONS = dg.AssetKey(["label", "suggestions"])
+CLUSTERS = dg.AssetKey(["label", "clusters"])
+
+
+class SuggestionConfig(dg.Config):
+    min_confidence: float = suggestions_mod.DEFAULT_MIN_CONFIDENCE  # below it, suggest nothing
+
+
+@dg.asset(
+    key=SUGGESTIONS, deps=[LABELS, review_queue], group_name=GROUP, kinds={"duckdb", "scikitlearn"}, pool="duckdb",
+    description="A suggested bucket and taxonomy code for every queued trace, with a calibrated confidence and the "
+    "three most similar labelled traces: logistic regression over the cached sentence embeddings (what the user "
+    "asked beside what the assistant answered), calibrated by CalibratedClassifierCV, retrained from the labels in "
+    "force on every run (the weekly loop, and each fold-in the labels sensor starts). Below the minimum confidence "
+    "it abstains. A suggestion is never a label; `flywheel review`, `labels export` and the review app show it.",
+)
+def label_suggestions(context: dg.AssetExecutionContext, config: SuggestionConfig, warehouse: Warehouse,
+                      embedder: EmbedderResource) -> dg.MaterializeResult:
+    stats = CacheStats()
+    with warehouse.connect() as conn:
+        labels_mod.ensure_tables(conn)
+        frame = suggestions_mod.write_suggestions(conn, embedder.get(), min_confidence=config.min_confidence,
+                                                  progress=context.log.info, stats=stats)
+        taken = suggestions_mod.acceptance(conn)
+    offered = frame.filter(frame["suggested_bucket"].is_not_null()) if frame.height else frame
+    by_code = offered.group_by("suggested_bucket", "suggested_code").len().sort("len", descending=True).rows() \
+        if offered.height else []
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": frame.height,
+        "suggested": offered.height, "abstained": frame.height - offered.height,
+        "trained_on_labels": int(frame["trained_on"].max()) if frame.height else 0,
+        "labels_given_with_a_suggestion": taken["suggested"], "suggestions_accepted": taken["accepted"],
+        "embedding_cache_hits": stats.hits, "embedding_cache_misses": stats.misses,
+        "suggested_by_code": dg.MetadataValue.md(markdown.table(
+            ["bucket", "code", "traces"], [(b, c or "-", n) for b, c, n in by_code]) if by_code else "_none_"),
+    })
+
+
+@dg.asset(
+    key=CLUSTERS, deps=[review_queue], partitions_def=weekly_partitions, group_name=GROUP,
+    kinds={"duckdb", "scikitlearn"}, pool="duckdb",
+    description="The week's unlabelled queue grouped into candidate failure modes: agglomerative clustering of "
+    "what users asked (cosine, cut at a distance, so the number of clusters is found), each with size, the traces "
+    "nearest its centre, characteristic terms (TF-IDF against the rest) and the share already covered by a "
+    "taxonomy code; groups under three traces are noise. `flywheel clusters --week DAY` shows them and `flywheel "
+    "review --week DAY --cluster N` opens one as a new failure mode with its members as siblings.",
+)
+def week_clusters(context: dg.AssetExecutionContext, warehouse: Warehouse,
+                  embedder: EmbedderResource) -> dg.MaterializeResult:
+    week_start = sampling.as_week_start(context.partition_key)
+    settings = DriftSettings()
+    with warehouse.connect() as conn:
+        traces = unexplained.week_traces(conn, week_start)
+        result = unexplained.cluster(conn, embedder.get(), traces, coverage_distance=settings.coverage_distance,
+                                     roles=tuple(settings.text_roles))
+        unexplained.store(conn, unexplained.week_scope(week_start.date()), result, traces.ids)
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(result.clusters), **result.summary(),
+        "clusters": dg.MetadataValue.md(markdown.table(
+            ["cluster", "size", "covered", "terms"],
+            [(c.cluster_id, c.size, f"{c.covered_share:.0%}", ", ".join(c.terms) or "-")
+             for c in result.clusters[:15]]) if result.clusters else "_no cluster of three or more_"),
     })

@@ -44,6 +44,11 @@ class Label:
     pii_issue_class: str | None = None
     pii_note: str | None = None
     source: str = "review"  # review | csv | sibling | demo
+    # The suggestion on screen when the label was given (label.suggestions), so agreement can be measured;
+    # a label equal to it was accepted. None when there was none.
+    suggested_bucket: str | None = None
+    suggested_code: str | None = None
+    suggestion_confidence: float | None = None
     reviewed_at: dt.datetime = field(default_factory=clock.now)
     label_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
@@ -125,6 +130,7 @@ def parse_criterion(text: str | None) -> tuple[str | None, str | None]:
 COLUMNS = (
     "label_id", "trace_ref", "bucket", "taxonomy_code", "expected_behaviour", "criterion_type", "criterion_value",
     "adversarial", "pii_ok", "pii_issue_class", "pii_note", "reviewer", "reviewed_at", "source",
+    "suggested_bucket", "suggested_code", "suggestion_confidence",
 )
 
 
@@ -137,6 +143,13 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
              adversarial BOOLEAN NOT NULL, pii_ok BOOLEAN NOT NULL, pii_issue_class VARCHAR, pii_note VARCHAR,
              reviewer VARCHAR NOT NULL, reviewed_at TIMESTAMP NOT NULL, source VARCHAR NOT NULL)"""
     )
+    # Added with label suggestions; a warehouse from before gains them (NULL: no suggestion was shown).
+    have = {r[0] for r in conn.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'label' AND table_name = 'labels'").fetchall()}
+    for column, kind in (("suggested_bucket", "VARCHAR"), ("suggested_code", "VARCHAR"),
+                         ("suggestion_confidence", "DOUBLE")):
+        if column not in have:  # only then: a read-only connection may call this too
+            conn.execute(f"ALTER TABLE label.labels ADD COLUMN {column} {kind}")
     # The latest label per trace is the one in force; older ones stay as history.
     conn.execute(
         """CREATE VIEW IF NOT EXISTS label.current_labels AS

@@ -25,6 +25,11 @@ from flywheel.core.labeling.queue import format_conversation
 
 CONTEXT_COLUMNS = ("trace_ref", "week_start", "priority", "reasons", "adversarial_candidate", "judge_score", "intent",
                    "cohort", "conversation")
+# The loop's suggestion (label.suggestions), never a label: type `accept` as the bucket to take it
+# (bucket, code, and the expected behaviour and criterion below unless you fill those in), or overwrite.
+SUGGESTION_COLUMNS = ("suggested_bucket", "suggested_code", "suggestion_confidence", "suggested_expected_behaviour",
+                      "suggested_pass_criterion", "similar_traces")
+ACCEPT = "accept"
 LABEL_COLUMNS = (
     "bucket", "taxonomy_code", "new_code_name", "new_code_definition", "expected_behaviour", "criterion_type",
     "criterion_value", "adversarial", "pii_ok", "pii_issue_class", "pii_note", "reviewer",
@@ -46,10 +51,22 @@ class ImportReport:
                 "new_codes": self.new_codes, "errors": self.errors}
 
 
-def export_queue(queue: pl.DataFrame, path: str | Path) -> int:
+def _suggestion_cells(s: dict | None) -> list:
+    if not s or not s["suggested_bucket"]:
+        return ["", "", "" if not s else f"{s['suggestion_confidence']:.2f}", "", "",
+                " ".join(s["similar_refs"] or []) if s else ""]
+    criterion = s["suggested_criterion_type"] or ""
+    if s["suggested_criterion_value"]:
+        criterion += f":{s['suggested_criterion_value']}"
+    return [s["suggested_bucket"], s["suggested_code"] or "", f"{s['suggestion_confidence']:.2f}",
+            s["suggested_expected_behaviour"] or "", criterion, " ".join(s["similar_refs"] or [])]
+
+
+def export_queue(queue: pl.DataFrame, path: str | Path, suggestions: dict[str, dict] | None = None) -> int:
+    suggestions = suggestions or {}
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(CONTEXT_COLUMNS + LABEL_COLUMNS)
+        writer.writerow(CONTEXT_COLUMNS + SUGGESTION_COLUMNS + LABEL_COLUMNS)
         for row in queue.iter_rows(named=True):
             # Every cell a spreadsheet would run (=, +, -, @, tab, CR first) is written inert; import reverses it.
             writer.writerow(escape_row([
@@ -57,7 +74,7 @@ def export_queue(queue: pl.DataFrame, path: str | Path) -> int:
                 ", ".join(row["reasons"] or []), "yes" if row.get("adversarial_candidate") else "",
                 row["judge_score"], row["intent"], row["cohort"],
                 format_conversation(row["messages"]),
-            ]) + [""] * len(LABEL_COLUMNS))
+            ] + _suggestion_cells(suggestions.get(row["trace_ref"]))) + [""] * len(LABEL_COLUMNS))
     return queue.height
 
 
@@ -173,6 +190,22 @@ def _scrubbed(conn, trace_refs: list[str]) -> set[str]:
     return {r[0] for r in found}
 
 
+def _suggestion(get, problems: list[dict]) -> dict | None:
+    """The row's suggestion columns as exported, or None when it had none; a confidence that is not a
+    number is a problem (it is recorded with the label)."""
+    bucket = get("suggested_bucket").lower()
+    if bucket not in ("known_failure", "not_a_bug"):
+        return None
+    try:
+        confidence = float(get("suggestion_confidence"))
+    except ValueError:
+        problems.append({"column": "suggestion_confidence", "message": "not a number: leave the exported value"})
+        confidence = None
+    return {"bucket": bucket, "code": get("suggested_code") or None, "confidence": confidence,
+            "expected": get("suggested_expected_behaviour"),
+            "criterion": labels.parse_criterion(get("suggested_pass_criterion"))}
+
+
 def parse_record(row: dict, number: int, known: set[str], new_codes: dict, scrubbed: set[str],
                  default_reviewer: str | None) -> tuple[ParsedRow | None, list[dict]]:
     """A reviewed row as a label (and the taxonomy entry it introduces), or its problems; (None, [])
@@ -181,6 +214,16 @@ def parse_record(row: dict, number: int, known: set[str], new_codes: dict, scrub
     if not get("bucket"):
         return None, []
     problems = []
+    suggested = _suggestion(get, problems)
+    if get("bucket").lower() == ACCEPT:
+        if not suggested:
+            return None, problems + [{"column": "bucket", "message": "accept: this row has no suggestion to accept; "
+                                      "write the bucket (known_failure, new_failure or not_a_bug)"}]
+        row = {**row, "bucket": suggested["bucket"], "taxonomy_code": suggested["code"] or "",
+               "expected_behaviour": get("expected_behaviour") or suggested["expected"],
+               **({"criterion_type": get("criterion_type"), "criterion_value": get("criterion_value")}
+                  if get("criterion_type") else dict(zip(("criterion_type", "criterion_value"),
+                                                          map(lambda v: v or "", suggested["criterion"]))))}
     adversarial, err = _flag(get("adversarial"), "adversarial", False)
     problems += [err] if err else []
     pii_ok, err = _flag(get("pii_ok"), "pii_ok", True)
@@ -192,6 +235,9 @@ def parse_record(row: dict, number: int, known: set[str], new_codes: dict, scrub
         adversarial=adversarial, pii_ok=pii_ok, pii_issue_class=(get("pii_issue_class").upper() or None),
         pii_note=get("pii_note") or None, source="csv",
     )
+    if suggested:
+        label.suggested_bucket, label.suggested_code = suggested["bucket"], suggested["code"]
+        label.suggestion_confidence = suggested["confidence"]
     new_entry = None
     code = label.taxonomy_code
     if label.bucket == "new_failure" and code and code not in known:
