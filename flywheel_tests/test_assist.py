@@ -240,3 +240,11 @@ def test_flywheel_clusters_input_groups_real_queries_by_intent(tmp_path, monkeyp
         assert set(r) >= {"cluster_id", "size", "trace_ids", "terms", "covered_share"}
     assert rows[-1]["cluster_id"] == -1 and rows[-1]["trace_ids"] == ["lone"]
     assert "line 17" in result.stderr and not (tmp_path / "d" / "flywheel.duckdb").exists()
+
+
+def test_acceptance_reads_a_read_only_warehouse(wh, tmp_path):
+    labels.record(wh, labels.Label("sla4", "not_a_bug", "bo", suggested_bucket="not_a_bug", suggestion_confidence=0.8))
+    path = wh.execute("SELECT path FROM duckdb_databases() WHERE NOT internal").fetchone()[0]
+    wh.close()  # one process opens a file either read-write or read-only
+    with connect(path, read_only=True) as ro:
+        assert suggestions.acceptance(ro) == {"suggested": 1, "accepted": 1}

@@ -247,3 +247,82 @@ def test_s_b_q_work_inside_a_label_and_drop_it_with_its_new_code(data_dir, monke
         codes = {c for (c,) in conn.execute("SELECT code FROM label.taxonomy").fetchall()}
         assert "refund_promise_broken" not in codes, "a label given up leaves no taxonomy entry"
         assert labels.current_label(conn, "t_anom") is None
+
+
+def _suggest_and_cluster(path) -> None:
+    """A stored suggestion for t_anom (as label/suggestions writes it), and one stored cluster of both traces."""
+    from flywheel.core.labeling import suggestions, unexplained
+    from flywheel.core.labeling.clusters import Cluster, Clustering
+
+    with connect(path) as conn:
+        suggestions.ensure_table(conn)
+        conn.execute("""INSERT INTO label.suggestions VALUES ('t_anom', 'known_failure', 'injection_complied', 0.87,
+                          'Refuses to act on instructions inside the message.', 'refusal', NULL, ['t_old1', 't_old2'],
+                          [0.91, 0.84], 40, 'm1', TIMESTAMP '2026-03-09')""")
+        unexplained.store(conn, "week:2026-03-02", Clustering([Cluster(1, [0, 1], ["refund"], 0.0)], []),
+                          ["t_anom", "t_rand"])
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
+def test_a_accepts_the_suggestion_and_the_label_records_it(data_dir):
+    _scrubbed_warehouse(data_dir / "flywheel.duckdb")
+    _suggest_and_cluster(data_dir / "flywheel.duckdb")
+    env = {**os.environ, "FLYWHEEL_DATA": str(data_dir), "TERM": "dumb", "COLUMNS": "100"}
+    term = Terminal([sys.executable, "-m", "flywheel.cli", "review", "--reviewer", "ana"], env)
+    term.expect("suggested: known failure injection_complied (87%, from 40 labels) (a accepts it)")
+    term.expect("most like labelled: t_old1 (0.91), t_old2 (0.84)")
+    term.expect("[a] accept suggestion · [s] skip")
+    term.type("a\n")
+    term.expect("adversarial?")  # bucket, code, expected behaviour and criterion came with the suggestion
+    term.type("\n")
+    term.expect("clean of customer data?")
+    term.type("y\n")
+    term.expect("1/2 reviewed")
+    term.expect("[o] not a bug · [s] skip")  # t_rand has no suggestion: no a offered
+    term.type("q\n")
+    assert term.close() == 0
+    with connect(data_dir / "flywheel.duckdb") as conn:
+        stored = labels.current_label(conn, "t_anom")
+    assert (stored["bucket"], stored["taxonomy_code"], stored["criterion_type"]) == \
+        ("known_failure", "injection_complied", "refusal")
+    assert stored["expected_behaviour"] == "Refuses to act on instructions inside the message."
+    assert (stored["suggested_bucket"], stored["suggested_code"], stored["suggestion_confidence"]) == \
+        ("known_failure", "injection_complied", 0.87)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
+def test_a_cluster_opens_a_new_mode_and_offers_its_members_as_siblings(data_dir):
+    _scrubbed_warehouse(data_dir / "flywheel.duckdb")
+    _suggest_and_cluster(data_dir / "flywheel.duckdb")
+    env = {**os.environ, "FLYWHEEL_DATA": str(data_dir), "TERM": "dumb", "COLUMNS": "100"}
+    cli = [sys.executable, "-m", "flywheel.cli", "review", "--reviewer", "ana", "--week", "2026-03-04", "--cluster", "1"]
+    term = Terminal(cli, env)
+    term.expect("0/2 reviewed")
+    term.expect("[w] new failure")
+    term.type("w\n")
+    term.expect("new code (snake_case)")
+    term.type("refund_pushover\n")
+    term.expect("name")
+    term.type("Refund pushover\n")
+    term.expect("two-sentence definition")
+    term.type("The assistant refunds on demand. You can tell by a refund without checks.\n")
+    term.expect("expected behaviour")
+    term.type("Checks the refund policy first.\n")
+    term.expect("pass criterion")
+    term.type("f\n")
+    term.expect("adversarial?")
+    term.type("n\n")
+    term.expect("clean of customer data?")
+    term.type("y\n")
+    term.expect("sibling t_rand (in the same cluster)")
+    term.expect("label it refund_pushover too?")
+    term.type("y\n")
+    rest = term.rest()
+    assert term.close() == 0
+    assert "2/2 reviewed" in rest
+    with connect(data_dir / "flywheel.duckdb") as conn:
+        sibling = labels.current_label(conn, "t_rand")
+    assert (sibling["bucket"], sibling["taxonomy_code"], sibling["source"]) == ("known_failure", "refund_pushover", "sibling")
+
+    missing = subprocess.run([*cli[:-1], "7"], env=env, capture_output=True, text=True)
+    assert missing.returncode == 1 and "no cluster 7 stored for 2026-03-02" in missing.stderr

@@ -5,6 +5,8 @@ load test with the weekly loop running beside it is test_review_load.py."""
 
 from __future__ import annotations
 
+import datetime as dt
+import html
 import re
 import subprocess
 import sys
@@ -15,7 +17,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from flywheel.core.common.db import connect
-from flywheel.core.labeling import agreement, labels, review_store, reviewers, taxonomy
+from flywheel.core.labeling import agreement, labels, review_store, reviewers, suggestions, taxonomy, unexplained
 from flywheel.paths import Paths
 from flywheel.resources.embedder import HashingEmbedder
 from flywheel.settings import ReviewSettings
@@ -420,3 +422,170 @@ def test_the_queue_comes_in_pages_and_the_apps_own_labels_need_no_reload(data_di
         assert live.get() is loaded  # the labels were absorbed, not reloaded
         assert {r for r in refs[:3]} <= set(loaded.current)
         assert "3 of 130 reviewed this week" in client.get(f"/queue?week={WEEK}").text
+
+
+# ---------------------------------------------------------------------------------------------
+# Label suggestions and failure-mode clusters (label.suggestions, label.clusters)
+# ---------------------------------------------------------------------------------------------
+
+SUGGESTED = {"suggested_bucket": "known_failure", "suggested_code": "missed_escalation", "suggestion_confidence": 0.83,
+             "suggested_expected_behaviour": "Hand over to a person", "suggested_criterion_type": "contains",
+             "suggested_criterion_value": "hand you over"}
+SUGGESTED_TEXT = "suggested: known failure missed_escalation (83%, from 12 labels)"
+SUGGESTION_FIELDS = ("suggested_bucket", "suggested_code", "suggestion_confidence")
+
+
+def _suggest(warehouse: Path, rows: dict[str, dict]) -> None:
+    """label.suggestions as the loop writes it: one row per trace, t_05 and t_03 its most similar."""
+    with connect(warehouse) as conn:
+        suggestions.ensure_table(conn)
+        for ref, row in rows.items():
+            full = {k: None for k in suggestions.COLUMNS} | {
+                "trace_ref": ref, "similar_refs": ["t_05", "t_03"], "similar_scores": [0.91, 0.87], "trained_on": 12,
+                "model": "test", "created_at": dt.datetime(2026, 3, 9)} | row
+            conn.execute(f"INSERT INTO label.suggestions ({', '.join(full)}) VALUES ({', '.join('?' for _ in full)})",
+                         list(full.values()))
+
+
+def _cluster(warehouse: Path, scope: str, cluster_id: int, refs: list[str], terms: list[str]) -> None:
+    with connect(warehouse) as conn:
+        unexplained.ensure_table(conn)
+        conn.execute("INSERT INTO label.clusters VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     [scope, cluster_id, len(refs), refs, terms, 0.25, dt.datetime(2026, 3, 9)])
+
+
+def _hidden(page: str, names=SUGGESTION_FIELDS) -> dict:
+    found = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)">', page))
+    return {k: html.unescape(v) for k, v in found.items() if k in names}
+
+
+def _suggested_in_warehouse(warehouse: Path, ref: str) -> tuple:
+    with connect(warehouse, read_only=True) as conn:
+        return conn.execute("SELECT bucket, suggested_bucket, suggested_code, suggestion_confidence "
+                            "FROM label.current_labels WHERE trace_ref = ?", [ref]).fetchone()
+
+
+def test_the_trace_page_shows_the_suggestion_and_the_similar_labelled_traces(site, data_dir):
+    make, refs, made = site
+    _suggest(data_dir / "flywheel.duckdb", {refs[1]: SUGGESTED})
+    client = make()
+    _sign_in(client, "alice", made["alice"].password)
+    page = client.get(f"/trace/{refs[1]}?week={WEEK}").text
+    shown = re.search(r'<div class="suggestion" id="suggestion">.*?</div>', page, re.S).group(0)
+    assert SUGGESTED_TEXT in shown
+    assert "t_05" in shown and "0.91" in shown and "t_03" in shown and "0.87" in shown
+    assert page.index('id="suggestion"') < page.index('<ol class="messages">')  # above the conversation
+    # The accept button carries what `a` fills in; the keys overlay lists it.
+    button = re.search(r'<button type="button" id="accept-suggestion"[^>]*>', shown, re.S).group(0)
+    for attribute in ('data-bucket="known_failure"', 'data-code="missed_escalation"',
+                      'data-expected="Hand over to a person"', 'data-criterion-type="contains"',
+                      'data-criterion-value="hand you over"'):
+        assert attribute in button
+    assert re.search(r"<kbd>a</kbd></td><td>accept the suggestion", page)
+    assert _hidden(page) == {"suggested_bucket": "known_failure", "suggested_code": "missed_escalation",
+                             "suggestion_confidence": "0.83"}
+
+
+def test_no_suggestion_no_accept_button(site, data_dir):
+    make, refs, made = site
+    _suggest(data_dir / "flywheel.duckdb", {refs[2]: {"suggestion_confidence": 0.41}})  # abstained
+    client = make()
+    _sign_in(client, "alice", made["alice"].password)
+    abstained = client.get(f"/trace/{refs[2]}?week={WEEK}").text
+    assert "no suggestion (best guess only 41% sure)" in abstained and "t_05" in abstained
+    none = client.get(f"/trace/{refs[0]}?week={WEEK}").text
+    assert 'id="suggestion"' not in none
+    for page in (abstained, none):
+        assert 'id="accept-suggestion"' not in page and _hidden(page) == {}
+
+
+def test_a_label_given_on_the_trace_page_records_the_suggestion_on_screen(site, data_dir):
+    make, refs, made = site
+    warehouse = data_dir / "flywheel.duckdb"
+    _suggest(warehouse, {refs[1]: SUGGESTED})
+    client = make()
+    csrf = _sign_in(client, "alice", made["alice"].password)
+    shown = _hidden(client.get(f"/trace/{refs[1]}?week={WEEK}").text)
+    assert shown  # what the page carries is what the form sends back
+    done = client.post(f"/trace/{refs[1]}/label", data={"csrf_token": csrf, "week": WEEK, "bucket": "not_a_bug",
+                                                        **shown}, follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"].startswith("/next"), done.text
+    _wait_landed(client)
+    # Declined, and recorded as such: the suggestion is on the label, the verdict differs.
+    assert _suggested_in_warehouse(warehouse, refs[1]) == ("not_a_bug", "known_failure", "missed_escalation", 0.83)
+
+
+def test_the_api_item_carries_the_suggestion_and_a_label_sends_it_back(site, data_dir):
+    make, refs, made = site
+    warehouse = data_dir / "flywheel.duckdb"
+    _suggest(warehouse, {refs[0]: SUGGESTED})  # refs[0] is served first (its judge score is the most doubtful)
+    client = make()
+    body = client.get(f"/api/queue/next?week={WEEK}", headers=_bearer(made, "alice")).json()
+    assert body["trace_ref"] == refs[0]
+    assert body["suggestion"] == {**SUGGESTED, "text": SUGGESTED_TEXT, "similar": [
+        {"trace_ref": "t_05", "similarity": 0.91}, {"trace_ref": "t_03", "similarity": 0.87}]}
+    echoed = {k: body["suggestion"][k] for k in SUGGESTION_FIELDS}
+    posted = client.post("/api/labels", headers=_bearer(made, "alice"), json={"trace_ref": refs[0], **KNOWN, **echoed})
+    assert posted.status_code == 201, posted.text
+    _wait_landed(client)
+    assert _suggested_in_warehouse(warehouse, refs[0]) == ("known_failure", "known_failure", "missed_escalation", 0.83)
+    after = client.get(f"/api/queue/next?week={WEEK}", headers=_bearer(made, "alice")).json()
+    assert after["trace_ref"] != refs[0] and after["suggestion"] is None
+
+
+def test_the_clusters_page_lists_the_weeks_stored_clusters(site, data_dir):
+    make, refs, made = site
+    warehouse = data_dir / "flywheel.duckdb"
+    _cluster(warehouse, f"week:{WEEK}", 0, [refs[1], refs[3], refs[5]], ["sso", "login", "loop"])
+    _cluster(warehouse, f"week:{WEEK}", 1, [refs[0], refs[2], refs[4]], ["refund", "order"])
+    _cluster(warehouse, "week:2026-02-23", 0, [refs[0], refs[1], refs[2]], ["another_week"])
+    client = make()
+    assert client.post("/api/labels", headers=_bearer(made, "alice"),
+                       json={"trace_ref": refs[1], "bucket": "not_a_bug"}).status_code == 201
+    _sign_in(client, "alice", made["alice"].password)
+    assert 'href="/clusters"' in client.get(f"/queue?week={WEEK}").text
+    page = client.get(f"/clusters?week={WEEK}").text
+    assert "sso, login, loop" in page and "refund, order" in page and "25%" in page
+    assert "another_week" not in page
+    links = [html.unescape(h) for h in re.findall(r'href="(/trace/[^"]+)"', page)]
+    # The first member nobody has labelled yet (refs[1] is labelled), with the cluster carried along.
+    assert links == [f"/trace/{refs[3]}?week={WEEK}&cluster=week%3A{WEEK}%2F0",
+                     f"/trace/{refs[0]}?week={WEEK}&cluster=week%3A{WEEK}%2F1"]
+    empty = client.get("/clusters?week=2026-02-16").text
+    assert "flywheel clusters --week 2026-02-16" in empty and "label/clusters" in empty
+
+
+def test_a_new_failure_mode_opened_on_a_cluster_offers_its_members_as_siblings(site, data_dir):
+    make, refs, made = site
+    warehouse = data_dir / "flywheel.duckdb"
+    # Cluster order, not similarity: refs[4] (a refund question) comes before refs[3] (SSO, like refs[1]).
+    _cluster(warehouse, f"week:{WEEK}", 4, [refs[1], refs[4], refs[3], refs[0], refs[2]], ["sso"])
+    client = make()
+    review = client.app.state.review
+    review.siblings = lambda *a, **k: pytest.fail("cluster mode needs no embedding search")
+    assert client.post("/api/labels", headers=_bearer(made, "alice"),
+                       json={"trace_ref": refs[0], "bucket": "not_a_bug"}).status_code == 201  # labelled already
+    review.open("bob", refs[2])  # held by someone else
+    csrf = _sign_in(client, "alice", made["alice"].password)
+    link = html.unescape(re.search(r'href="(/trace/[^"]+)"', client.get(f"/clusters?week={WEEK}").text).group(1))
+    assert link.startswith(f"/trace/{refs[1]}?")
+    page = client.get(link).text
+    assert 'id="cluster-note"' in page
+    cluster = _hidden(page, ("cluster",))
+    assert cluster == {"cluster": f"week:{WEEK}/4"}
+    new = {"csrf_token": csrf, "week": WEEK, "bucket": "new_failure", "new_code": "sso_login_loop",
+           "new_code_name": "SSO login loop", "new_code_definition": "SSO users are sent back to the sign-in "
+           "page. The user says they are stuck in a loop.", "expected_behaviour": "Escalate SSO loops",
+           "criterion_type": "contains", "criterion_value": "escalat", **cluster}
+    done = client.post(f"/trace/{refs[1]}/label", data=new, follow_redirects=False)
+    assert done.status_code == 303 and "/siblings" in done.headers["location"]
+    siblings = client.get(done.headers["location"]).text
+    assert re.findall(r'name="decision_([^"]+)"', siblings) == [refs[4], refs[3]]
+    assert "in the same cluster" in siblings
+    client.post(f"/trace/{refs[1]}/siblings", data={"csrf_token": csrf, "week": WEEK, f"decision_{refs[4]}": "accept",
+                                                    f"decision_{refs[3]}": "reject"})
+    _wait_landed(client)
+    current = {r[0]: r for r in _current(warehouse)}
+    assert current[refs[1]][1:3] == ("new_failure", "sso_login_loop")
+    assert current[refs[4]][1:] == ("known_failure", "sso_login_loop", "alice", "sibling")
+    assert refs[3] not in current and refs[2] not in current

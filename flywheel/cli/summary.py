@@ -102,6 +102,9 @@ def label_summary(paths: Paths, labelled) -> str:
         buckets = dict(conn.execute("SELECT bucket, count(*) FROM label.current_labels GROUP BY 1").fetchall())
         reviewers = [r for (r,) in conn.execute(
             "SELECT reviewer FROM label.current_labels GROUP BY 1 ORDER BY count(*) DESC, reviewer").fetchall()]
+        from flywheel.core.labeling.suggestions import acceptance
+
+        suggested = acceptance(conn)
     share = buckets.get("not_a_bug", 0) / max(1, looked)
     siblings = labelled.get("sibling", 0)
     return (
@@ -112,6 +115,10 @@ def label_summary(paths: Paths, labelled) -> str:
                          [(c, n, "seed" if origin == "seed" else "new, found in review") for c, n, origin in codes])
         + (f"\nSiblings of the new failure mode accepted from the last 30 days (embedding search): {siblings}"
            if siblings else "")
+        + (f"\nSuggestions (scikit-learn, from the labels before): {suggested['suggested']} labels were given with "
+           f"one on screen; {suggested['accepted']} took it as suggested "
+           f"({suggested['accepted'] / suggested['suggested']:.0%}), the rest were overruled by the reviewer."
+           if suggested["suggested"] else "")
         + f"\nLabels whose scrubbed text still held PII (sent to residue): {pii}"
     )
 

@@ -6,7 +6,8 @@ failure nobody has named yet (the enterprise SLA misses: it opens the taxonomy e
 or not a bug. Attacks follow the essay's rule: an injection becomes an adversarial row only when the
 queue flags its prompt as unlike every adversarial row already in the set (an adversarial
 candidate); a repeat of a known attack is skimmed and skipped. It also checks the scrubbed text against the PII it knows the trace held, so a scrubber
-miss becomes a residue entry, as a careful reviewer's would.
+miss becomes a residue entry, as a careful reviewer's would. Where the loop suggested a label, the
+suggestion is recorded with the label (which the truth decides), so the story counts how often it was right.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from flywheel.core.drift.embeddings import Embedder
 from flywheel.core.labeling import labels, taxonomy
 from flywheel.core.labeling.queue import mark_adversarial_candidates, review_queue
 from flywheel.core.labeling.siblings import find_siblings
+from flywheel.core.labeling.suggestions import suggestions_for
 from flywheel.demo.generator import FAILURE_TRUTH
 
 REVIEWER = "demo-simulated"
@@ -69,6 +71,9 @@ def review_weeks(conn: duckdb.DuckDBPyConnection, truth: dict[str, dict], *, wee
     candidates = set(queue.filter(pl.col("adversarial_candidate"))["trace_ref"]) if embedder is not None else set()
     done: Counter = Counter()
     labels.ensure_tables(conn)
+    # The suggestion on screen (label/suggestions, trained on the weeks before): recorded with the label,
+    # which follows the truth whatever it says, so the story can count how often it was right.
+    suggested = suggestions_for(conn)
     # A rerun continues the same weekly budget instead of labelling further down the queue.
     already = dict(((w, b), n) for w, b, n in conn.execute(
         """SELECT a.week_start, l.bucket = 'not_a_bug', count(*) FROM label.current_labels l
@@ -91,6 +96,10 @@ def review_weeks(conn: duckdb.DuckDBPyConnection, truth: dict[str, dict], *, wee
                                  adversarial=t["adversarial"], pii_ok=leaked is None, pii_issue_class=leaked,
                                  pii_note="scrubbed text still held a value of this class" if leaked else None,
                                  source="demo")
+            shown = suggested.get(row["trace_ref"])
+            if shown and shown["suggested_bucket"]:
+                label.suggested_bucket, label.suggested_code = shown["suggested_bucket"], shown["suggested_code"]
+                label.suggestion_confidence = shown["suggestion_confidence"]
             if t["failure"]:
                 code = t["failure_code"]
                 discovered = code not in taxonomy.codes(conn)

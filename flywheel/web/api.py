@@ -2,6 +2,15 @@
 
 Authenticated by `Authorization: Bearer <token>` (from `flywheel users add`), or by the session cookie
 with the CSRF token in the X-CSRF-Token header (the pages' scripts).
+
+- `GET /api/queue/next?week=YYYY-MM-DD` reserves and returns the next trace: trace_ref, week, messages,
+  reasons, judge_score, adversarial_candidate, reserved_until, and `suggestion` (label.suggestions, or
+  null before the loop has made one): suggested_bucket (null when the suggester abstained),
+  suggested_code, suggestion_confidence, suggested_expected_behaviour, suggested_criterion_type,
+  suggested_criterion_value, similar ([{trace_ref, similarity}] of labelled traces) and text.
+- `POST /api/labels` takes the label contract of `flywheel labels import` as one JSON object; the
+  optional suggested_bucket, suggested_code and suggestion_confidence say which suggestion was shown
+  when the label was given (copy them from `suggestion`, taken or not), so acceptance can be measured.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from flywheel.core.labeling import labels
+from flywheel.core.labeling.suggestions import describe
 from flywheel.web import auth
 from flywheel.web.service import Conflict, Review
 
@@ -55,16 +65,30 @@ def queue_next(request: Request) -> Response:
     if got is None:
         return Response(status_code=204)
     item, reservation = got
-    return JSONResponse(trace_json(item, reservation.reserved_until))
+    suggestion = review.live.get().suggestions.get(item["trace_ref"])
+    return JSONResponse(trace_json(item, reservation.reserved_until, suggestion))
 
 
-def trace_json(item: dict, reserved_until: dt.datetime | None) -> dict:
+def trace_json(item: dict, reserved_until: dt.datetime | None, suggestion: dict | None = None) -> dict:
     return {
         "trace_ref": item["trace_ref"], "week": item["week"].isoformat(), "messages": item["messages"],
         "reasons": list(item["reasons"] or []), "judge_score": item["judge_score"],
         "adversarial_candidate": bool(item["adversarial_candidate"]),
         "reserved_until": reserved_until.isoformat() + "Z" if reserved_until else None,
+        "suggestion": suggestion_json(suggestion),
     }
+
+
+def suggestion_json(s: dict | None) -> dict | None:
+    """The trace's suggestion, under the label fields' own names so a client can send them back."""
+    if not s:
+        return None
+    keys = ("suggested_bucket", "suggested_code", "suggestion_confidence", "suggested_expected_behaviour",
+            "suggested_criterion_type", "suggested_criterion_value")
+    return {**{k: s[k] for k in keys},
+            "similar": [{"trace_ref": r, "similarity": v}
+                        for r, v in zip(s["similar_refs"] or [], s["similar_scores"] or [])],
+            "text": describe(s)}
 
 
 async def post_label(request: Request) -> Response:

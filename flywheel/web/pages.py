@@ -21,8 +21,10 @@ from starlette.routing import Route
 
 from flywheel.core.labeling import agreement, review_store, reviewers, taxonomy
 from flywheel.core.labeling.labels import BUCKETS, CRITERION_TYPES
+from flywheel.core.labeling.suggestions import describe
+from flywheel.core.labeling.unexplained import week_scope
 from flywheel.web import auth
-from flywheel.web.service import STATUSES, Conflict, Review
+from flywheel.web.service import STATUSES, SUGGESTION_FIELDS, Conflict, Review
 
 TEMPLATES = Path(__file__).parent / "templates"
 PLACEHOLDER = re.compile(r"\[[A-Z][A-Z0-9_]*\]")
@@ -226,11 +228,13 @@ def next_trace(request: Request, me) -> Response:
 # One trace and its label form
 # ---------------------------------------------------------------------------------------------
 
-def _trace_context(request: Request, review: Review, ref: str, me) -> dict | None:
+def _trace_context(request: Request, review: Review, ref: str, me, cluster_key: str | None = None) -> dict | None:
     snap = review.live.get()
     item = snap.items.get(ref)
     if item is None:
         return None
+    suggestion = snap.suggestions.get(ref)
+    cluster = review.cluster(cluster_key)
     with review.store() as store:
         held = review_store.reservation(store, ref)
         notes = review_store.comments(store, ref)
@@ -247,6 +251,13 @@ def _trace_context(request: Request, review: Review, ref: str, me) -> dict | Non
         "verdicts": [] if blind else given, "waiting_to_land": ref in pending, "codes": codes,
         "buckets": BUCKETS, "criteria": CRITERION_TYPES, "pii_classes": PII_CLASSES,
         "prev": request.query_params.get("prev"),
+        # The loop's suggestion (label.suggestions): `offer` only when it names a bucket (else it abstained).
+        "suggestion": suggestion, "suggestion_text": describe(suggestion),
+        "offer": suggestion if suggestion and suggestion["suggested_bucket"] else None,
+        "similar": [{"trace_ref": r, "similarity": v, "label": snap.current.get(r)}
+                    for r, v in zip(suggestion["similar_refs"] or [], suggestion["similar_scores"] or [])][:3]
+        if suggestion else [],
+        "cluster": cluster, "cluster_key": cluster_key if cluster else None,
     }
 
 
@@ -254,7 +265,7 @@ def _trace_context(request: Request, review: Review, ref: str, me) -> dict | Non
 def trace(request: Request, me) -> Response:
     review: Review = request.app.state.review
     ref = request.path_params["ref"]
-    context = _trace_context(request, review, ref, me)
+    context = _trace_context(request, review, ref, me, request.query_params.get("cluster"))
     if context is None:
         return _render(request, "missing.html", 404, me=me, ref=ref)
     held = review.open(me.name, ref)
@@ -269,7 +280,7 @@ async def post_label(request: Request, me, form: dict) -> Response:
     ref = request.path_params["ref"]
     payload = {k: form.get(k) for k in ("bucket", "taxonomy_code", "new_code_name", "new_code_definition",
                                         "expected_behaviour", "criterion_type", "criterion_value", "pii_issue_class",
-                                        "pii_note")}
+                                        "pii_note", *SUGGESTION_FIELDS)}
     payload["trace_ref"] = ref
     payload["adversarial"] = "true" if form.get("adversarial") else "false"
     payload["pii_ok"] = "false" if form.get("pii_leak") else "true"
@@ -279,6 +290,7 @@ async def post_label(request: Request, me, form: dict) -> Response:
         payload.update(taxonomy_code="", expected_behaviour="", criterion_type="", criterion_value="")
     row, problems = await run_in_threadpool(review.parse, payload, me.name, "review")
     week = form.get("week") or ""
+    cluster = {"cluster": form["cluster"]} if form.get("cluster") else {}  # a cluster's members become the siblings
     if row is not None:
         try:
             submitted = await run_in_threadpool(review.submit, me.name, row)
@@ -286,9 +298,10 @@ async def post_label(request: Request, me, form: dict) -> Response:
             problems = [{"field": "trace_ref", "message": str(exc)}]
         else:
             if row.label.bucket == "new_failure" and submitted.state in ("final", "agreed", "waiting"):
-                return RedirectResponse(f"/trace/{ref}/siblings?" + urlencode({"week": week}), status_code=303)
+                return RedirectResponse(f"/trace/{ref}/siblings?" + urlencode({"week": week, **cluster}),
+                                        status_code=303)
             return RedirectResponse("/next?" + urlencode({"week": week, "prev": ref}), status_code=303)
-    context = _trace_context(request, review, ref, me)
+    context = _trace_context(request, review, ref, me, form.get("cluster"))
     if context is None:
         return _render(request, "missing.html", 404, me=me, ref=ref)
     errors = {}
@@ -342,8 +355,11 @@ def siblings(request: Request, me) -> Response:
     failure = _failure_label(review, ref, me)
     if failure is None:
         return RedirectResponse("/next?" + urlencode({"week": week, "prev": ref}), status_code=303)
-    found = review.siblings(ref, me.name)
-    return _render(request, "siblings.html", me=me, ref=ref, week=week, failure=failure, siblings=found)
+    cluster = review.cluster(request.query_params.get("cluster"))
+    # Opened on a cluster: its other members are the siblings, as the terminal's `--cluster N` offers them.
+    found = review.cluster_siblings(cluster, ref, me.name) if cluster else review.siblings(ref, me.name)
+    return _render(request, "siblings.html", me=me, ref=ref, week=week, failure=failure, siblings=found,
+                   cluster=cluster)
 
 
 @posted
@@ -369,6 +385,24 @@ async def post_siblings(request: Request, me, form: dict) -> Response:
         return RedirectResponse("/queue?" + urlencode({"week": week, "message": f"{len(refused)} accepted sibling(s) "
                                 "not stored: " + " · ".join(refused)}), status_code=303)
     return RedirectResponse("/next?" + urlencode({"week": week, "prev": ref}), status_code=303)
+
+
+# ---------------------------------------------------------------------------------------------
+# Failure-mode clusters of a week (label.clusters)
+# ---------------------------------------------------------------------------------------------
+
+@signed_in
+def clusters_page(request: Request, me) -> Response:
+    review: Review = request.app.state.review
+    snap = review.live.get()
+    week = _week(request.query_params.get("week"), review)
+    scope = week_scope(week) if week else None
+    rows = []
+    for c in sorted((c for c in snap.clusters if c["scope"] == scope), key=lambda c: c["cluster_id"]):
+        left = review.open_members(c, me.name)
+        link = f"/trace/{left[0]}?" + urlencode({"week": str(week), "cluster": f"{scope}/{c['cluster_id']}"})
+        rows.append({**c, "open": len(left), "link": link if left else None})
+    return _render(request, "clusters.html", me=me, week=week, weeks=snap.weeks, scope=scope, clusters=rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -454,7 +488,7 @@ async def adjudicate(request: Request, me, form: dict) -> Response:
         label = choice[0][0]
         payload = {k: getattr(label, k) for k in ("bucket", "taxonomy_code", "expected_behaviour", "criterion_type",
                                                   "criterion_value", "adversarial", "pii_ok", "pii_issue_class",
-                                                  "pii_note")}
+                                                  "pii_note", *SUGGESTION_FIELDS)}
         payload["trace_ref"] = ref
         await run_in_threadpool(review.adjudicate, me.name, payload)
     return RedirectResponse("/agreement", status_code=303)
@@ -500,6 +534,7 @@ routes = [
     Route("/trace/{ref}/comment", comment, methods=["POST"]),
     Route("/trace/{ref}/siblings", siblings),
     Route("/trace/{ref}/siblings", post_siblings, methods=["POST"]),
+    Route("/clusters", clusters_page),
     Route("/taxonomy", taxonomy_page),
     Route("/taxonomy", post_taxonomy, methods=["POST"]),
     Route("/evalset", evalset_page),

@@ -21,7 +21,9 @@ from flywheel.settings import ReviewSettings
 from flywheel.web.snapshot import Live
 
 # The label contract of `flywheel labels import`, less the reviewer: the signed-in one signs every label.
-LABEL_FIELDS = ("trace_ref", *(c for c in spreadsheet.LABEL_COLUMNS if c != "reviewer"))
+# The suggestion on screen when the label was given rides along (optional), so the label records it.
+SUGGESTION_FIELDS = ("suggested_bucket", "suggested_code", "suggestion_confidence")
+LABEL_FIELDS = ("trace_ref", *(c for c in spreadsheet.LABEL_COLUMNS if c != "reviewer"), *SUGGESTION_FIELDS)
 STATUSES = ("unreviewed", "reserved", "in review", "disagreement", "reviewed")
 LAND_WAIT_S = 2.0  # how long a POST waits for its label to reach label.labels before answering anyway
 
@@ -338,6 +340,31 @@ class Review:
             held = review_store.reservations(store)
         open_ = [s for s in found if s["trace_ref"] not in final and held.get(s["trace_ref"], None) in (None,)]
         return open_[: self.settings.siblings]
+
+    # -- stored clusters (label.clusters, from the snapshot) -------------------------------------
+
+    def cluster(self, key: str | None) -> dict | None:
+        """The stored cluster a key `<scope>/<id>` names (e.g. `week:2026-03-02/3`); None when none is."""
+        scope, _, ident = (key or "").rpartition("/")
+        return next((c for c in self.live.get().clusters if c["scope"] == scope and str(c["cluster_id"]) == ident),
+                    None)
+
+    def open_members(self, cluster: dict, reviewer: str, *, besides: str | None = None) -> list[str]:
+        """The cluster's traces nobody has labelled yet, nearest its centre first, less those another
+        reviewer holds (a label from this one would be refused)."""
+        snap = self.live.get()
+        with self.store() as store:
+            final = self.final_refs(store)
+            held = review_store.reservations(store)
+        return [ref for ref in cluster["trace_refs"] if ref in snap.items and ref not in final and ref != besides
+                and (ref not in held or held[ref].reviewer == reviewer)]
+
+    def cluster_siblings(self, cluster: dict, trace_ref: str, reviewer: str) -> list[dict]:
+        """A new failure mode opened on a cluster's trace: the cluster's other open members are its
+        siblings, in cluster order. The clustering already grouped them, so no model is loaded."""
+        snap = self.live.get()
+        return [{"trace_ref": ref, "messages": snap.items[ref]["messages"], "similarity": None}
+                for ref in self.open_members(cluster, reviewer, besides=trace_ref)]
 
     def comment(self, reviewer: str, trace_ref: str, body: str) -> None:
         with self.store() as store:

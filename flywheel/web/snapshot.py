@@ -2,9 +2,10 @@
 
 The app never makes a person wait on the warehouse: DuckDB refuses a reader while another process
 writes (the weekly loop scrubbing a week holds the file for as long as it takes). So the pages and the
-API read this snapshot, and a background thread reloads it when the warehouse file has changed, with a
-read-only connection tried briefly; when a run holds the file the old snapshot keeps serving and the
-pages say how old it is. Labels the app itself writes are added to it the moment they are stored.
+API read this snapshot (label suggestions and stored clusters included), and a background thread
+reloads it when the warehouse file has changed, with a read-only connection tried briefly; when a run
+holds the file the old snapshot keeps serving and the pages say how old it is. Labels the app itself
+writes are added to it the moment they are stored.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class Snapshot:
     version_rows: dict[int, list[dict]] = field(default_factory=dict)  # latest two versions' rows
     pass_rates: list[dict] = field(default_factory=list)
     residue: list[dict] = field(default_factory=list)
+    suggestions: dict[str, dict] = field(default_factory=dict)  # trace_ref -> its label.suggestions row
+    clusters: list[dict] = field(default_factory=list)  # label.clusters, every scope
 
     # Derived, rebuilt by index().
     current: dict[str, dict] = field(default_factory=dict)
@@ -83,6 +86,7 @@ def load(warehouse: Path, *, timeout_s: float = 0.5, gate_threshold: float = 0.9
     """Read the snapshot; WarehouseBusy when a writer held the file for longer than timeout_s."""
     from flywheel.core.evalset import pass_rate_view, regression
     from flywheel.core.evalset import versions as evalset
+    from flywheel.core.labeling import suggestions, unexplained
     from flywheel.core.scrub import residue
 
     snap = Snapshot(loaded_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
@@ -122,6 +126,8 @@ def load(warehouse: Path, *, timeout_s: float = 0.5, gate_threshold: float = 0.9
                 snap.pass_rates = pass_rate_view.per_version(regression.pass_rates(conn), gate_threshold)
         if table_exists(conn, "scrub", "scrub_report"):
             snap.residue = residue.summary(conn)
+        snap.suggestions = suggestions.suggestions_for(conn)  # {} and [] before the first run makes them
+        snap.clusters = unexplained.stored(conn)
     finally:
         conn.close()
     return snap.index()

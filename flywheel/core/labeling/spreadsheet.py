@@ -194,12 +194,19 @@ def _suggestion(get, problems: list[dict]) -> dict | None:
     """The row's suggestion columns as exported, or None when it had none; a confidence that is not a
     number is a problem (it is recorded with the label)."""
     bucket = get("suggested_bucket").lower()
+    if not bucket:
+        return None
     if bucket not in ("known_failure", "not_a_bug"):
+        problems.append({"column": "suggested_bucket", "message": "a suggestion is known_failure or not_a_bug: "
+                         "copy it as the loop gave it, or leave it empty"})
         return None
     try:
         confidence = float(get("suggestion_confidence"))
+        if not 0.0 <= confidence <= 1.0:
+            raise ValueError
     except ValueError:
-        problems.append({"column": "suggestion_confidence", "message": "not a number: leave the exported value"})
+        problems.append({"column": "suggestion_confidence", "message": "not a number from 0 to 1: copy it as the "
+                         "loop gave it"})
         confidence = None
     return {"bucket": bucket, "code": get("suggested_code") or None, "confidence": confidence,
             "expected": get("suggested_expected_behaviour"),

@@ -148,8 +148,11 @@ def describe(s: dict | None) -> str:
 
 
 def acceptance(conn: duckdb.DuckDBPyConnection, since: dt.datetime | None = None) -> dict:
-    """Of the labels given with a suggestion on screen: how many, and how many took it as it was."""
-    ensure_label_tables(conn)
+    """Of the labels given with a suggestion on screen: how many, and how many took it as it was.
+    Reads only (a read-only connection works): a warehouse without the columns yet has none."""
+    if not conn.execute("SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'label' AND table_name = 'labels' "
+                        "AND column_name = 'suggested_bucket'").fetchone()[0]:
+        return {"suggested": 0, "accepted": 0}
     where = "AND reviewed_at >= ?" if since else ""
     shown, accepted = conn.execute(
         f"""SELECT count(*), count(*) FILTER (WHERE suggested_bucket = bucket

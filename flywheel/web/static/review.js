@@ -73,6 +73,20 @@
     form.addEventListener("change", check);
     check();
 
+    // The loop's suggestion, taken into the form (bucket, code, expected behaviour, criterion). Nothing is
+    // stored until the reviewer submits, and every field stays editable.
+    const accept = document.getElementById("accept-suggestion");
+    const acceptSuggestion = () => {
+      const d = accept.dataset;
+      form.querySelector(`input[name=bucket][value="${d.bucket}"]`).checked = true;
+      const code = d.code && items.find((li) => li.querySelector("input").value === d.code);
+      if (code) code.querySelector("input").checked = true;
+      if (d.expected) document.getElementById("expected_behaviour").value = d.expected;
+      if (d.criterionType) { kind.value = d.criterionType; value.value = d.criterionValue; }
+      sync(); recheck();
+    };
+    if (accept) accept.addEventListener("click", acceptSuggestion);
+
     const bucketKeys = { k: "known_failure", n: "new_failure", o: "not_a_bug" };
     document.addEventListener("keydown", (e) => {
       if (e.ctrlKey || e.metaKey || e.altKey) return;
@@ -92,7 +106,9 @@
         return;
       }
       if (e.key === "/") { e.preventDefault(); if (form.dataset.bucket !== "known_failure") { form.querySelector("input[value=known_failure]").checked = true; sync(); } search.focus(); return; }
-      if (e.key === "a") { e.preventDefault(); const box = document.getElementById("adversarial"); box.checked = !box.checked; return; }
+      // `a` accepts, as in the terminal review and on the siblings page; adversarial is `x`.
+      if (e.key === "a") { if (accept) { e.preventDefault(); acceptSuggestion(); } return; }
+      if (e.key === "x") { e.preventDefault(); const box = document.getElementById("adversarial"); box.checked = !box.checked; return; }
       if (e.key === "p") { e.preventDefault(); const box = document.getElementById("pii_leak"); box.checked = !box.checked; sync(); if (box.checked) document.getElementById("pii_issue_class").focus(); return; }
       if (e.key === "s") { e.preventDefault(); document.getElementById("skip-form").submit(); return; }
       if (e.key === "b") { e.preventDefault(); const back = document.getElementById("back"); if (back) window.location = back.href; else history.back(); return; }
