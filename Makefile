@@ -45,6 +45,7 @@ bench: setup
 	$(BIN)/python benchmarks/cli.py
 	$(BIN)/python benchmarks/review.py
 	$(BIN)/python benchmarks/sources.py
+	$(BIN)/python benchmarks/assist.py
 
 clean-data:
 	rm -rf $(FLYWHEEL_DATA)/flywheel.duckdb $(FLYWHEEL_DATA)/inbox $(FLYWHEEL_DATA)/demo $(FLYWHEEL_DATA)/dagster $(FLYWHEEL_DATA)/exports

@@ -25,11 +25,11 @@ def _encode(embedder, texts: list[str]):
     return np.vstack(chunks) if chunks else np.zeros((0, embedder.dim), dtype=np.float32)
 
 
-def _print(found: list[dict], noise: list[str], scope_option: str | None) -> None:
+def _print(found: list[dict], noise: list[str], scope_option: str | None, min_size: int) -> None:
     from flywheel.core.common.markdown import table
 
     if not found:
-        click.echo(f"No cluster of {3} or more similar traces; {len(noise)} trace(s) stand alone.")
+        click.echo(f"No cluster of {min_size} or more similar traces; {len(noise)} trace(s) stand alone.")
         return
     click.echo(table(
         ["cluster", "size", "covered", "terms", "read first"],
@@ -88,13 +88,14 @@ def clusters(week: dt.date | None, month: dt.date | None, input_path: Path | Non
                           "covered_share": None, "noise": True}] if noise else [])
         click.echo(json.dumps(rows, indent=2))
     else:
-        _print(found, noise, scope_option)
+        _print(found, noise, scope_option, options["min_size"])
 
 
 def _cluster_file(path: Path, data_dir: Path | None, options: dict):
     from flywheel.core.common.db import connect
     from flywheel.core.drift.embeddings import user_text
     from flywheel.core.labeling import unexplained
+    from flywheel.core.labeling.clusters import MAX_TRACES
     from flywheel.paths import Paths
     from flywheel.resources.embedder import load_embedder
 
@@ -108,6 +109,9 @@ def _cluster_file(path: Path, data_dir: Path | None, options: dict):
         click.echo(f"{path}: {len(problems)} line(s) left out, {len(traces.ids)} clustered", err=True)
     if not traces.ids:
         raise click.ClickException(f"{path}: nothing to cluster: no line holds a trace or a query")
+    if len(traces.ids) > MAX_TRACES:  # before a minute of embedding, not after
+        raise click.ClickException(f"{path}: {len(traces.ids):,} traces; at most {MAX_TRACES:,} can be clustered at "
+                                   "once (every pair's distance is kept in memory): split the file or sample it")
     embedder = load_embedder()
     # The file's text is embedded in memory and never cached: it may hold customer data.
     vectors = _encode(embedder, [user_text(m, options["roles"]) for m in traces.messages])

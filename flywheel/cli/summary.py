@@ -115,9 +115,9 @@ def label_summary(paths: Paths, labelled) -> str:
                          [(c, n, "seed" if origin == "seed" else "new, found in review") for c, n, origin in codes])
         + (f"\nSiblings of the new failure mode accepted from the last 30 days (embedding search): {siblings}"
            if siblings else "")
-        + (f"\nSuggestions (scikit-learn, from the labels before): {suggested['suggested']} labels were given with "
-           f"one on screen; {suggested['accepted']} took it as suggested "
-           f"({suggested['accepted'] / suggested['suggested']:.0%}), the rest were overruled by the reviewer."
+        + (f"\nSuggestions (scikit-learn, trained on the labels before): {suggested['suggested']} of {looked} labels "
+           f"had one on screen (the others: too few labels yet, or under 50% sure); the reviewer's verdict "
+           f"matched it {suggested['accepted']} times ({suggested['accepted'] / suggested['suggested']:.0%})."
            if suggested["suggested"] else "")
         + f"\nLabels whose scrubbed text still held PII (sent to residue): {pii}"
     )

@@ -7,7 +7,7 @@ eval set unreviewed.
 
 Two stages, as a reviewer decides: failure or not a bug (`known_failure` and `new_failure` labels both
 count as failures: a code that exists now is a known failure of it), then, for a failure, which code.
-Each stage is a logistic regression calibrated by `CalibratedClassifierCV` (sigmoid, k-fold), and
+Each stage is a logistic regression calibrated by `CalibratedClassifierCV` (sigmoid, 3-fold), and
 the suggestion's confidence is the product: P(failure) x P(code | failure), or P(not a bug).
 Below `min_confidence` the suggester abstains: it shows the similar traces but suggests nothing.
 
@@ -27,7 +27,7 @@ import numpy as np
 
 FAILURE, NOT_A_BUG = "failure", "not_a_bug"
 MIN_EXAMPLES = 3  # per class, before it can be suggested
-MAX_FOLDS = 5
+MAX_FOLDS = 3  # calibration folds: more cost a refit each and barely move the estimate at a few hundred labels
 SIMILAR = 3  # labelled traces shown beside each suggestion
 
 

@@ -23,9 +23,11 @@ from flywheel.core.labeling.labels import ensure_tables as ensure_label_tables
 from flywheel.core.labeling.queue import review_queue
 from flywheel.core.labeling.suggest import Suggester, features, fingerprint
 
-# Justified by benchmarks/assist.py: on the demo's later weeks, suggestions at or above 0.6 were right
-# about nine times in ten while still covering most traces; below it they were a coin toss.
-DEFAULT_MIN_CONFIDENCE = 0.6
+# From benchmarks/assist.py's sweep on the demo (trained on early weeks, tested on later ones): at 0.5
+# the suggestions shown were right 96% of the time with 8 labels a week (92% with the whole queue
+# labelled) and saved 41% of keypresses; at 0.6, 99% / 92% right but only 31% saved; below 0.5 the best
+# guesses for failures were right 31% of the time. The demo's templated replies make it an upper bound.
+DEFAULT_MIN_CONFIDENCE = 0.5
 
 COLUMNS = {
     "trace_ref": "VARCHAR", "suggested_bucket": "VARCHAR", "suggested_code": "VARCHAR",
@@ -44,9 +46,9 @@ def ensure_table(conn: duckdb.DuckDBPyConnection) -> None:
 def conversation_features(conn: duckdb.DuckDBPyConnection, embedder: Embedder, conversations: list[list[dict]],
                           stats=None) -> np.ndarray:
     """The suggester's features of each conversation, embeddings from the cache where possible."""
-    users = embed(conn, embedder, [user_text(m, ("user",)) for m in conversations], stats)
-    replies = embed(conn, embedder, [user_text(m, ("assistant",)) for m in conversations], stats)
-    return features(users, replies)
+    texts = [user_text(m, ("user",)) for m in conversations] + [user_text(m, ("assistant",)) for m in conversations]
+    vectors = embed(conn, embedder, texts, stats)  # one cache lookup for both halves
+    return features(vectors[: len(conversations)], vectors[len(conversations):])
 
 
 def training_labels(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
@@ -65,14 +67,17 @@ def training_labels(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
 
 
 def train(conn: duckdb.DuckDBPyConnection, embedder: Embedder, *, min_confidence: float = DEFAULT_MIN_CONFIDENCE,
-          stats=None) -> tuple[Suggester | None, pl.DataFrame]:
-    """A suggester over the labels in force (None without labels), and those labels."""
+          stats=None, also: list[list[dict]] | None = None) -> tuple[Suggester | None, pl.DataFrame, np.ndarray]:
+    """A suggester over the labels in force (None without labels), those labels, and the features of
+    the conversations in `also` (embedded in the same cache lookup)."""
     labelled = training_labels(conn)
+    also = also or []
     if labelled.is_empty():
-        return None, labelled
-    x = conversation_features(conn, embedder, labelled["messages"].to_list(), stats)
-    return Suggester(x, labelled["bucket"].to_list(), labelled["taxonomy_code"].to_list(),
-                     min_confidence=min_confidence), labelled
+        return None, labelled, np.zeros((0, 2 * embedder.dim), dtype=np.float32)
+    x = conversation_features(conn, embedder, labelled["messages"].to_list() + also, stats)
+    n = labelled.height
+    return Suggester(x[:n], labelled["bucket"].to_list(), labelled["taxonomy_code"].to_list(),
+                     min_confidence=min_confidence), labelled, x[n:]
 
 
 def _template(labelled: pl.DataFrame, code: str, similar: list[tuple[int, float]]) -> dict:
@@ -90,15 +95,15 @@ def write_suggestions(conn: duckdb.DuckDBPyConnection, embedder: Embedder, *,
                       stats=None) -> pl.DataFrame:
     """Retrain on the labels in force and replace label.suggestions with one row per queued trace."""
     ensure_table(conn)
-    queue = review_queue(conn)
-    suggester, labelled = train(conn, embedder, min_confidence=min_confidence, stats=stats)
+    queued = review_queue(conn).unique("trace_ref", keep="first", maintain_order=True)
+    suggester, labelled, queued_features = train(conn, embedder, min_confidence=min_confidence, stats=stats,
+                                                 also=queued["messages"].to_list())
     rows: list[dict] = []
     now = clock.now()
-    if suggester is not None and queue.height:
+    if suggester is not None and queued.height:
         if progress:
-            progress(f"suggesting labels for {queue.height} queued traces from {suggester.trained_on} labels")
-        queued = queue.unique("trace_ref", keep="first", maintain_order=True)
-        found = suggester.suggest(conversation_features(conn, embedder, queued["messages"].to_list(), stats))
+            progress(f"suggesting labels for {queued.height} queued traces from {suggester.trained_on} labels")
+        found = suggester.suggest(queued_features)
         model = fingerprint(labelled["label_id"].to_list())
         refs = labelled["trace_ref"].to_list()
         for ref, s in zip(queued["trace_ref"].to_list(), found):

@@ -28,7 +28,7 @@ from flywheel.core.common.records import json_lines
 from flywheel.core.drift.embeddings import Embedder, embed, user_text
 from flywheel.core.drift.score import nearest
 from flywheel.core.evalset import versions as evalset
-from flywheel.core.labeling.clusters import DEFAULT_DISTANCE, DEFAULT_MIN_SIZE, Clustering, find_clusters
+from flywheel.core.labeling.clusters import DEFAULT_DISTANCE, DEFAULT_MIN_SIZE, MAX_TRACES, Clustering, find_clusters
 from flywheel.core.labeling.labels import ensure_tables as ensure_label_tables
 from flywheel.core.labeling.queue import review_queue
 
@@ -49,7 +49,8 @@ def month_scope(month: dt.date) -> str:
 
 
 def week_traces(conn: duckdb.DuckDBPyConnection, week_start: dt.datetime) -> Traces:
-    queue = review_queue(conn, week_start)
+    """The week's queue in review order, the first MAX_TRACES of it (clustering keeps every pair's distance)."""
+    queue = review_queue(conn, week_start).head(MAX_TRACES)
     return Traces(queue["trace_ref"].to_list(), queue["messages"].to_list(), [False] * queue.height)
 
 
@@ -65,7 +66,7 @@ def month_traces(conn: duckdb.DuckDBPyConnection, month: dt.date) -> Traces:
         f"""SELECT a.trace_ref, any_value(a.messages), bool_or(l.taxonomy_code IS NOT NULL)
             FROM scrub.anonymized_traces a LEFT JOIN label.current_labels l USING (trace_ref)
             WHERE ((a.timestamp >= $start AND a.timestamp < $end AND l.trace_ref IS NULL) {focus})
-            GROUP BY a.trace_ref ORDER BY a.trace_ref""",
+            GROUP BY a.trace_ref ORDER BY a.trace_ref LIMIT {MAX_TRACES}""",
         {"start": start, "end": end, **({"month": start.date()} if focus else {})},
     ).fetchall()
     return Traces([r[0] for r in rows], [r[1] for r in rows], [bool(r[2]) for r in rows])
