@@ -13,7 +13,7 @@ from flywheel.core.common.db import connect
 from flywheel.defs.drift import monthly_drift
 from flywheel.defs.evalset import fold_in
 from flywheel.defs.intake import raw_traces
-from flywheel.defs.labeling import failure_taxonomy, review_queue
+from flywheel.defs.labeling import failure_taxonomy, label_suggestions, review_queue, week_clusters
 from flywheel.defs.regression import pass_rates
 from flywheel.defs.sampling import sampled_traces
 from flywheel.defs.scrub import scrub_week
@@ -23,7 +23,7 @@ from flywheel.resources.embedder import HashingEmbedder
 from flywheel_tests.conftest import demo_in_data_dir, fake_resources
 
 WEEKS = ["2026-03-02", "2026-03-09"]
-WEEKLY = [raw_traces, sampled_traces, scrub_week, review_queue, fold_in]
+WEEKLY = [raw_traces, sampled_traces, scrub_week, review_queue, label_suggestions, week_clusters, fold_in]
 
 
 @pytest.fixture
@@ -45,11 +45,12 @@ def test_two_weeks_through_every_station(loop):
     for week in WEEKS:
         result = dg.materialize(WEEKLY, partition_key=week, resources=resources, raise_on_error=False)
         assert result.is_node_success("sample__sampled_traces") and result.is_node_success("scrub_week")
+        assert result.is_node_success("label__suggestions") and result.is_node_success("label__clusters")
         assert _checks(result)["no_pii_canary_leak"], "no customer vocabulary entry survives the fake scrubber"
         with connect(paths.warehouse) as conn:
             labelled = review_weeks(conn, truth, week=dt.datetime.fromisoformat(week), embedder=HashingEmbedder())
         assert labelled["known_failure"] + labelled.get("new_failure", 0) > 0
-        folded = dg.materialize([fold_in], resources=resources)  # what labels_sensor starts
+        folded = dg.materialize([fold_in, label_suggestions], resources=resources)  # what labels_sensor starts
         new_version = folded.asset_materializations_for_node("fold_in")[0].metadata["new_version"].value
         versions.append(new_version)
         with connect(paths.warehouse) as conn:
@@ -70,11 +71,18 @@ def test_two_weeks_through_every_station(loop):
         texts = " ".join(str(m) for (m,) in conn.execute("SELECT messages FROM scrub.anonymized_traces").fetchall())
         rows = conn.execute("SELECT count(*), count(source_trace_ref) FROM eval.eval_rows").fetchone()
         scored = conn.execute("SELECT month, eval_version FROM drift.scores").fetchall()
+        queued, suggested_for, trained_on = conn.execute(
+            """SELECT (SELECT count(DISTINCT trace_ref) FROM label.review_queue q WHERE NOT EXISTS
+                         (SELECT 1 FROM label.labels l WHERE l.trace_ref = q.trace_ref)),
+                      count(*), max(trained_on) FROM label.suggestions""").fetchone()
+        labelled_total = conn.execute("SELECT count(*) FROM label.current_labels").fetchone()[0]
     assert ingested == 2 * 7 * 15 and sampled_weeks == 2
     emails = {p["value"] for t in truth.values() for p in t["pii"] if p["type"] == "EMAIL_ADDRESS"}
     assert emails and not any(e in texts for e in emails), "no customer email survives the (fake) scrub"
     assert rows[0] == 50 + rows[1] > 50, "starter rows plus folded-in rows, each with its keyed source ref"
     assert scored == [(dt.date(2026, 3, 1), 3)]
+    assert suggested_for == queued > 0 and trained_on == labelled_total, \
+        "after the last fold-in, every trace still queued has a suggestion from every label in force"
     assert sorted(p.name for p in paths.exports.glob("*.jsonl")) == ["eval_set_v1.jsonl", "eval_set_v2.jsonl",
                                                                       "eval_set_v3.jsonl"]
 
