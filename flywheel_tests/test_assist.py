@@ -33,7 +33,11 @@ def _conversation(template: str, reply: str, n: int) -> list[dict]:
 def wh(tmp_path):
     """Scrubbed traces of two kinds: SLA misses (failures) and refunds done right (not a bug); four of
     each labelled, two of each waiting in the queue."""
-    with connect(tmp_path / "a.duckdb") as conn:
+    yield from _warehouse(tmp_path / "a.duckdb")
+
+
+def _warehouse(path):
+    with connect(path) as conn:
         conn.execute("CREATE SCHEMA scrub")
         conn.execute("""CREATE TABLE scrub.anonymized_traces (trace_ref VARCHAR, week_start TIMESTAMP, timestamp TIMESTAMP,
                           reasons VARCHAR[], modes VARCHAR[], judge_score DOUBLE, intent VARCHAR, cohort VARCHAR,
@@ -248,3 +252,25 @@ def test_acceptance_reads_a_read_only_warehouse(wh, tmp_path):
     wh.close()  # one process opens a file either read-write or read-only
     with connect(path, read_only=True) as ro:
         assert suggestions.acceptance(ro) == {"suggested": 1, "accepted": 1}
+
+
+def test_flywheel_clusters_of_a_week_and_a_month_are_stored_for_review(data_dir, real_embedder):
+    from flywheel.cli.common import main
+
+    for _ in _warehouse(data_dir / "flywheel.duckdb"):
+        pass  # built and closed: the command opens it itself
+    for option, scope in ((["--week", "2026-03-04"], "week:2026-03-02"), (["--month", "2026-03"], "month:2026-03")):
+        result = CliRunner().invoke(main, ["clusters", *option, "--min-size", "2", "--distance", "0.55", "--json"])
+        assert result.exit_code == 0, result.output
+        rows = [r for r in json.loads(result.stdout) if r["cluster_id"] != -1]
+        assert sorted(sorted(r["trace_ids"]) for r in rows) == [["refund4", "refund5"], ["sla4", "sla5"]], rows
+        assert all(r["covered_share"] == 0.0 for r in rows), "no eval set, no label on these: nothing covers them"
+        with connect(data_dir / "flywheel.duckdb") as conn:
+            stored = unexplained.stored(conn, scope)
+        assert sorted(sorted(c["trace_refs"]) for c in stored) == [["refund4", "refund5"], ["sla4", "sla5"]]
+    text = CliRunner().invoke(main, ["clusters", "--week", "2026-03-04", "--min-size", "2", "--distance", "0.55"])
+    assert "flywheel review --week 2026-03-02 --cluster N" in text.stdout
+    empty = CliRunner().invoke(main, ["clusters", "--week", "2026-04-06"])
+    assert empty.exit_code == 1 and "nothing unexplained in the week of 2026-04-06" in empty.output
+    both = CliRunner().invoke(main, ["clusters", "--week", "2026-03-04", "--month", "2026-03"])
+    assert both.exit_code == 2 and "give one of --week DAY, --month YYYY-MM or --input FILE" in both.output

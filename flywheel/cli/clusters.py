@@ -131,7 +131,7 @@ def _cluster_warehouse(week: dt.date | None, month: dt.date | None, data_dir: Pa
     from flywheel.resources.embedder import load_embedder
 
     paths = paths_for(data_dir)
-    with connect(paths.warehouse, read_only=True) as conn:
+    with connect(paths.warehouse) as conn:  # not read-only: the queue's label tables may not exist yet
         if week is not None:
             traces = unexplained.week_traces(conn, dt.datetime.combine(week, dt.time()))
             scope, scope_option, what = unexplained.week_scope(week), f"--week {week}", f"week of {week}"
