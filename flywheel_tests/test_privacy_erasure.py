@@ -29,7 +29,7 @@ from flywheel.core.privacy import erasure
 from flywheel.defs.drift import monthly_drift
 from flywheel.defs.evalset import fold_in
 from flywheel.defs.intake import raw_traces
-from flywheel.defs.labeling import failure_taxonomy, review_queue
+from flywheel.defs.labeling import failure_taxonomy, label_suggestions, review_queue, week_clusters
 from flywheel.defs.sampling import sampled_traces
 from flywheel.defs.scrub import scrub_week
 from flywheel.resources.embedder import FakeEmbedderResource
@@ -100,6 +100,9 @@ def _build(data_dir: Path) -> None:
         labels.record(conn, labels.Label(other_refs[1], "known_failure", "tester", taxonomy_code="missed_escalation",
                                          expected_behaviour="Hand off", criterion_type="refusal"))
     assert dg.materialize([fold_in], resources=resources).success  # v3: one more row
+    # Suggestions name the labelled traces they resemble (the planted one among them); clusters hold refs.
+    assert dg.materialize([label_suggestions], resources=resources).success
+    assert dg.materialize([week_clusters], partition_key=WEEK, resources=resources).success
     with connect(paths.warehouse) as conn:
         for version in (1, 2, 3):
             regression.run_regression(conn, lambda messages: "please confirm", version=version, model_version="m1")
@@ -164,8 +167,8 @@ def test_dry_run_lists_every_table_and_changes_nothing(copy):
     assert _bytes(copy) == data
     assert report.dry_run and report.changed and report.erasure_id is None
     for table in ("raw.traces", "raw.quarantine", "raw.sample_ids", "sample.sampled_traces", "scrub.anonymized_traces",
-                  "scrub.scrub_report", "label.review_queue", "label.labels", "drift.high_distance_traces",
-                  "embed.cache", "eval.eval_rows"):
+                  "scrub.scrub_report", "label.review_queue", "label.labels", "label.suggestions",
+                  "drift.high_distance_traces", "embed.cache", "eval.eval_rows"):
         assert report.tables[table] > 0, table
     assert report.tables["raw.traces"] == 2 and report.tables["raw.quarantine"] == 2
     assert report.tables["eval.eval_rows"] == 1 and report.versions_with_erased_rows == [2, 3]
@@ -212,6 +215,10 @@ def test_forget_erases_along_lineage_and_from_the_file_bytes(copy):
         assert audit[2] == keys.keyed_hash(keys.load_key(copy.data_dir), CUSTOMER, kind="customer")
         assert json.loads(audit[3])["raw.traces"] == 2 and CUSTOMER not in audit[3]
         assert conn.execute("SELECT list(version ORDER BY version) FROM eval.export_rewrites").fetchone()[0] == [2, 3]
+        # No suggestion names their trace any more (the next run of label/suggestions writes the rest again).
+        planted = keys.keyed_hash(keys.load_key(copy.data_dir), "t-planted-1")
+        assert conn.execute("SELECT count(*) FROM label.suggestions WHERE trace_ref = ? OR list_contains(similar_refs, ?)",
+                            [planted, planted]).fetchone()[0] == 0
     # Other customers are untouched.
     assert after["counts"]["raw.traces"] == before["counts"]["raw.traces"] - 2
     assert after["counts"]["eval.eval_rows"] == before["counts"]["eval.eval_rows"]

@@ -11,6 +11,9 @@ reference in scrub.anonymized_traces, and the trace references of every trace of
 - scrub.residue: the reviewer's note blanked; the class stays, so miss rates stay true;
 - label.labels: free text blanked (expected behaviour, criterion value, PII note); verdict, code and
   history stay;
+- label.suggestions: deleted where the trace is theirs or a suggestion names it as a similar labelled
+  trace (it copies that label's expected behaviour); label.clusters: clusters holding their traces
+  deleted. Both are written again by the next run;
 - embed.cache: the vectors of their texts deleted (scrubbed traces, eval rows, raw user turns and, given
   the scrubber drift uses, the texts drift scrubbed in memory);
 - eval.eval_rows: tombstoned. Input and expected behaviour become [erased] and the criterion a rubric
@@ -257,6 +260,14 @@ def _steps(conn: duckdb.DuckDBPyConnection, target: _Target) -> list[_Step]:
         if free:
             sets, holds = _blank(free)
             steps.append(_Step("label.labels", "free text blanked", f"trace_ref IN {refs} AND {holds}", sets))
+    if have("label", "suggestions", "trace_ref", "similar_refs") is not None:
+        # A suggestion copies the expected behaviour and criterion of its most similar labelled trace and
+        # names it: gone with either trace (the next run of label/suggestions writes them again).
+        steps.append(_Step("label.suggestions", "deleted", f"trace_ref IN {refs} OR EXISTS (SELECT 1 FROM erase_refs e "
+                                                             "WHERE list_contains(similar_refs, e.trace_ref))"))
+    if have("label", "clusters", "trace_refs") is not None:
+        steps.append(_Step("label.clusters", "deleted (clusters that held their traces; rebuilt on the next run)",
+                           "EXISTS (SELECT 1 FROM erase_refs e WHERE list_contains(trace_refs, e.trace_ref))"))
     if have("drift", "high_distance_traces", "trace_ref") is not None:
         steps.append(_Step("drift.high_distance_traces", "deleted", f"trace_ref IN {refs}"))
     if have("embed", "cache", "text_hash") is not None:
@@ -267,6 +278,7 @@ def _steps(conn: duckdb.DuckDBPyConnection, target: _Target) -> list[_Step]:
 # Tables the steps know; any other table with a column that links to a customer is reported, not guessed at.
 _KNOWN = {"raw.traces", "raw.quarantine", "raw.ingested_files", "raw.sample_ids", "sample.sampled_traces", "scrub.anonymized_traces",
           "scrub.scrub_report", "scrub.residue", "label.review_queue", "label.labels", "label.taxonomy",
+          "label.suggestions", "label.clusters",
           "drift.high_distance_traces", "drift.scores", "embed.cache", "eval.eval_rows", "eval.row_spans",
           "eval.versions", "eval.export_rewrites", "regression.results"}
 _LINKS = {"trace_id": "erase_ids", "trace_ref": "erase_refs", "source_trace_ref": "erase_refs"}
