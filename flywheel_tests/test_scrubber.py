@@ -19,6 +19,8 @@ def _found(scrubber, text):
 
 @pytest.mark.parametrize("text,value,entity_type", [
     ("Write to jo.smith@example.org today", "jo.smith@example.org", "EMAIL_ADDRESS"),
+    ("Reach zelda6@quarrington.example after 5", "zelda6@quarrington.example", "EMAIL_ADDRESS"),  # reserved TLD
+    ("cc ops-team@billing.corp.internal please", "ops-team@billing.corp.internal", "EMAIL_ADDRESS"),
     ("My card is 4111 1111 1111 1111, please", "4111 1111 1111 1111", "CREDIT_CARD"),
     ("Ticket TCK-482910 is still open", "TCK-482910", "TICKET_ID"),
     ("Account ACC-778812 was charged", "ACC-778812", "ACCOUNT_ID"),

@@ -23,6 +23,11 @@ HELPDESK_PATTERNS: dict[str, list[tuple[str, str, float]]] = {
     "ORDER_ID": [("prefixed order", r"(?i)\bORD(?:ER)?[-_#]?\d{4,12}\b", 0.85)],
     "INVOICE_ID": [("prefixed invoice", r"(?i)\bINV[-_#]?(?:\d{2,4}[-_])?\d{3,10}\b", 0.85)],
     "PO_NUMBER": [("purchase order", r"\bP\.?O\.?(?:\s?(?:#|No\.?|number))?\s?[-:]?\s?\d{5,12}\b", 0.85)],
+    # Presidio's email recognizer drops addresses whose domain is not on the public suffix list
+    # (zelda6@quarrington.example, ops@corp.internal, j@host.local): an address is personal data
+    # whatever its top-level domain, so any name@domain.tld shape is one.
+    "EMAIL_ADDRESS": [("any-domain email", r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b",
+                       0.9)],
     "API_KEY": [
         ("stripe-style key", r"\b(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{10,}\b", 0.95),
         ("aws access key", r"\bAKIA[0-9A-Z]{16}\b", 0.95),

@@ -32,7 +32,7 @@ from flywheel.core.scrub.recognizers import (
 from flywheel.settings import ScrubSettings
 
 # Bump when recognizers or merging change: each scrub report records the version that produced it.
-SCRUBBER_VERSION = "3"
+SCRUBBER_VERSION = "4"  # 4: emails on any top-level domain
 
 # Presidio warns about every recognizer of a language we do not load, on every engine it builds.
 logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
