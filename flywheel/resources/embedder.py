@@ -38,6 +38,22 @@ class SentenceTransformerEmbedder:
                                  show_progress_bar=False, convert_to_numpy=True)
 
 
+class LazyEmbedder:
+    """The configured model, loaded on the first text the cache has not seen: a run whose texts are all
+    in embed.cache (a fold-in retraining the suggestions, say) never pays the seconds a load takes."""
+
+    def __init__(self, settings: EmbeddingSettings):
+        self.settings = settings
+        self.model_name, self.dim = settings.model_name, settings.dim
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        model = load_embedder(self.settings.model_dump_json())
+        if model.dim != self.dim:
+            raise RuntimeError(f"embedding model {self.settings.model_package!r} makes {model.dim}-dimensional "
+                               f"vectors, but the settings say {self.dim}: set EmbeddingSettings.dim to {model.dim}")
+        return model.encode(texts)
+
+
 @functools.lru_cache(maxsize=2)
 def load_embedder(settings_json: str = "") -> SentenceTransformerEmbedder:
     """One loaded model per process."""
@@ -65,13 +81,15 @@ import dagster as dg  # noqa: E402 - the Dagster wrappers sit below the plain cl
 
 
 class EmbedderResource(dg.ConfigurableResource):
-    """all-MiniLM-L6-v2 (configurable), loaded once per process."""
+    """all-MiniLM-L6-v2 (configurable), loaded once per process, and only when a text needs embedding."""
 
     model_package: str = EmbeddingSettings().model_package
     model_name: str = EmbeddingSettings().model_name
+    dim: int = EmbeddingSettings().dim
 
     def get(self):
-        return load_embedder(EmbeddingSettings(model_package=self.model_package, model_name=self.model_name).model_dump_json())
+        return LazyEmbedder(EmbeddingSettings(model_package=self.model_package, model_name=self.model_name,
+                                              dim=self.dim))
 
 
 class FakeEmbedderResource(dg.ConfigurableResource):

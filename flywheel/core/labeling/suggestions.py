@@ -72,9 +72,12 @@ def train(conn: duckdb.DuckDBPyConnection, embedder: Embedder, *, min_confidence
     the conversations in `also` (embedded in the same cache lookup)."""
     labelled = training_labels(conn)
     also = also or []
+    # The queue is embedded even before the first label: the fold-in that follows the first labels then
+    # finds every text it trains on in the cache, and never loads the model.
+    x = conversation_features(conn, embedder, labelled["messages"].to_list() + also, stats) \
+        if labelled.height or also else np.zeros((0, 2 * embedder.dim), dtype=np.float32)
     if labelled.is_empty():
-        return None, labelled, np.zeros((0, 2 * embedder.dim), dtype=np.float32)
-    x = conversation_features(conn, embedder, labelled["messages"].to_list() + also, stats)
+        return None, labelled, x
     n = labelled.height
     return Suggester(x[:n], labelled["bucket"].to_list(), labelled["taxonomy_code"].to_list(),
                      min_confidence=min_confidence), labelled, x[n:]
