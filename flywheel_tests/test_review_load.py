@@ -244,7 +244,9 @@ def test_four_reviewers_label_through_the_api_while_the_loop_and_sensor_run(tmp_
                 break
             if time.monotonic() > t0 + BUDGET_S and not in_flight:
                 break
-            if time.monotonic() > t0 + BUDGET_S + 30:
+            # A fold-in also retrains the label suggestions, a step in a process of its own: on two
+            # loaded cores it can need most of a minute after the last tick.
+            if time.monotonic() > t0 + BUDGET_S + 90:
                 break  # a run still in flight: reported below
             time.sleep(2)
     finally:
