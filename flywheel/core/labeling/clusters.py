@@ -134,10 +134,3 @@ def find_clusters(vectors: np.ndarray, texts: list[str], *, covered: list[bool] 
     clusters = [Cluster(i + 1, g, t, None if covered is None else float(np.mean([covered[j] for j in g])))
                 for i, (g, t) in enumerate(zip(groups, terms))]
     return Clustering(clusters, sorted(noise))
-
-
-def cluster_rows(clustering: Clustering, ids: list[str]) -> list[dict]:
-    return [c.to_json(ids) for c in clustering.clusters]
-
-
-

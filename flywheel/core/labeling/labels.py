@@ -144,8 +144,7 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
              reviewer VARCHAR NOT NULL, reviewed_at TIMESTAMP NOT NULL, source VARCHAR NOT NULL)"""
     )
     # Added with label suggestions; a warehouse from before gains them (NULL: no suggestion was shown).
-    have = {r[0] for r in conn.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'label' AND table_name = 'labels'").fetchall()}
+    have = label_columns(conn)
     for column, kind in (("suggested_bucket", "VARCHAR"), ("suggested_code", "VARCHAR"),
                          ("suggestion_confidence", "DOUBLE")):
         if column not in have:  # only then: a read-only connection may call this too
@@ -156,6 +155,12 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
            SELECT * FROM label.labels
            QUALIFY row_number() OVER (PARTITION BY trace_ref ORDER BY reviewed_at DESC, label_id DESC) = 1"""
     )
+
+
+def label_columns(conn: duckdb.DuckDBPyConnection) -> set[str]:
+    """The columns label.labels has (none before it exists); a read, so a read-only connection works."""
+    return {r[0] for r in conn.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'label' AND table_name = 'labels'").fetchall()}
 
 
 class LabelError(ValueError):

@@ -20,6 +20,7 @@ from flywheel.core.common import clock
 from flywheel.core.common.db import table_exists, transaction
 from flywheel.core.drift.embeddings import Embedder, embed, user_text
 from flywheel.core.labeling.labels import ensure_tables as ensure_label_tables
+from flywheel.core.labeling.labels import label_columns
 from flywheel.core.labeling.queue import review_queue
 from flywheel.core.labeling.suggest import Suggester, features, fingerprint
 
@@ -158,8 +159,7 @@ def describe(s: dict | None) -> str:
 def acceptance(conn: duckdb.DuckDBPyConnection, since: dt.datetime | None = None) -> dict:
     """Of the labels given with a suggestion on screen: how many, and how many took it as it was.
     Reads only (a read-only connection works): a warehouse without the columns yet has none."""
-    if not conn.execute("SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'label' AND table_name = 'labels' "
-                        "AND column_name = 'suggested_bucket'").fetchone()[0]:
+    if "suggested_bucket" not in label_columns(conn):
         return {"suggested": 0, "accepted": 0}
     where = "AND reviewed_at >= ?" if since else ""
     shown, accepted = conn.execute(
