@@ -1,5 +1,7 @@
 """Sensors: an incident re-samples its window once; new labels trigger the fold-in."""
 
+import os
+
 import dagster as dg
 
 from flywheel.core.sampling import incidents
@@ -36,7 +38,13 @@ def _skipped(problems: list[str], shown: int = 3) -> str:
     return f" ({len(problems)} invalid incident file(s) skipped: " + "; ".join(problems[:shown]) + more + ")"
 
 
-@dg.sensor(job=fold_in_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+# How often the daemon looks for new labels. A review team wanting its labels in the eval set sooner
+# (or a test) sets FLYWHEEL_LABELS_SENSOR_SECONDS; every look is one small read of label.labels.
+LABELS_SENSOR_SECONDS = int(os.environ.get("FLYWHEEL_LABELS_SENSOR_SECONDS", "60") or 60)
+
+
+@dg.sensor(job=fold_in_job, minimum_interval_seconds=LABELS_SENSOR_SECONDS,
+           default_status=dg.DefaultSensorStatus.RUNNING,
            description="New or changed labels fold into the eval set (one run per change of the label table).")
 def labels_sensor(context: dg.SensorEvaluationContext, warehouse: Warehouse):
     if not warehouse.paths.warehouse.exists():
