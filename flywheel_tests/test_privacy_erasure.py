@@ -176,6 +176,14 @@ def test_dry_run_lists_every_table_and_changes_nothing(copy):
 
 
 def test_forget_erases_along_lineage_and_from_the_file_bytes(copy):
+    from flywheel.core.scrub import keep_terms
+
+    planted = keys.keyed_hash(keys.load_key(copy.data_dir), "t-planted-1")
+    with connect(copy.warehouse) as conn:  # a reviewer marked placeholders on their trace and on another
+        other = conn.execute("SELECT trace_ref FROM scrub.anonymized_traces WHERE trace_ref <> ? LIMIT 1",
+                             [planted]).fetchone()[0]
+        keep_terms.propose(conn, "l1", planted, ["[PERSON_1]"], "tester")
+        keep_terms.propose(conn, "l2", other, ["[ORG_1]"], "tester")
     before = _snapshot(copy)
     exported = {p.name: len(p.read_text().splitlines()) for p in copy.exports.glob("*.jsonl")}
     report = _forget(copy, reason="ticket PRIV-12")
@@ -215,8 +223,9 @@ def test_forget_erases_along_lineage_and_from_the_file_bytes(copy):
         assert audit[2] == keys.keyed_hash(keys.load_key(copy.data_dir), CUSTOMER, kind="customer")
         assert json.loads(audit[3])["raw.traces"] == 2 and CUSTOMER not in audit[3]
         assert conn.execute("SELECT list(version ORDER BY version) FROM eval.export_rewrites").fetchone()[0] == [2, 3]
+        # Keep-term proposals on their trace are gone, the others stay.
+        assert conn.execute("SELECT trace_ref FROM scrub.keep_proposals").fetchall() == [(other,)]
         # No suggestion names their trace any more (the next run of label/suggestions writes the rest again).
-        planted = keys.keyed_hash(keys.load_key(copy.data_dir), "t-planted-1")
         assert conn.execute("SELECT count(*) FROM label.suggestions WHERE trace_ref = ? OR list_contains(similar_refs, ?)",
                             [planted, planted]).fetchone()[0] == 0
     # Other customers are untouched.

@@ -326,3 +326,28 @@ def test_a_cluster_opens_a_new_mode_and_offers_its_members_as_siblings(data_dir)
 
     missing = subprocess.run([*cli[:-1], "7"], env=env, capture_output=True, text=True)
     assert missing.returncode == 1 and "no cluster 7 stored for 2026-03-02" in missing.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
+def test_review_marks_a_placeholder_that_hides_no_personal_data(data_dir):
+    _scrubbed_warehouse(data_dir / "flywheel.duckdb")
+    env = {**os.environ, "FLYWHEEL_DATA": str(data_dir), "TERM": "dumb", "COLUMNS": "100"}
+    term = Terminal([sys.executable, "-m", "flywheel.cli", "review", "--reviewer", "ana"], env)
+    term.expect("0/2 reviewed")
+    term.type("o\n")
+    term.expect("adversarial?")
+    term.type("n\n")
+    term.expect("[k] yes, but a placeholder hides no personal data")
+    term.type("k\n")
+    term.expect("which placeholders")
+    term.type("CREDIT_CARD_1\n")  # not written as a placeholder: asked again
+    term.expect("is not a placeholder")
+    term.type("[CREDIT_CARD_1]\n")
+    term.expect("1/2 reviewed")
+    term.type("q\n")
+    assert term.close() == 0
+    with connect(data_dir / "flywheel.duckdb") as conn:
+        stored = labels.current_label(conn, "t_anom")
+        proposals = conn.execute("SELECT trace_ref, placeholder, reviewer FROM scrub.keep_proposals").fetchall()
+    assert stored["pii_ok"] is True and stored["not_personal"] == "[CREDIT_CARD_1]"
+    assert proposals == [("t_anom", "[CREDIT_CARD_1]", "ana")]

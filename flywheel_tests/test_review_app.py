@@ -201,6 +201,7 @@ def test_pages_render_escaped_with_placeholders_marked(site):
     assert HOSTILE not in hostile and "&lt;script&gt;" in hostile
     marked = client.get(f"/trace/{refs[1]}?week={WEEK}").text
     assert '<mark class="ph">[ACCOUNT_ID_1]</mark>' in marked
+    assert 'name="not_personal"' in marked  # where a reviewer marks a placeholder hiding no personal data
     assert client.get("/trace/t_nope").status_code == 404
     bob = make()
     _sign_in(bob, "bob", made["bob"].password)
@@ -589,3 +590,19 @@ def test_a_new_failure_mode_opened_on_a_cluster_offers_its_members_as_siblings(s
     assert current[refs[1]][1:3] == ("new_failure", "sso_login_loop")
     assert current[refs[4]][1:] == ("known_failure", "sso_login_loop", "alice", "sibling")
     assert refs[3] not in current and refs[2] not in current
+
+
+def test_placeholders_marked_not_personal_become_keep_term_proposals(site, data_dir):
+    make, refs, made = site
+    client = make()
+    odd = refs[1]  # its user message shows [ACCOUNT_ID_1]
+    wrong = client.post("/api/labels", headers=_bearer(made, "bob"),
+                        json={"trace_ref": odd, "bucket": "not_a_bug", "not_personal": "[PERSON_4]"})
+    assert wrong.status_code == 422 and "not_personal" in wrong.text and "[PERSON_4]" in wrong.text
+    posted = client.post("/api/labels", headers=_bearer(made, "bob"),
+                         json={"trace_ref": odd, "bucket": "not_a_bug", "not_personal": "[ACCOUNT_ID_1]"})
+    assert posted.status_code == 201, posted.text
+    _wait_landed(client)
+    with connect(data_dir / "flywheel.duckdb", read_only=True) as conn:
+        assert conn.execute("SELECT trace_ref, placeholder, reviewer FROM scrub.keep_proposals").fetchall() == [
+            (odd, "[ACCOUNT_ID_1]", "bob")]

@@ -44,6 +44,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "status": ("flywheel.cli.status", "What the loop has done: the story month by month (production CSAT and judge scores beside the eval suite's pass rates and drift), samples, scrub findings and residue, labels, eval set versions with pass rates, drift per month, whether the essay's trap applies, and which UI pages to open."),
     "scrub": ("flywheel.cli.scrub", "Scrub customer data out of texts or traces; stateless (touches no warehouse)."),
     "residue": ("flywheel.cli.scrub", "Misses per PII class: traces scrubbed, misses reviewers reported, miss rate."),
+    "keep-terms": ("flywheel.cli.scrub", "Words reviewers marked as not personal data: see them, approve them into the scrubber's keep list, or reject them."),
     "drift": ("flywheel.cli.drift", "Does the eval set still look like production?"),
     "incident": ("flywheel.cli.incident", "Declare incidents: their window is re-sampled, anomalies at 100% and their cohort over-sampled."),
     "demo": ("flywheel.cli.demo", "SIMULATED help-desk traffic and the whole loop on it (what `make demo` runs)."),

@@ -34,6 +34,7 @@ from flywheel.core.common.db import connect, transaction
 from flywheel.core.labeling import labels, taxonomy
 from flywheel.core.labeling.queue import review_queue, with_candidate_flags
 from flywheel.core.labeling.suggestions import describe, suggestions_for
+from flywheel.core.scrub import keep_terms
 
 PRIORITY_NAMES = ("anomaly", "stratified", "random")
 YES_NO = {"y": "yes", "n": "no"}
@@ -151,11 +152,26 @@ def _criterion() -> tuple[str, str | None]:
         click.echo(f"  {errors[0]}")
 
 
+# The clean-text question's third answer: clean, and some placeholders hid no personal data (asked only
+# then, so a trace without such a placeholder costs no extra key).
+PII_KEYS = {"y": "yes", "n": "no", "k": "yes, but a placeholder hides no personal data"}
+
+
 def _pii(label: labels.Label) -> None:
-    label.pii_ok = _yes("is the scrubbed text clean of customer data?", default=True)
+    answer = _key("is the scrubbed text clean of customer data?", PII_KEYS, default="y")
+    label.pii_ok = answer != "n"
     if not label.pii_ok:
         label.pii_issue_class = click.prompt("which class leaked (e.g. PERSON, EMAIL_ADDRESS; never the value)").strip().upper()
         label.pii_note = click.prompt("note", default="", show_default=False).strip() or None
+    if answer != "k":
+        return
+    while True:
+        typed = click.prompt("which placeholders hide the product's or the domain's words (e.g. [PROPER_NOUN_3])").strip()
+        found, problems = keep_terms.parse(typed)
+        if found and not problems:
+            label.not_personal = " ".join(found)
+            return
+        click.echo(f"  {problems[0] if problems else 'type one placeholder or more, as the trace shows them'}")
 
 
 def _new_mode(session: Session, trace_ref: str) -> taxonomy.TaxonomyEntry:

@@ -155,3 +155,156 @@ def residue_add(trace_ref: str, entity_type: str, note: str | None, reviewer: st
     click.echo(f"Recorded a {entity_type.upper()} miss on {trace_ref} (scrubber version {version}).")
 
 
+
+
+# ---------------------------------------------------------------------------------------------
+# flywheel keep-terms
+# ---------------------------------------------------------------------------------------------
+
+def _min_customers_option(fn):
+    from flywheel.core.scrub.keep_terms import DEFAULT_MIN_CUSTOMERS
+
+    return click.option(
+        "--min-customers", type=click.IntRange(min=2), default=DEFAULT_MIN_CUSTOMERS, show_default=True,
+        help="A word is shown for approval only when the traces of this many different customers hold it; "
+             "below that it may be one customer's, and is never shown.")(fn)
+
+
+@main.group("keep-terms", invoke_without_command=True)
+@_min_customers_option
+@data_dir_option
+@click.pass_context
+def keep_terms_group(ctx: click.Context, min_customers: int, data_dir: Path | None) -> None:
+    """Words reviewers marked as not personal data: see them, approve them into the scrubber's keep list, or reject them.
+
+    A reviewer marks placeholders ("[PROPER_NOUN_3]") that hide the product's or the domain's words;
+    this maps them back to their words by scrubbing the traces again from raw, and shows a word only
+    when the traces of --min-customers different customers hold it. Approved words go into
+    <data>/reference/keep_terms.txt, which the next scrub reads; its version names the keep list.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    paths = paths_for(data_dir)
+    resolution, version = _resolve(paths, min_customers)
+    from flywheel.core.common.db import connect
+    from flywheel.core.scrub import keep_terms
+
+    with connect(paths.warehouse, read_only=True) as conn:
+        changes = keep_terms.history(conn)
+    from flywheel.core.scrub.vocabulary import read_lines
+
+    click.echo(f"Keep list: {len(read_lines(paths.keep_terms))} words in {paths.keep_terms}; "
+               f"scrubber version {version}.")
+    ready = resolution.ready()
+    held = [c for c in resolution.candidates if c.status == "held_back"]
+    not_names = [c for c in resolution.candidates if c.status == "not_a_name"]
+    decided = [c for c in resolution.candidates if c.status == "decided"]
+    if not resolution.candidates and not resolution.unresolved:
+        click.echo("No proposal: reviewers mark placeholders that hide no personal data in the not_personal "
+                   "field (review page, spreadsheet or `flywheel review`).")
+    if ready:
+        click.echo(f"Ready for approval (in the traces of at least {min_customers} customers):")
+        for c in ready:
+            click.echo(f"  {c.term:30} {c.customers:5} customers  {c.proposals} proposal(s) by "
+                       f"{len(c.reviewers)} reviewer(s) on {len(c.traces)} trace(s)")
+        click.echo("Approve with `flywheel keep-terms approve WORD`, or `flywheel keep-terms reject WORD`.")
+    if held:
+        click.echo(f"Held back: {len(held)} word(s) found for fewer than {min_customers} customers; not shown, "
+                   "as they may be a customer's (they come back when more customers use them).")
+    if not_names:
+        click.echo(f"Not names: {len(not_names)} placeholder(s) hide a pattern or customer-vocabulary finding "
+                   "(an email, an id, a CRM name); the keep list does not apply to those.")
+    if decided:
+        click.echo(f"Decided before: {', '.join(f'{c.term} ({c.decision})' for c in decided)}.")
+    for ref, placeholder, why in resolution.unresolved[:10]:
+        click.echo(f"Unresolved: {placeholder} on {ref}: {why}.")
+    if len(resolution.unresolved) > 10:
+        click.echo(f"... and {len(resolution.unresolved) - 10} more unresolved.")
+    if changes:
+        click.echo("Changes:")
+        for change in changes[-10:]:
+            click.echo(f"  revision {change['revision']}: {change['decision']} {change['term']!r} by "
+                       f"{change['decided_by']} on {change['decided_at']:%Y-%m-%d} -> scrubber {change['scrubber_version']}")
+
+
+def _resolve(paths, min_customers: int):
+    """(resolution of every proposal, the scrubber version with today's keep list)."""
+    from flywheel.core.common.db import connect
+    from flywheel.core.scrub import keep_terms
+    from flywheel.core.scrub.scrubber import SCRUBBER_VERSION
+    from flywheel.core.scrub.vocabulary import read_lines
+
+    version = keep_terms.version_with(SCRUBBER_VERSION, read_lines(paths.keep_terms))
+    with connect(paths.warehouse, read_only=True) as conn:
+        pending = conn.execute("SELECT count(DISTINCT trace_ref) FROM scrub.keep_proposals").fetchone()[0] \
+            if _has_table(conn, "keep_proposals") else 0
+    if not pending:
+        return keep_terms.Resolution(), version
+    click.echo(f"Loading the scrubber to map {pending} trace(s)' placeholders back to their words ...", err=True)
+    scrubber = _data_scrubber(paths)
+    with connect(paths.warehouse, read_only=True) as conn, progress("resolve", total=pending, unit="trace") as bar:
+        return keep_terms.resolve(conn, scrubber, min_customers=min_customers, progress=bar.update), version
+
+
+def _has_table(conn, name: str) -> bool:
+    from flywheel.core.common.db import table_exists
+
+    return table_exists(conn, "scrub", name)
+
+
+def _data_scrubber(paths):
+    """The scrubber the weekly loop runs: the data directory's customer vocabulary and keep terms."""
+    from flywheel.core.scrub import Scrubber
+    from flywheel.core.scrub.vocabulary import CustomerVocabulary, VocabularyError, read_lines
+    from flywheel.settings import ScrubSettings
+
+    try:
+        vocabulary = CustomerVocabulary.from_csv(paths.customer_vocabulary) if paths.customer_vocabulary.exists() else None
+    except VocabularyError as exc:
+        raise click.ClickException(str(exc)) from None
+    return Scrubber(ScrubSettings(keep_terms=sorted(read_lines(paths.keep_terms))), vocabulary)
+
+
+def _decide(words: tuple[str, ...], decision: str, by: str | None, min_customers: int, data_dir: Path | None) -> None:
+    import getpass
+
+    from flywheel.core.common.db import connect, transaction
+    from flywheel.core.scrub import keep_terms
+    from flywheel.core.scrub.scrubber import SCRUBBER_VERSION
+    from flywheel.core.scrub.vocabulary import normalize
+
+    paths = paths_for(data_dir)
+    resolution, _ = _resolve(paths, min_customers)
+    ready = {c.term: c for c in resolution.ready()}
+    unknown = [w for w in words if normalize(w) not in ready]
+    if unknown:
+        raise click.ClickException(
+            f"{', '.join(repr(w) for w in unknown)}: not a word ready for approval (see `flywheel keep-terms`); "
+            "a word is shown only once the traces of enough customers hold it")
+    who = by or getpass.getuser()
+    with connect(paths.warehouse) as conn, transaction(conn):
+        for word in words:
+            version = keep_terms.decide(conn, paths.keep_terms, ready[normalize(word)], decision, who, SCRUBBER_VERSION)
+            click.echo(f"{decision.capitalize()} {normalize(word)!r}; the next scrub runs as scrubber {version}.")
+    if decision == "approved":
+        click.echo(f"Kept in {paths.keep_terms}: traces scrubbed from now on leave it in the text.")
+
+
+@keep_terms_group.command("approve")
+@click.argument("words", nargs=-1, required=True)
+@click.option("--by", help="Who approves (default: your login name).")
+@_min_customers_option
+@data_dir_option
+def keep_terms_approve(words: tuple[str, ...], by: str | None, min_customers: int, data_dir: Path | None) -> None:
+    """Add words shown as ready to the keep list (<data>/reference/keep_terms.txt)."""
+    _decide(words, "approved", by, min_customers, data_dir)
+
+
+@keep_terms_group.command("reject")
+@click.argument("words", nargs=-1, required=True)
+@click.option("--by", help="Who rejects (default: your login name).")
+@_min_customers_option
+@data_dir_option
+def keep_terms_reject(words: tuple[str, ...], by: str | None, min_customers: int, data_dir: Path | None) -> None:
+    """Refuse words shown as ready: they stay redacted and are not shown again."""
+    _decide(words, "rejected", by, min_customers, data_dir)

@@ -280,7 +280,7 @@ async def post_label(request: Request, me, form: dict) -> Response:
     ref = request.path_params["ref"]
     payload = {k: form.get(k) for k in ("bucket", "taxonomy_code", "new_code_name", "new_code_definition",
                                         "expected_behaviour", "criterion_type", "criterion_value", "pii_issue_class",
-                                        "pii_note", *SUGGESTION_FIELDS)}
+                                        "pii_note", "not_personal", *SUGGESTION_FIELDS)}
     payload["trace_ref"] = ref
     payload["adversarial"] = "true" if form.get("adversarial") else "false"
     payload["pii_ok"] = "false" if form.get("pii_leak") else "true"

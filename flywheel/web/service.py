@@ -16,6 +16,7 @@ from flywheel.core.common import clock
 from flywheel.core.common.db import WarehouseBusy, open_connection
 from flywheel.core.labeling import review_store, spreadsheet
 from flywheel.core.labeling.labels import Label
+from flywheel.core.scrub import keep_terms
 from flywheel.paths import Paths
 from flywheel.settings import ReviewSettings
 from flywheel.web.snapshot import Live
@@ -288,6 +289,12 @@ class Review:
             known = snap.codes() | set(review_store.opened_codes(store))
         row, found = spreadsheet.parse_record(record, 0, known, {}, set(snap.items), reviewer)
         problems += [{"field": p["column"], "message": p["message"]} for p in found]
+        if row is not None and row.label.not_personal:
+            shown = " ".join(m["content"] or "" for m in snap.items[row.label.trace_ref]["messages"])
+            missing = [p for p in keep_terms.parse(row.label.not_personal)[0] if p not in shown]
+            if missing:
+                problems.append({"field": "not_personal", "message": f"{', '.join(missing)} not in this trace's "
+                                 "scrubbed text: copy the placeholders as the trace shows them"})
         if row is not None:
             row.label.source = source
         return (row if not problems else None), problems

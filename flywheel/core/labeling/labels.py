@@ -21,7 +21,7 @@ import duckdb
 from flywheel.core.common import clock
 from flywheel.core.common.db import table_exists
 from flywheel.core.labeling import taxonomy
-from flywheel.core.scrub import residue
+from flywheel.core.scrub import keep_terms, residue
 
 BUCKETS = ("known_failure", "new_failure", "not_a_bug")
 FAILURE_BUCKETS = ("known_failure", "new_failure")
@@ -43,6 +43,9 @@ class Label:
     pii_ok: bool = True
     pii_issue_class: str | None = None
     pii_note: str | None = None
+    # Placeholders the reviewer says hide no personal data ("[PROPER_NOUN_3] [ORGANIZATION_2]"): each is
+    # a keep-term proposal (flywheel.core.scrub.keep_terms), never a word.
+    not_personal: str | None = None
     source: str = "review"  # review | csv | sibling | demo
     # The suggestion on screen when the label was given (label.suggestions), so agreement can be measured;
     # a label equal to it was accepted. None when there was none.
@@ -96,6 +99,7 @@ def validate(label: Label, known_codes: set[str]) -> list[FieldError]:
     if not label.pii_ok and _blank(label.pii_issue_class):
         errors.append(FieldError("pii_issue_class", "when the scrubbed text is not clean, say which class leaked "
                                  "(e.g. PERSON, EMAIL_ADDRESS); never the value"))
+    errors += [FieldError("not_personal", problem) for problem in keep_terms.parse(label.not_personal)[1]]
     return errors
 
 
@@ -130,7 +134,7 @@ def parse_criterion(text: str | None) -> tuple[str | None, str | None]:
 COLUMNS = (
     "label_id", "trace_ref", "bucket", "taxonomy_code", "expected_behaviour", "criterion_type", "criterion_value",
     "adversarial", "pii_ok", "pii_issue_class", "pii_note", "reviewer", "reviewed_at", "source",
-    "suggested_bucket", "suggested_code", "suggestion_confidence",
+    "suggested_bucket", "suggested_code", "suggestion_confidence", "not_personal",
 )
 
 
@@ -143,10 +147,11 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
              adversarial BOOLEAN NOT NULL, pii_ok BOOLEAN NOT NULL, pii_issue_class VARCHAR, pii_note VARCHAR,
              reviewer VARCHAR NOT NULL, reviewed_at TIMESTAMP NOT NULL, source VARCHAR NOT NULL)"""
     )
-    # Added with label suggestions; a warehouse from before gains them (NULL: no suggestion was shown).
+    # Added with label suggestions and keep-term proposals; a warehouse from before gains them (NULL: no
+    # suggestion was shown, no placeholder marked).
     have = label_columns(conn)
     for column, kind in (("suggested_bucket", "VARCHAR"), ("suggested_code", "VARCHAR"),
-                         ("suggestion_confidence", "DOUBLE")):
+                         ("suggestion_confidence", "DOUBLE"), ("not_personal", "VARCHAR")):
         if column not in have:  # only then: a read-only connection may call this too
             conn.execute(f"ALTER TABLE label.labels ADD COLUMN {column} {kind}")
     # The latest label per trace is the one in force; older ones stay as history.
@@ -171,7 +176,7 @@ class LabelError(ValueError):
 
 def _same_verdict(a: dict, b: Label) -> bool:
     keys = ("bucket", "taxonomy_code", "expected_behaviour", "criterion_type", "criterion_value", "adversarial",
-            "pii_ok", "pii_issue_class")
+            "pii_ok", "pii_issue_class", "not_personal")
     return all((a.get(k) or None) == (getattr(b, k) or None) for k in keys)
 
 
@@ -187,11 +192,17 @@ def record(conn: duckdb.DuckDBPyConnection, label: Label) -> bool:
     current = current_label(conn, label.trace_ref)
     if current and _same_verdict(current, label):
         return False
+    placeholders, _ = keep_terms.parse(label.not_personal)
+    missing = keep_terms.missing_placeholders(conn, label.trace_ref, placeholders)
+    if missing:
+        raise LabelError([FieldError("not_personal", f"{', '.join(missing)} not in this trace's scrubbed text")])
     row = asdict(label)
     conn.execute(f"INSERT INTO label.labels ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})",
                  [row[c] for c in COLUMNS])
     if not label.pii_ok:
         residue.record_miss(conn, label.trace_ref, label.pii_issue_class, note=label.pii_note, reported_by=label.reviewer)
+    if placeholders:
+        keep_terms.propose(conn, label.label_id, label.trace_ref, placeholders, label.reviewer)
     return True
 
 

@@ -11,6 +11,7 @@ time. Rows whose `bucket` is empty are not reviewed yet and are skipped.
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from flywheel.core.common.records import RecordsError, csv_rows
 from flywheel.core.common.spreadsheet_safety import escape_row, unescape_record
 from flywheel.core.labeling import labels, taxonomy
 from flywheel.core.labeling.queue import format_conversation
+from flywheel.core.scrub import keep_terms
 
 CONTEXT_COLUMNS = ("trace_ref", "week_start", "priority", "reasons", "adversarial_candidate", "judge_score", "intent",
                    "cohort", "conversation")
@@ -32,7 +34,7 @@ SUGGESTION_COLUMNS = ("suggested_bucket", "suggested_code", "suggestion_confiden
 ACCEPT = "accept"
 LABEL_COLUMNS = (
     "bucket", "taxonomy_code", "new_code_name", "new_code_definition", "expected_behaviour", "criterion_type",
-    "criterion_value", "adversarial", "pii_ok", "pii_issue_class", "pii_note", "reviewer",
+    "criterion_value", "adversarial", "pii_ok", "pii_issue_class", "pii_note", "not_personal", "reviewer",
 )
 TRUE = {"true", "yes", "y", "1", "x"}
 FALSE = {"false", "no", "n", "0", ""}
@@ -49,6 +51,12 @@ class ImportReport:
     def to_json(self) -> dict:
         return {"imported": self.imported, "unchanged": self.unchanged, "not_reviewed": self.not_reviewed,
                 "new_codes": self.new_codes, "errors": self.errors}
+
+
+def _placeholders(text: str) -> str | None:
+    """The not_personal cell as the label stores it: placeholders one space apart (what is not a
+    placeholder stays, for labels.validate to name)."""
+    return " ".join(re.split(r"[\s,;]+", text.strip())) if text and text.strip() else None
 
 
 def _suggestion_cells(s: dict | None) -> list:
@@ -166,6 +174,11 @@ def _validate_rows(conn, records: list[tuple[int, dict | str]], report: ImportRe
                 continue
             problems.append({"column": "trace_ref", "message": f"this trace is labelled in row {first.number} too, "
                              "with another verdict: keep one row per trace"})
+        if row is not None and row.label.not_personal:
+            missing = keep_terms.missing_placeholders(conn, row.label.trace_ref, keep_terms.parse(row.label.not_personal)[0])
+            if missing:
+                problems.append({"column": "not_personal", "message": f"{', '.join(missing)} not in this trace's "
+                                 "scrubbed text: copy the placeholders as the conversation column shows them"})
         if problems:
             report.errors += [{"row": number, **p} for p in problems]
             continue
@@ -178,7 +191,8 @@ def _verdict(label: labels.Label) -> tuple:
     """What a label says about its trace (who said it and the note aside): the same fields the store
     compares to decide that a label repeats the one in force."""
     return tuple(getattr(label, k) or None for k in ("bucket", "taxonomy_code", "expected_behaviour", "criterion_type",
-                                                     "criterion_value", "adversarial", "pii_ok", "pii_issue_class"))
+                                                     "criterion_value", "adversarial", "pii_ok", "pii_issue_class",
+                                                     "not_personal"))
 
 
 def _scrubbed(conn, trace_refs: list[str]) -> set[str]:
@@ -240,7 +254,7 @@ def parse_record(row: dict, number: int, known: set[str], new_codes: dict, scrub
         taxonomy_code=get("taxonomy_code") or None, expected_behaviour=get("expected_behaviour") or None,
         criterion_type=(get("criterion_type").lower() or None), criterion_value=get("criterion_value") or None,
         adversarial=adversarial, pii_ok=pii_ok, pii_issue_class=(get("pii_issue_class").upper() or None),
-        pii_note=get("pii_note") or None, source="csv",
+        pii_note=get("pii_note") or None, not_personal=_placeholders(get("not_personal")), source="csv",
     )
     if suggested:
         label.suggested_bucket, label.suggested_code = suggested["bucket"], suggested["code"]

@@ -9,6 +9,8 @@ reference in scrub.anonymized_traces, and the trace references of every trace of
 - raw.sample_ids (the sample's raw ids), sample.sampled_traces, scrub.anonymized_traces, scrub.scrub_report, label.review_queue,
   drift.high_distance_traces: deleted;
 - scrub.residue: the reviewer's note blanked; the class stays, so miss rates stay true;
+- scrub.keep_proposals (placeholders a reviewer marked "not personal data" on their traces): deleted;
+  scrub.keep_term_changes holds only words found for many customers, and stays;
 - label.labels: free text blanked (expected behaviour, criterion value, PII note); verdict, code and
   history stay;
 - label.suggestions: deleted where the trace is theirs or a suggestion names it as a similar labelled
@@ -252,6 +254,8 @@ def _steps(conn: duckdb.DuckDBPyConnection, target: _Target) -> list[_Step]:
     if have("scrub", "residue", "trace_ref", "note") is not None:
         sets, holds = _blank(["note"])
         steps.append(_Step("scrub.residue", "note blanked", f"trace_ref IN {refs} AND {holds}", sets))
+    if have("scrub", "keep_proposals", "trace_ref") is not None:
+        steps.append(_Step("scrub.keep_proposals", "deleted", f"trace_ref IN {refs}"))
     if have("label", "review_queue", "trace_ref") is not None:
         steps.append(_Step("label.review_queue", "deleted", f"trace_ref IN {refs}"))
     labels = have("label", "labels", "trace_ref")
@@ -277,7 +281,7 @@ def _steps(conn: duckdb.DuckDBPyConnection, target: _Target) -> list[_Step]:
 
 # Tables the steps know; any other table with a column that links to a customer is reported, not guessed at.
 _KNOWN = {"raw.traces", "raw.quarantine", "raw.ingested_files", "raw.sample_ids", "sample.sampled_traces", "scrub.anonymized_traces",
-          "scrub.scrub_report", "scrub.residue", "label.review_queue", "label.labels", "label.taxonomy",
+          "scrub.scrub_report", "scrub.residue", "scrub.keep_proposals", "scrub.keep_term_changes", "label.review_queue", "label.labels", "label.taxonomy",
           "label.suggestions", "label.clusters",
           "drift.high_distance_traces", "drift.scores", "embed.cache", "eval.eval_rows", "eval.row_spans",
           "eval.versions", "eval.export_rewrites", "regression.results"}

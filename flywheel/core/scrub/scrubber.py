@@ -215,7 +215,11 @@ class Scrubber:
 
     @property
     def version(self) -> str:
-        return SCRUBBER_VERSION
+        """The code's version, and the keep list it runs with (flywheel.core.scrub.keep_terms): a trace
+        scrubbed with other keep terms was scrubbed by another scrubber."""
+        from flywheel.core.scrub.keep_terms import version_with
+
+        return version_with(SCRUBBER_VERSION, self.settings.keep_terms)
 
     # -- analysis --------------------------------------------------------------------------------
 

@@ -1,0 +1,267 @@
+"""Keep terms from reviewers: a placeholder that hid no personal data becomes a word the scrubber keeps.
+
+A reviewer who reads "[PROPER_NOUN_3] under [ORGANIZATION_2]" and knows the hidden words are the
+product's or the domain's ("Convention", "Settings") marks those placeholders "not personal data" on
+the label (terminal, spreadsheet, review page). That is a proposal, stored by placeholder: the reviewer
+never sees the word, and nothing outside `raw` ever holds it unchecked.
+
+An admin resolves the proposals (`flywheel keep-terms`): the trace is scrubbed again from raw, the
+placeholder mapped back to the words under it, and each word counted across customers. A word found
+in the traces of at least `min_customers` different customers is vocabulary, not one customer's value:
+it is shown for approval. A word seen for fewer is held back and never shown (a reviewer may be wrong,
+and a name is personal data). Only name findings (the NER layer) can be kept; an email or an id found
+by a pattern, or a word of the customer vocabulary, stays redacted whatever a reviewer says.
+
+An approved word goes into <data>/reference/keep_terms.txt, which the next scrub reads. The scrubber
+version every scrubbed trace and scrub/scrub_report record names the keep list it ran with
+(scrubber.version_with), and scrub.keep_term_changes keeps each decision with the version it led to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from flywheel.core.common import clock
+from flywheel.core.common.db import table_exists
+from flywheel.core.scrub import vocabulary as vocab_mod
+
+PLACEHOLDER = re.compile(r"\[[A-Z][A-Z0-9_]*\]")
+DEFAULT_MIN_CUSTOMERS = 5
+
+
+def parse(text: str | None) -> tuple[list[str], list[str]]:
+    """(placeholders, problems) from what a reviewer typed: placeholders such as [PROPER_NOUN_3],
+    separated by spaces or commas."""
+    if not text or not text.strip():
+        return [], []
+    tokens = [t for t in re.split(r"[\s,;]+", text.strip()) if t]
+    bad = [t for t in tokens if not PLACEHOLDER.fullmatch(t)]
+    found = list(dict.fromkeys(t for t in tokens if PLACEHOLDER.fullmatch(t)))
+    return found, [f"{t!r} is not a placeholder such as [PROPER_NOUN_3]" for t in bad[:3]]
+
+
+def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute("CREATE SCHEMA IF NOT EXISTS scrub")
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS scrub.keep_proposals (
+             label_id VARCHAR NOT NULL, trace_ref VARCHAR NOT NULL, placeholder VARCHAR NOT NULL,
+             reviewer VARCHAR, proposed_at TIMESTAMP NOT NULL, scrubber_version VARCHAR,
+             settled_revision INTEGER)"""
+    )
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS scrub.keep_term_changes (
+             revision INTEGER NOT NULL, term VARCHAR NOT NULL, decision VARCHAR NOT NULL,
+             decided_by VARCHAR, decided_at TIMESTAMP NOT NULL, customers INTEGER, proposals INTEGER,
+             scrubber_version VARCHAR NOT NULL)"""
+    )
+
+
+def propose(conn: duckdb.DuckDBPyConnection, label_id: str, trace_ref: str, placeholders: Iterable[str],
+            reviewer: str | None) -> int:
+    """Store a reviewer's "not personal data" placeholders on one scrubbed trace; returns how many."""
+    ensure_tables(conn)
+    version = None
+    if table_exists(conn, "scrub", "anonymized_traces"):
+        row = conn.execute("SELECT scrubber_version FROM scrub.anonymized_traces WHERE trace_ref = ? LIMIT 1",
+                           [trace_ref]).fetchone()
+        version = row[0] if row else None
+    rows = [(label_id, trace_ref, p, reviewer, clock.now(), version, None) for p in dict.fromkeys(placeholders)]
+    if rows:
+        conn.executemany("INSERT INTO scrub.keep_proposals VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    return len(rows)
+
+
+def missing_placeholders(conn: duckdb.DuckDBPyConnection, trace_ref: str, placeholders: list[str]) -> list[str]:
+    """The placeholders that do not appear in the trace's scrubbed text (a typo, another trace's)."""
+    if not placeholders or not table_exists(conn, "scrub", "anonymized_traces"):
+        return []
+    row = conn.execute("SELECT CAST(messages AS VARCHAR) FROM scrub.anonymized_traces WHERE trace_ref = ? LIMIT 1",
+                       [trace_ref]).fetchone()
+    text = row[0] if row else ""
+    return [p for p in placeholders if p not in text]
+
+
+# ---------------------------------------------------------------------------------------------
+# Resolving proposals (the only part that reads raw text; run by an admin)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Candidate:
+    """One word behind proposed placeholders. `term` is None unless it may be shown: found for at
+    least min_customers customers."""
+
+    term: str | None
+    status: str  # ready | held_back | not_a_name | decided
+    customers: int = 0
+    proposals: int = 0
+    reviewers: set[str] = field(default_factory=set)
+    traces: set[str] = field(default_factory=set)
+    decision: str | None = None  # approved | rejected, for status "decided"
+    sources: list[tuple[str, str]] = field(default_factory=list)  # (trace_ref, placeholder) proposals behind it
+
+
+@dataclass
+class Resolution:
+    candidates: list[Candidate] = field(default_factory=list)
+    unresolved: list[tuple[str, str, str]] = field(default_factory=list)  # (trace_ref, placeholder, why)
+
+    def ready(self) -> list[Candidate]:
+        return [c for c in self.candidates if c.status == "ready"]
+
+
+def resolve(conn: duckdb.DuckDBPyConnection, scrubber, *, min_customers: int = DEFAULT_MIN_CUSTOMERS,
+            progress: Callable[[int], None] | None = None) -> Resolution:
+    """Map every proposed placeholder back to its words by scrubbing its trace again from raw (the
+    placeholders must come out as they were stored), and count each word's customers."""
+    from flywheel.core.scrub import station
+
+    out = Resolution()
+    if not table_exists(conn, "scrub", "keep_proposals") or not table_exists(conn, "scrub", "anonymized_traces"):
+        return out
+    # A proposal settled by a decision is not read again: its trace may be scrubbed differently now.
+    proposals = conn.execute(
+        """SELECT p.trace_ref, p.placeholder, p.reviewer, a.messages FROM scrub.keep_proposals p
+           JOIN scrub.anonymized_traces a USING (trace_ref) WHERE p.settled_revision IS NULL
+           ORDER BY p.proposed_at, p.trace_ref""").fetchall()
+    gone = conn.execute("""SELECT DISTINCT trace_ref, placeholder FROM scrub.keep_proposals
+                           WHERE settled_revision IS NULL
+                             AND trace_ref NOT IN (SELECT trace_ref FROM scrub.anonymized_traces)""").fetchall()
+    out.unresolved += [(ref, p, "the scrubbed trace is gone (erased or past retention)") for ref, p in gone]
+    by_trace: dict[str, list[tuple[str, str | None]]] = {}
+    stored: dict[str, list[str]] = {}
+    for ref, placeholder, reviewer, messages in proposals:
+        by_trace.setdefault(ref, []).append((placeholder, reviewer))
+        stored[ref] = [m["content"] for m in messages]
+    raw = station.raw_conversations(conn, list(by_trace))
+    refs = [r for r in by_trace if r in raw]
+    out.unresolved += [(ref, p, "its raw trace is gone (erased or past retention)")
+                       for ref in by_trace if ref not in raw for p, _ in by_trace[ref]]
+    words: dict[str, Candidate] = {}
+    not_names: list[Candidate] = []
+    texts = ([m["content"] for m in raw[ref][0]] for ref in refs)
+    for ref, scrubbed in zip(refs, scrubber.scrub_conversations(texts)):
+        if progress:
+            progress(1)
+        if [s.text for s in scrubbed] != stored[ref]:
+            out.unresolved += [(ref, p, "scrubbed differently now (the scrubber or its lists changed since): "
+                                        "ask for it again on the trace's next scrub") for p, _ in by_trace[ref]]
+            continue
+        originals = [m["content"] for m in raw[ref][0]]
+        for placeholder, reviewer in by_trace[ref]:
+            hidden = [(original[s.start:s.end], s.layer) for original, text in zip(originals, scrubbed)
+                      for s, name in zip(text.spans, text.placeholders) if name == placeholder]
+            if not hidden:
+                out.unresolved.append((ref, placeholder, "not in the trace's scrubbed text"))
+                continue
+            for value, layer in hidden:
+                if layer != "ner":
+                    not_names.append(Candidate(None, "not_a_name", proposals=1, reviewers={reviewer or "?"}, traces={ref}))
+                    continue
+                term = _term(value)
+                if not term:
+                    continue
+                found = words.setdefault(term, Candidate(term, "held_back"))
+                found.proposals += 1
+                found.reviewers.add(reviewer or "?")
+                found.traces.add(ref)
+                found.sources.append((ref, placeholder))
+    decided = _decisions(conn)
+    for term, candidate in words.items():
+        if term in decided:
+            candidate.status, candidate.decision = "decided", decided[term]
+        candidate.customers = customers_using(conn, term)
+        if candidate.customers >= min_customers:
+            if candidate.status != "decided":
+                candidate.status = "ready"
+        else:
+            candidate.term = None  # held back: never shown, never stored
+            if candidate.status == "decided":
+                candidate.status = "held_back"
+    out.candidates = sorted(words.values(), key=lambda c: (c.status != "ready", -c.customers, c.term or "")) + not_names
+    return out
+
+
+ARTICLES = ("the ", "a ", "an ")
+
+
+def _term(value: str) -> str:
+    """The word(s) a finding hid, as the keep list holds them: "the Quantum Ledger" -> "quantum ledger"
+    (an article the finding took in is not part of the name, and kept alone it would keep every "The")."""
+    term = vocab_mod.normalize(value)
+    for article in ARTICLES:
+        if term.startswith(article):
+            term = term[len(article):]
+    return term.strip(" .,;:!?'\"()[]")
+
+
+def customers_using(conn: duckdb.DuckDBPyConnection, term: str) -> int:
+    """Distinct customers whose raw traces hold the term as whole words, in any case."""
+    pattern = r"(^|[^\w])" + re.escape(term) + r"($|[^\w])"
+    return conn.execute(
+        """SELECT count(DISTINCT customer_id) FROM raw.traces
+           WHERE customer_id IS NOT NULL AND contains(lower(CAST(messages AS VARCHAR)), ?)
+             AND regexp_matches(lower(CAST(messages AS VARCHAR)), ?)""", [term, pattern]).fetchone()[0]
+
+
+def _decisions(conn: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    if not table_exists(conn, "scrub", "keep_term_changes"):
+        return {}
+    return dict(conn.execute(
+        """SELECT term, decision FROM scrub.keep_term_changes
+           QUALIFY row_number() OVER (PARTITION BY term ORDER BY revision DESC) = 1""").fetchall())
+
+
+# ---------------------------------------------------------------------------------------------
+# Decisions and the keep list's version
+# ---------------------------------------------------------------------------------------------
+
+def digest(terms: Iterable[str]) -> str:
+    """A short fingerprint of a keep list: the same words in any order or case give the same one."""
+    words = sorted({vocab_mod.normalize(t) for t in terms if t.strip()})
+    return hashlib.sha256("\n".join(words).encode()).hexdigest()[:8] if words else ""
+
+
+def decide(conn: duckdb.DuckDBPyConnection, keep_file: Path, candidate: Candidate, decision: str, by: str,
+           base_version: str) -> str:
+    """Approve (add to keep_file) or reject a ready candidate; returns the scrubber version the next
+    scrub records."""
+    if candidate.status != "ready" or not candidate.term:
+        raise ValueError("only a candidate shown for approval can be decided")
+    if decision not in ("approved", "rejected"):
+        raise ValueError(f"decision is approved or rejected, not {decision!r}")
+    ensure_tables(conn)
+    terms = vocab_mod.read_lines(keep_file)
+    if decision == "approved" and vocab_mod.normalize(candidate.term) not in {vocab_mod.normalize(t) for t in terms}:
+        keep_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(keep_file, "a", encoding="utf-8") as fh:
+            if keep_file.stat().st_size and not keep_file.read_text(encoding="utf-8").endswith("\n"):
+                fh.write("\n")
+            fh.write(candidate.term + "\n")
+        terms = vocab_mod.read_lines(keep_file)
+    version = version_with(base_version, terms)
+    revision = conn.execute("SELECT coalesce(max(revision), 0) + 1 FROM scrub.keep_term_changes").fetchone()[0]
+    conn.execute("INSERT INTO scrub.keep_term_changes VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 [revision, candidate.term, decision, by, clock.now(), candidate.customers, candidate.proposals, version])
+    conn.executemany("UPDATE scrub.keep_proposals SET settled_revision = ? WHERE trace_ref = ? AND placeholder = ?",
+                     [(revision, ref, placeholder) for ref, placeholder in candidate.sources])
+    return version
+
+
+def version_with(base_version: str, keep_terms: Iterable[str]) -> str:
+    """The scrubber's version with the keep list it runs with: "4", or "4+keep.1a2b3c4d"."""
+    fingerprint = digest(keep_terms)
+    return f"{base_version}+keep.{fingerprint}" if fingerprint else base_version
+
+
+def history(conn: duckdb.DuckDBPyConnection) -> list[dict]:
+    if not table_exists(conn, "scrub", "keep_term_changes"):
+        return []
+    cols = ["revision", "term", "decision", "decided_by", "decided_at", "customers", "proposals", "scrubber_version"]
+    return [dict(zip(cols, r)) for r in conn.execute(
+        f"SELECT {', '.join(cols)} FROM scrub.keep_term_changes ORDER BY revision").fetchall()]
