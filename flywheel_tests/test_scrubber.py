@@ -31,6 +31,9 @@ def _found(scrubber, text):
     ("Server 192.168.14.2 is down", "192.168.14.2", "IP_ADDRESS"),
     ("Username: cminh730", "cminh730", "USERNAME"),
     ("aphoenix939", "aphoenix939", "USERNAME"),
+    ("an application (no. 36110/97) against Turkey", "36110/97", "REFERENCE_NUMBER"),
+    ("see case no. 2023/118 for details", "2023/118", "REFERENCE_NUMBER"),
+    ("Please quote ref 4521-XY in your reply", "4521-XY", "REFERENCE_NUMBER"),
 ])
 def test_regex_layer(real_scrubber, text, value, entity_type):
     # The merged span may be wider (an overlapping NER finding joins it), never narrower.
@@ -127,3 +130,39 @@ def test_keep_terms_spare_the_products_own_words_but_not_customer_data(real_scru
     [kept] = keeping.scrub_texts([text])
     assert kept.text.startswith("Open Settings > Integrations and ask [PERSON_1]")
     assert "4111" not in kept.text, "a keep term never spares a regex finding"
+
+
+# Formal prose (the shape of court judgments) where capitalised common nouns, references and headings
+# were redacted as names and addresses: each case, and the names beside them, checked on the real model.
+@pytest.mark.parametrize("text,kept,redacted", [
+    ("The application was lodged with the Court under Article 34 of the Convention.",
+     ["Court under Article 34", "Convention"], []),
+    ("The Chamber decided to apply Rule 33 para. 3 of the Rules of Court.", ["Rule 33 para. 3"], []),
+    ("On 6 November 2006 the Court decided to communicate the application.", ["6 November 2006", "Court"], []),
+    ("THE FACTS\nThe applicant, Mr Cengiz Polat, was born in 1965.", ["THE FACTS"], ["Cengiz Polat"]),
+    ("Convention rights were violated, the Court held.", ["Convention", "Court"], []),
+    ("Jacob lives on Elm Street and works for Lucid and Loveland Technologies.", [],
+     ["Jacob", "Lucid and Loveland Technologies"]),
+])
+def test_prose_keeps_common_nouns_references_and_headings(real_scrubber, text, kept, redacted):
+    [spans] = real_scrubber.find_spans([text])
+    hidden = [text[s.start : s.end] for s in spans]
+    for value in kept:
+        start = text.index(value)
+        assert not any(s.start < start + len(value) and start < s.end for s in spans), (value, hidden)
+    for value in redacted:  # covered by one span: no "[ORG_1] and [ORG_2]" left of one name
+        start = text.index(value)
+        assert any(s.start <= start and s.end >= start + len(value) for s in spans), (value, hidden)
+
+
+def test_pieces_of_one_name_become_one_placeholder(real_scrubber):
+    [scrubbed] = real_scrubber.scrub_texts(["The Government of Turkey replied to the Istanbul Security Directorate."])
+    assert " of [" not in scrubbed.text and "] of " not in scrubbed.text, scrubbed.text
+
+
+def test_common_nouns_by_how_often_they_are_written_in_lower_case():
+    from flywheel.core.scrub import rules
+
+    assert rules.is_common_noun("Court") and rules.is_common_noun("Settings") and rules.is_common_noun("Government's")
+    assert not rules.is_common_noun("Jacob") and not rules.is_common_noun("Smith") and not rules.is_common_noun("Irenka")
+    assert not rules.is_common_noun("Clean Power") and not rules.is_common_noun("court")  # one capitalised word only

@@ -56,7 +56,19 @@ FUNCTION_WORDS = {
     "with", "from", "by", "my", "your", "his", "her", "our", "their", "this", "that", "it", "i", "please",
     "but", "so", "if", "as", "me", "we", "you", "he", "she", "they", "will", "can", "has", "have", "had",
     "not", "no", "all", "any", "some", "then", "than", "when", "where", "which", "who", "what", "there",
+    # Prepositions a street name never runs through ("the Court under Article 34").
+    "under", "about", "after", "before", "since", "until", "within", "without", "between", "against", "during",
+    "into", "over", "per", "through", "towards", "across", "among", "pursuant", "according",
 }
+# A number after these is a reference into a text or a list ("Article 34", "Rule 33 para. 3", "no. 12"),
+# not a house number; month names make "6 November 2006" a date.
+REFERENCE_WORDS = {"article", "art", "articles", "rule", "rules", "para", "paras", "paragraph", "paragraphs",
+                   "section", "sec", "sections", "chapter", "chap", "protocol", "clause", "annex", "appendix",
+                   "item", "page", "pages", "p", "pp", "step", "version", "v", "no", "nos", "number", "part",
+                   "title", "schedule", "regulation", "directive", "act", "law", "§"}
+MONTHS = {"january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+          "november", "december", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov",
+          "dec"}
 
 # Words may carry "∆", which some Greek exports use for "Δ".
 TOKEN = re.compile(r"\d[\w\-]*\.?|[^\W\d_][\w'’\-∆]*\.?|\n|[^\w\s]")
@@ -148,8 +160,8 @@ def _number_first(t: _Tokens, i: int) -> int | None:
     if two_numbers:  # "<postcode or building> <house number> <street>"
         j += 1
     words_end = _street_words(t, j, limit=6)
-    if words_end == j:
-        return None
+    if words_end == j or t.bare(j) in MONTHS or t.bare(i - 1) in REFERENCE_WORDS:
+        return None  # a date ("6 November 2006"), or "para. 3 of the Rules"
     if t.is_num(words_end, 5) and t.same_line(words_end - 1, words_end):  # house number after the name
         return _tail(t, words_end + 1)
     street = [k for k in range(j, words_end) if t.is_street_word(k)]
@@ -168,8 +180,9 @@ def _number_first(t: _Tokens, i: int) -> int | None:
 def _number_last(t: _Tokens, i: int) -> int | None:
     """'Villacher Strasse 89', 'ul. Biskupa Bogedaina 118', 'hegyalja út 98.': the house number is
     token i; the street name is the run of words before it. Returns the start index or None."""
-    if not t.is_num(i, 5) or t.is_num(i + 1) and t.same_line(i, i + 1):
-        return None
+    if not t.is_num(i, 5) or t.is_num(i + 1) and t.same_line(i, i + 1) or t.bare(i - 1) in REFERENCE_WORDS \
+            or t.bare(i - 1) in MONTHS:
+        return None  # "Article 34", "Rule 33", "para. 3", "November 2006"
     start = i
     while start > 0 and i - start < 4 and t.is_name_word(start - 1) and t.same_line(start - 1, start) \
             and t.bare(start - 1) not in CUES:

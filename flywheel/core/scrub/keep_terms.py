@@ -254,7 +254,7 @@ def decide(conn: duckdb.DuckDBPyConnection, keep_file: Path, candidate: Candidat
 
 
 def version_with(base_version: str, keep_terms: Iterable[str]) -> str:
-    """The scrubber's version with the keep list it runs with: "4", or "4+keep.1a2b3c4d"."""
+    """The scrubber's version with the keep list it runs with: "5", or "5+keep.1a2b3c4d"."""
     fingerprint = digest(keep_terms)
     return f"{base_version}+keep.{fingerprint}" if fingerprint else base_version
 

@@ -15,7 +15,9 @@ span the merge keeps NER's more specific type.
 
 from __future__ import annotations
 
+import functools
 import re
+from pathlib import Path
 
 PERSON = "PERSON"
 ORGANIZATION = "ORGANIZATION"
@@ -84,13 +86,38 @@ def proper_noun_runs(doc) -> list[tuple[int, int, str]]:
             j += 1
         while j > i + 1 and _is_initial(doc[j - 1]):
             j -= 1
-        if j == i + 1 and _interjection(doc[i]):
+        if j == i + 1 and (_interjection(doc[i]) or _reference_label(doc[i])):
+            i = j
+            continue
+        if _in_heading(doc[i]):
             i = j
             continue
         kind = ORGANIZATION if doc[j - 1].text.lower() in ORG_WORDS else PROPER_NOUN
         spans.append((doc[i].idx, doc[j - 1].idx + len(doc[j - 1].text), kind))
         i = j
     return spans
+
+
+def _reference_label(token) -> bool:
+    """'Article' of 'Article 34', 'Rule' of 'Rule 33': a label before a number, not a name."""
+    from flywheel.core.scrub.addresses import REFERENCE_WORDS
+
+    nxt = token.nbor(1) if token.i + 1 < len(token.doc) else None
+    return token.text.lower() in REFERENCE_WORDS and nxt is not None and nxt.text[:1].isdigit()
+
+
+def in_heading(text: str, start: int, end: int) -> bool:
+    """The span lies on a line written all in capitals ("THE FACTS", "PROCEDURE"): a heading, whose
+    capitals mark nothing."""
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    line = text[line_start : line_end if line_end != -1 else len(text)]
+    letters = [c for c in line if c.isalpha()]
+    return len(letters) >= 4 and all(c.isupper() for c in letters) and len(line.split()) >= 2
+
+
+def _in_heading(token) -> bool:
+    return in_heading(token.doc.text, token.idx, token.idx + len(token.text))
 
 
 def _interjection(token) -> bool:
@@ -193,4 +220,64 @@ def list_persons(text: str, persons: list[tuple[int, int]]) -> list[tuple[int, i
         hits = sum(any(ps < e and s < pe for ps, pe in persons) for s, e in members)
         if hits >= 2:
             out += [(s, e, PERSON) for s, e in members]
+    return out
+
+
+# How often a word is written with a capital, against in lower case, from spaCy's English lexeme
+# probabilities (spacy-lookups-data, log-probabilities over a large web corpus, case-sensitive). A
+# capitalised word whose lower-case form is far more frequent is a common noun written with a capital
+# ("the Court", "Convention rights", "the Government", "click Export"), not a name: "Court" is 4.8x
+# rarer than "court", while "Jacob" is 20x commoner than "jacob" and "Smith" 7x commoner than "smith".
+COMMON_MARGIN = 1.0  # natural log: the lower-case form at least e (2.7) times as frequent
+
+
+@functools.lru_cache(maxsize=1)
+def common_capitalised() -> frozenset[str]:
+    """Title-case words ("Court") whose lower-case form is at least e times as frequent; empty when
+    spacy-lookups-data is not installed."""
+    import gzip
+
+    try:
+        import spacy_lookups_data
+    except ImportError:
+        return frozenset()
+    path = Path(spacy_lookups_data.__file__).parent / "data" / "en_lexeme_prob.json.gz"
+    try:
+        import orjson as json_module
+    except ImportError:  # orjson parses the 30 MB table in a third of the time; json works too
+        import json as json_module
+    probs = json_module.loads(gzip.decompress(path.read_bytes()))
+    return frozenset(w for w, lp in probs.items() if w[:1].isupper() and w[1:].islower()
+                     and probs.get(w.lower(), -1e9) - lp > COMMON_MARGIN)
+
+
+def is_common_noun(value: str) -> bool:
+    """One capitalised word that is usually written in lower case ("Court", "Settings"), possessive
+    aside. One word only: a name made of common words ("Clean Power Finance") is still a name."""
+    word = re.sub(r"['’]s?$", "", value.strip())
+    return " " not in word and word[:1].isupper() and word in common_capitalised()
+
+
+# Pieces of one name that NER and the tagger return apart ("Government" "of" "Turkey", "Workers and
+# Peasants' Liberation Army"): joined, the reader sees one [ORG_1] instead of "[NAME_1] of [NAME_2]".
+_JOINABLE = {ORGANIZATION, PROPER_NOUN, "LOCATION", "GPE"}
+_CONNECTOR = re.compile(r" (?:of(?: the)?|for(?: the)?|de|del|des|du|di|der|and|&) |[-‐]")
+
+
+def join_fragments(text: str, spans: list) -> list:
+    """Adjacent name findings (NER layer) separated by one connector word, or a hyphen ("Weeks-Rivas"),
+    become one span: ORGANIZATION
+    when a piece is one, else the first piece's type. "and" and "&" join only when a piece is an
+    organisation ("Sarah and John" stay two people, "London and Paris" two places)."""
+    out = []
+    for span in spans:
+        prev = out[-1] if out else None
+        gap = text[prev.end : span.start] if prev else ""
+        if (prev is not None and prev.layer == span.layer == "ner" and prev.entity_type in _JOINABLE
+                and span.entity_type in _JOINABLE and _CONNECTOR.fullmatch(gap)
+                and (gap.strip() not in ("and", "&") or ORGANIZATION in (prev.entity_type, span.entity_type))):
+            kind = ORGANIZATION if ORGANIZATION in (prev.entity_type, span.entity_type) else prev.entity_type
+            out[-1] = type(span)(prev.start, span.end, kind, "ner")
+        else:
+            out.append(span)
     return out

@@ -32,7 +32,7 @@ from flywheel.core.scrub.recognizers import (
 from flywheel.settings import ScrubSettings
 
 # Bump when recognizers or merging change: each scrub report records the version that produced it.
-SCRUBBER_VERSION = "4"  # 4: emails on any top-level domain
+SCRUBBER_VERSION = "5"  # 5: common nouns with a capital, references, headings; name pieces joined (4: any-TLD emails)
 
 # Presidio warns about every recognizer of a language we do not load, on every engine it builds.
 logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
@@ -44,7 +44,7 @@ PLACEHOLDER = {
     "PERSON": "PERSON", "EMAIL_ADDRESS": "EMAIL", "PHONE_NUMBER": "PHONE", "CREDIT_CARD": "CREDIT_CARD",
     "IBAN_CODE": "IBAN", "IP_ADDRESS": "IP_ADDRESS", "US_SSN": "SSN", "URL": "URL", "DOMAIN_NAME": "URL",
     "ORGANIZATION": "ORG", "LOCATION": "LOCATION", "GPE": "LOCATION", "STREET_ADDRESS": "ADDRESS",
-    "ZIP_CODE": "POSTCODE", "US_DRIVER_LICENSE": "DRIVER_LICENSE", "US_PASSPORT": "PASSPORT",
+    "ZIP_CODE": "POSTCODE", "REFERENCE_NUMBER": "REFERENCE", "US_DRIVER_LICENSE": "DRIVER_LICENSE", "US_PASSPORT": "PASSPORT",
     "US_BANK_NUMBER": "BANK_ACCOUNT", "CRYPTO": "CRYPTO_WALLET", "PROPER_NOUN": "NAME",
     vocab_mod.CUSTOMER: "CUSTOMER", vocab_mod.CUSTOMER_ORG: "CUSTOMER_ORG", vocab_mod.CUSTOMER_PRODUCT: "CUSTOMER_PRODUCT",
 }
@@ -55,7 +55,7 @@ UNNUMBERED = {"CUSTOMER", "CUSTOMER_ORG", "CUSTOMER_PRODUCT"}
 PRIORITY = [
     vocab_mod.CUSTOMER, vocab_mod.CUSTOMER_ORG, vocab_mod.CUSTOMER_PRODUCT,
     "API_KEY", "EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS", "CRYPTO",
-    "TICKET_ID", "ACCOUNT_ID", "ORDER_ID", "INVOICE_ID", "PO_NUMBER", "USERNAME", "US_BANK_NUMBER", "US_PASSPORT",
+    "TICKET_ID", "ACCOUNT_ID", "ORDER_ID", "INVOICE_ID", "PO_NUMBER", "REFERENCE_NUMBER", "USERNAME", "US_BANK_NUMBER", "US_PASSPORT",
     "US_DRIVER_LICENSE", "STREET_ADDRESS", "ZIP_CODE", "PHONE_NUMBER", "URL", "DOMAIN_NAME",
     "PERSON", "ORGANIZATION", "LOCATION", "GPE", "PROPER_NOUN",
 ]
@@ -204,6 +204,7 @@ class Scrubber:
         self.nlp_engine = OfflineSpacyEngine(models=[{"lang_code": "en", "model_name": model_name}],
                                              ner_model_configuration=ner_config)
         self.nlp_engine.load()
+        rules.common_capitalised()  # the word-frequency table, read once per process (0.5 s), here not mid-batch
         self.analyzer = AnalyzerEngine(nlp_engine=self.nlp_engine, supported_languages=["en"])
         for name in REPLACED_PRESIDIO_RECOGNIZERS:
             self.analyzer.registry.remove_recognizer(name)
@@ -241,10 +242,24 @@ class Scrubber:
                     found.append(Span(r.start, r.end, r.entity_type, "ner" if name == NER_RECOGNIZER else "regex"))
                 found += [Span(s, e, kind, "regex") for s, e, kind in find_addresses(text)]
                 found = self._widen_names(text, nlp_artifacts.tokens, found)
-                found = [s for s in found if not self._is_kept(text, s)]
+                found = [s for s in found if not self._is_kept(text, s) and not self._in_heading(text, s)]
                 found += [Span(s, e, kind, "lookup") for s, e, kind in self.vocabulary.find(text)]
-            out.append(merge_spans(t for t in (_tidy(text, s) for s in found) if t))
+            joined = rules.join_fragments(text, merge_spans(t for t in (_tidy(text, s) for s in found) if t))
+            out.append([s for s in joined if not self._common_noun(text, s)])
         return out
+
+    @staticmethod
+    def _common_noun(text: str, span: Span) -> bool:
+        """A one-word organisation or proper noun (not a person, not a place) that is a common noun with
+        a capital ("the Court", "Export"): see rules.is_common_noun. Judged after the pieces of a name
+        are joined, so "Lucid" of "Lucid and Loveland Technologies" stays."""
+        return span.layer == "ner" and span.entity_type in ("ORGANIZATION", "PROPER_NOUN") \
+            and rules.is_common_noun(text[span.start : span.end])
+
+    @staticmethod
+    def _in_heading(text: str, span: Span) -> bool:
+        """An NER finding other than a person on a line in capitals ("THE FACTS"): a heading."""
+        return span.layer == "ner" and span.entity_type != "PERSON" and rules.in_heading(text, span.start, span.end)
 
     def _is_kept(self, text: str, span: Span) -> bool:
         """An NER finding made only of the product's own words ("Settings", "Integrations") is not
