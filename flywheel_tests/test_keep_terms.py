@@ -157,3 +157,32 @@ def test_the_spreadsheet_carries_not_personal_and_names_a_wrong_placeholder(setu
         report = spreadsheet.import_labels(conn, csv_path)
         assert report.imported == 1, report.errors
         assert conn.execute("SELECT trace_ref, reviewer FROM scrub.keep_proposals").fetchall() == [("ref_t4", "cy")]
+
+
+def test_the_scrub_station_proposes_words_it_hid_for_many_customers(data_dir, real_scrubber, tmp_path):
+    """A week's scrub counts the customers each hidden organisation or proper noun belongs to; a word
+    hidden for 5 or more is stored as a candidate, the others never leave memory."""
+    from flywheel.core.scrub import station
+
+    paths = Paths(data_dir)
+    _warehouse(paths, real_scrubber, tmp_path)
+    with connect(paths.warehouse) as conn:
+        conversations = station.raw_conversations(conn, [f"ref_t{i}" for i in range(7)] + ["ref_t_name"])
+    miner = keep_terms.Miner()
+    for ref, (messages, customer) in conversations.items():
+        texts = [m["content"] for m in messages]
+        [scrubbed] = list(real_scrubber.scrub_conversations([texts]))
+        miner.observe(f"customer:{customer}", texts, scrubbed)
+    rows = miner.rows(WEEK)
+    assert [(term, n) for _, term, n, _ in rows] == [("quantum ledger", 8)]
+    # Her first name, alone in the assistant's reply, is a proper noun: counted, for one customer, so
+    # never stored (a word is stored only when 5 customers' traces hide it).
+    assert all(len(refs) == 1 for term, refs in miner.customers.items() if "priya" in term)
+    assert all("priya" not in term for _, term, _, _ in rows)
+    with connect(paths.warehouse) as conn:
+        keep_terms.store_mined(conn, WEEK, rows)
+        keep_terms.store_mined(conn, WEEK, rows)  # a rerun of the week replaces its rows
+        assert conn.execute("SELECT count(*) FROM scrub.keep_candidates").fetchone()[0] == 1
+        resolution = keep_terms.resolve(conn, None)
+    [ready] = resolution.ready()
+    assert ready.term == "quantum ledger" and ready.mined_weeks == 1 and ready.proposals == 0 and ready.customers == 8

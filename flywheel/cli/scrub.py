@@ -201,12 +201,16 @@ def keep_terms_group(ctx: click.Context, min_customers: int, data_dir: Path | No
     decided = [c for c in resolution.candidates if c.status == "decided"]
     if not resolution.candidates and not resolution.unresolved:
         click.echo("No proposal: reviewers mark placeholders that hide no personal data in the not_personal "
-                   "field (review page, spreadsheet or `flywheel review`).")
+                   "field (review page, spreadsheet or `flywheel review`), and the weekly scrub proposes words it "
+                   "hid for at least 5 customers.")
     if ready:
         click.echo(f"Ready for approval (in the traces of at least {min_customers} customers):")
         for c in ready:
-            click.echo(f"  {c.term:30} {c.customers:5} customers  {c.proposals} proposal(s) by "
-                       f"{len(c.reviewers)} reviewer(s) on {len(c.traces)} trace(s)")
+            source = (f"{c.proposals} proposal(s) by {len(c.reviewers)} reviewer(s) on {len(c.traces)} trace(s)"
+                      if c.proposals else "")
+            if c.mined_weeks:
+                source += ("; " if source else "") + f"hidden for many customers in {c.mined_weeks} week(s)"
+            click.echo(f"  {c.term:30} {c.customers:5} customers  {source}")
         click.echo("Approve with `flywheel keep-terms approve WORD`, or `flywheel keep-terms reject WORD`.")
     if held:
         click.echo(f"Held back: {len(held)} word(s) found for fewer than {min_customers} customers; not shown, "
@@ -231,15 +235,15 @@ def _resolve(paths, min_customers: int):
     """(resolution of every proposal, the scrubber version with today's keep list)."""
     from flywheel.core.common.db import connect
     from flywheel.core.scrub import keep_terms
-    from flywheel.core.scrub.scrubber import SCRUBBER_VERSION
+    from flywheel.core.scrub.keep_terms import SCRUBBER_VERSION
     from flywheel.core.scrub.vocabulary import read_lines
 
     version = keep_terms.version_with(SCRUBBER_VERSION, read_lines(paths.keep_terms))
     with connect(paths.warehouse, read_only=True) as conn:
-        pending = conn.execute("SELECT count(DISTINCT trace_ref) FROM scrub.keep_proposals").fetchone()[0] \
-            if _has_table(conn, "keep_proposals") else 0
-    if not pending:
-        return keep_terms.Resolution(), version
+        pending = conn.execute("SELECT count(DISTINCT trace_ref) FROM scrub.keep_proposals "
+                               "WHERE settled_revision IS NULL").fetchone()[0] if _has_table(conn, "keep_proposals") else 0
+        if not pending:  # mined words only: nothing to scrub again
+            return keep_terms.resolve(conn, None, min_customers=min_customers), version
     click.echo(f"Loading the scrubber to map {pending} trace(s)' placeholders back to their words ...", err=True)
     scrubber = _data_scrubber(paths)
     with connect(paths.warehouse, read_only=True) as conn, progress("resolve", total=pending, unit="trace") as bar:
@@ -270,7 +274,7 @@ def _decide(words: tuple[str, ...], decision: str, by: str | None, min_customers
 
     from flywheel.core.common.db import connect, transaction
     from flywheel.core.scrub import keep_terms
-    from flywheel.core.scrub.scrubber import SCRUBBER_VERSION
+    from flywheel.core.scrub.keep_terms import SCRUBBER_VERSION
     from flywheel.core.scrub.vocabulary import normalize
 
     paths = paths_for(data_dir)

@@ -10,7 +10,7 @@ reference in scrub.anonymized_traces, and the trace references of every trace of
   drift.high_distance_traces: deleted;
 - scrub.residue: the reviewer's note blanked; the class stays, so miss rates stay true;
 - scrub.keep_proposals (placeholders a reviewer marked "not personal data" on their traces): deleted;
-  scrub.keep_term_changes holds only words found for many customers, and stays;
+  scrub.keep_term_changes and scrub.keep_candidates hold only words found for many customers, and stay;
 - label.labels: free text blanked (expected behaviour, criterion value, PII note); verdict, code and
   history stay;
 - label.suggestions: deleted where the trace is theirs or a suggestion names it as a similar labelled
@@ -281,7 +281,7 @@ def _steps(conn: duckdb.DuckDBPyConnection, target: _Target) -> list[_Step]:
 
 # Tables the steps know; any other table with a column that links to a customer is reported, not guessed at.
 _KNOWN = {"raw.traces", "raw.quarantine", "raw.ingested_files", "raw.sample_ids", "sample.sampled_traces", "scrub.anonymized_traces",
-          "scrub.scrub_report", "scrub.residue", "scrub.keep_proposals", "scrub.keep_term_changes", "label.review_queue", "label.labels", "label.taxonomy",
+          "scrub.scrub_report", "scrub.residue", "scrub.keep_proposals", "scrub.keep_term_changes", "scrub.keep_candidates", "label.review_queue", "label.labels", "label.taxonomy",
           "label.suggestions", "label.clusters",
           "drift.high_distance_traces", "drift.scores", "embed.cache", "eval.eval_rows", "eval.row_spans",
           "eval.versions", "eval.export_rewrites", "regression.results"}

@@ -12,6 +12,11 @@ it is shown for approval. A word seen for fewer is held back and never shown (a 
 and a name is personal data). Only name findings (the NER layer) can be kept; an email or an id found
 by a pattern, or a word of the customer vocabulary, stays redacted whatever a reviewer says.
 
+The scrub station proposes words too: each week it counts, for every one-word-or-more organisation or
+proper-noun finding, the customers whose sampled traces hold it; a word hidden for at least
+min_customers customers in one week is the product's or the domain's vocabulary ("Quantum Ledger",
+"Convention"), and is stored in scrub.keep_candidates for the admin to approve like a reviewer's.
+
 An approved word goes into <data>/reference/keep_terms.txt, which the next scrub reads. The scrubber
 version every scrubbed trace and scrub/scrub_report record names the keep list it ran with
 (scrubber.version_with), and scrub.keep_term_changes keeps each decision with the version it led to.
@@ -31,6 +36,9 @@ from flywheel.core.common import clock
 from flywheel.core.common.db import table_exists
 from flywheel.core.scrub import vocabulary as vocab_mod
 
+# The scrubber's own version (here, not in scrubber.py, so that reading it imports no Presidio); bump it
+# when what the scrubber redacts changes.
+SCRUBBER_VERSION = "5"  # 5: common nouns with a capital, references, headings; name pieces joined (4: any-TLD emails)
 PLACEHOLDER = re.compile(r"\[[A-Z][A-Z0-9_]*\]")
 DEFAULT_MIN_CUSTOMERS = 5
 
@@ -77,6 +85,52 @@ def propose(conn: duckdb.DuckDBPyConnection, label_id: str, trace_ref: str, plac
     return len(rows)
 
 
+# ---------------------------------------------------------------------------------------------
+# Mining: words the scrubber hides for many customers (run inside the scrub station)
+# ---------------------------------------------------------------------------------------------
+
+MINED_TYPES = ("ORGANIZATION", "PROPER_NOUN")
+
+
+class Miner:
+    """Collects, while a week is scrubbed, which customers' traces each name-like finding hid. Persons
+    and places are never collected: a person's name is personal data however many people share it."""
+
+    def __init__(self) -> None:
+        self.customers: dict[str, set[str]] = {}
+        self.traces: dict[str, int] = {}
+
+    def observe(self, customer_ref: str | None, originals: list[str], scrubbed: list) -> None:
+        if not customer_ref:
+            return
+        seen = set()
+        for original, text in zip(originals, scrubbed):
+            for span in text.spans:
+                if span.layer == "ner" and span.entity_type in MINED_TYPES:
+                    term = _term(original[span.start : span.end])
+                    if term and term not in seen:
+                        seen.add(term)
+                        self.customers.setdefault(term, set()).add(customer_ref)
+                        self.traces[term] = self.traces.get(term, 0) + 1
+
+    def rows(self, week_start, min_customers: int = DEFAULT_MIN_CUSTOMERS) -> list[tuple]:
+        """(week_start, term, customers, traces) of the words hidden for at least min_customers
+        customers; the others are dropped here, never stored."""
+        return sorted((week_start, term, len(refs), self.traces[term]) for term, refs in self.customers.items()
+                      if len(refs) >= min_customers)
+
+
+def store_mined(conn: duckdb.DuckDBPyConnection, week_start, rows: list[tuple]) -> None:
+    """The week's mined words (a rerun of the week replaces them)."""
+    conn.execute("CREATE SCHEMA IF NOT EXISTS scrub")
+    conn.execute("""CREATE TABLE IF NOT EXISTS scrub.keep_candidates (
+                      week_start TIMESTAMP NOT NULL, term VARCHAR NOT NULL, customers INTEGER NOT NULL,
+                      traces INTEGER NOT NULL)""")
+    conn.execute("DELETE FROM scrub.keep_candidates WHERE week_start = ?", [week_start])
+    if rows:
+        conn.executemany("INSERT INTO scrub.keep_candidates VALUES (?, ?, ?, ?)", rows)
+
+
 def missing_placeholders(conn: duckdb.DuckDBPyConnection, trace_ref: str, placeholders: list[str]) -> list[str]:
     """The placeholders that do not appear in the trace's scrubbed text (a typo, another trace's)."""
     if not placeholders or not table_exists(conn, "scrub", "anonymized_traces"):
@@ -104,6 +158,7 @@ class Candidate:
     traces: set[str] = field(default_factory=set)
     decision: str | None = None  # approved | rejected, for status "decided"
     sources: list[tuple[str, str]] = field(default_factory=list)  # (trace_ref, placeholder) proposals behind it
+    mined_weeks: int = 0  # weeks in which the scrub station saw it hidden for many customers
 
 
 @dataclass
@@ -118,34 +173,37 @@ class Resolution:
 def resolve(conn: duckdb.DuckDBPyConnection, scrubber, *, min_customers: int = DEFAULT_MIN_CUSTOMERS,
             progress: Callable[[int], None] | None = None) -> Resolution:
     """Map every proposed placeholder back to its words by scrubbing its trace again from raw (the
-    placeholders must come out as they were stored), and count each word's customers."""
-    from flywheel.core.scrub import station
-
+    placeholders must come out as they were stored), and count each word's customers. `scrubber` may
+    be None when no proposal waits (the mined words need none)."""
     out = Resolution()
-    if not table_exists(conn, "scrub", "keep_proposals") or not table_exists(conn, "scrub", "anonymized_traces"):
-        return out
-    # A proposal settled by a decision is not read again: its trace may be scrubbed differently now.
-    proposals = conn.execute(
-        """SELECT p.trace_ref, p.placeholder, p.reviewer, a.messages FROM scrub.keep_proposals p
-           JOIN scrub.anonymized_traces a USING (trace_ref) WHERE p.settled_revision IS NULL
-           ORDER BY p.proposed_at, p.trace_ref""").fetchall()
-    gone = conn.execute("""SELECT DISTINCT trace_ref, placeholder FROM scrub.keep_proposals
-                           WHERE settled_revision IS NULL
-                             AND trace_ref NOT IN (SELECT trace_ref FROM scrub.anonymized_traces)""").fetchall()
+    proposals, gone = [], []
+    if table_exists(conn, "scrub", "keep_proposals") and table_exists(conn, "scrub", "anonymized_traces"):
+        # A proposal settled by a decision is not read again: its trace may be scrubbed differently now.
+        proposals = conn.execute(
+            """SELECT p.trace_ref, p.placeholder, p.reviewer, a.messages FROM scrub.keep_proposals p
+               JOIN scrub.anonymized_traces a USING (trace_ref) WHERE p.settled_revision IS NULL
+               ORDER BY p.proposed_at, p.trace_ref""").fetchall()
+        gone = conn.execute("""SELECT DISTINCT trace_ref, placeholder FROM scrub.keep_proposals
+                               WHERE settled_revision IS NULL
+                                 AND trace_ref NOT IN (SELECT trace_ref FROM scrub.anonymized_traces)""").fetchall()
     out.unresolved += [(ref, p, "the scrubbed trace is gone (erased or past retention)") for ref, p in gone]
     by_trace: dict[str, list[tuple[str, str | None]]] = {}
     stored: dict[str, list[str]] = {}
     for ref, placeholder, reviewer, messages in proposals:
         by_trace.setdefault(ref, []).append((placeholder, reviewer))
         stored[ref] = [m["content"] for m in messages]
-    raw = station.raw_conversations(conn, list(by_trace))
+    raw = {}
+    if by_trace:
+        from flywheel.core.scrub import station  # it imports the scrubber: Presidio and spaCy, seconds
+
+        raw = station.raw_conversations(conn, list(by_trace))
     refs = [r for r in by_trace if r in raw]
     out.unresolved += [(ref, p, "its raw trace is gone (erased or past retention)")
                        for ref in by_trace if ref not in raw for p, _ in by_trace[ref]]
     words: dict[str, Candidate] = {}
     not_names: list[Candidate] = []
     texts = ([m["content"] for m in raw[ref][0]] for ref in refs)
-    for ref, scrubbed in zip(refs, scrubber.scrub_conversations(texts)):
+    for ref, scrubbed in zip(refs, scrubber.scrub_conversations(texts) if refs else []):
         if progress:
             progress(1)
         if [s.text for s in scrubbed] != stored[ref]:
@@ -171,11 +229,17 @@ def resolve(conn: duckdb.DuckDBPyConnection, scrubber, *, min_customers: int = D
                 found.reviewers.add(reviewer or "?")
                 found.traces.add(ref)
                 found.sources.append((ref, placeholder))
+    if table_exists(conn, "scrub", "keep_candidates"):
+        for term, weeks, most in conn.execute(
+                "SELECT term, count(*), max(customers) FROM scrub.keep_candidates GROUP BY term").fetchall():
+            found = words.setdefault(term, Candidate(term, "held_back"))
+            found.mined_weeks, found.customers = weeks, most
     decided = _decisions(conn)
     for term, candidate in words.items():
         if term in decided:
             candidate.status, candidate.decision = "decided", decided[term]
-        candidate.customers = customers_using(conn, term)
+        if candidate.proposals:  # a reviewer's word is counted over all raw traces; a mined one was counted
+            candidate.customers = customers_using(conn, term)  # by the station over its week's sample
         if candidate.customers >= min_customers:
             if candidate.status != "decided":
                 candidate.status = "ready"

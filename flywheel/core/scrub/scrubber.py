@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from flywheel.core.scrub import rules
 from flywheel.core.scrub import vocabulary as vocab_mod
 from flywheel.core.scrub.addresses import find_addresses
+from flywheel.core.scrub.keep_terms import SCRUBBER_VERSION, version_with
 from flywheel.core.scrub.offline import load_spacy, use_bundled_public_suffix_list
 from flywheel.core.scrub.recognizers import (
     REPLACED_PRESIDIO_RECOGNIZERS,
@@ -32,7 +33,6 @@ from flywheel.core.scrub.recognizers import (
 from flywheel.settings import ScrubSettings
 
 # Bump when recognizers or merging change: each scrub report records the version that produced it.
-SCRUBBER_VERSION = "5"  # 5: common nouns with a capital, references, headings; name pieces joined (4: any-TLD emails)
 
 # Presidio warns about every recognizer of a language we do not load, on every engine it builds.
 logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
@@ -218,8 +218,6 @@ class Scrubber:
     def version(self) -> str:
         """The code's version, and the keep list it runs with (flywheel.core.scrub.keep_terms): a trace
         scrubbed with other keep terms was scrubbed by another scrubber."""
-        from flywheel.core.scrub.keep_terms import version_with
-
         return version_with(SCRUBBER_VERSION, self.settings.keep_terms)
 
     # -- analysis --------------------------------------------------------------------------------

@@ -51,10 +51,12 @@ def raw_conversations(conn: duckdb.DuckDBPyConnection, trace_refs: list[str]) ->
 def scrub_sample(
     sample: pl.DataFrame, conversations: dict[str, tuple[list[dict], str | None]], scrubber: ConversationScrubber,
     ref: Callable[[str, str], str], week_start: dt.datetime, progress: Callable[[int], None] | None = None,
+    observe: Callable[[str | None, list[str], list[ScrubbedText]], None] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(anonymized traces, scrub report) for one week's sample, whose rows carry their trace_ref;
     `conversations` is raw_conversations() of those refs. `ref(kind, value)` makes keyed hashes (the
-    customer reference)."""
+    customer reference). `observe(customer_ref, original texts, scrubbed texts)` sees each trace as it is
+    scrubbed (keep_terms.Miner counts there which words are hidden for many customers)."""
     ids = sample["trace_ref"].to_list()
     missing = [i for i in ids if i not in conversations]
     if missing:
@@ -65,9 +67,12 @@ def scrub_sample(
     for row, scrubbed in zip(sample.iter_rows(named=True), scrubber.scrub_conversations(texts)):
         trace_ref = row["trace_ref"]  # keyed already: the sampler stores the reference, never the raw id
         messages, customer_id = conversations[trace_ref]
+        customer_ref = ref("customer", customer_id) if customer_id else None
+        if observe:
+            observe(customer_ref, [m["content"] for m in messages], scrubbed)
         anonymized.append({
             "week_start": week_start, "trace_ref": trace_ref,
-            "customer_ref": ref("customer", customer_id) if customer_id else None,
+            "customer_ref": customer_ref,
             **{k: routing.shape(k, row[k]) if k in routing.ROUTING_FIELDS else row[k] for k in CARRIED},
             "messages": [{"role": m["role"], "content": s.text} for m, s in zip(messages, scrubbed)],
             "scrubber_version": scrubber.version,
