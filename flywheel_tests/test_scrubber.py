@@ -166,3 +166,16 @@ def test_common_nouns_by_how_often_they_are_written_in_lower_case():
     assert rules.is_common_noun("Court") and rules.is_common_noun("Settings") and rules.is_common_noun("Government's")
     assert not rules.is_common_noun("Jacob") and not rules.is_common_noun("Smith") and not rules.is_common_noun("Irenka")
     assert not rules.is_common_noun("Clean Power") and not rules.is_common_noun("court")  # one capitalised word only
+
+
+def test_speakers_of_a_transcript_are_persons_and_field_labels_are_not():
+    from flywheel.core.scrub import rules
+
+    def labels(text):
+        return [text[s:e] for s, e, _ in rules.speaker_labels(text)]
+
+    assert labels("Ella: What a wife.\nDestiny: Remember me, Maria?\nElla: Never.") == ["Ella", "Destiny", "Ella"]
+    assert labels("mika: \"who are you?\"\ntracy: \"i'm roberto's daughter\"") == ["mika", "tracy"]
+    assert labels("Steps: open the app\nExpected: it exports\nActual: it crashes") == []  # common words
+    assert labels("Phone: 555 0134\nEmail: a@b.example") == []  # form fields
+    assert labels("Vsevolod: hello") == []  # one speaker is no transcript

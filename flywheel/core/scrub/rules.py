@@ -281,3 +281,21 @@ def join_fragments(text: str, spans: list) -> list:
         else:
             out.append(span)
     return out
+
+
+# "Ella: What a wife.\nDestiny: Remember me": in a transcript the words before the colon at the start
+# of a line are speakers. Two speaker lines with different names make a transcript; a label that is a
+# common word ("Note:", "Steps:", "Expected:", "User:") or a form field is no speaker.
+SPEAKER = re.compile(r"^[ \t>]*([^\W\d_][\w'’.-]*(?: [^\W\d_][\w'’.-]*)?)[ \t]*:(?!//)", re.MULTILINE)
+
+
+def speaker_labels(text: str) -> list[tuple[int, int, str]]:
+    found = []
+    for m in SPEAKER.finditer(text):
+        words = m.group(1).split()
+        if any(w.lower().strip(".") in NOT_NAMES | JARGON or len(w) < 2 or _is_acronym(w) for w in words):
+            continue
+        if any(is_common_noun(w[:1].upper() + w[1:].lower()) for w in words):
+            continue
+        found.append((m.start(1), m.end(1), PERSON))
+    return found if len({text[s:e].lower() for s, e, _ in found}) >= 2 else []

@@ -270,8 +270,8 @@ class Scrubber:
     @staticmethod
     def _widen_names(text: str, doc, found: list[Span]) -> list[Span]:
         """The rule-based part of the NER layer (flywheel.core.scrub.rules): whole names around NER's
-        persons, proper-noun runs the model left unlabelled, names after cue words, and the other
-        members of a list of persons."""
+        persons, proper-noun runs the model left unlabelled, names after cue words, the speakers of a
+        transcript, and the other members of a list of persons."""
         widened = []
         for s in found:
             if s.layer == "ner" and s.entity_type == "PERSON":
@@ -279,6 +279,7 @@ class Scrubber:
             widened.append(s)
         widened += [Span(s, e, kind, "ner") for s, e, kind in rules.proper_noun_runs(doc)]
         widened += [Span(s, e, kind, "ner") for s, e, kind in rules.cued_persons(text)]
+        widened += [Span(s, e, kind, "ner") for s, e, kind in rules.speaker_labels(text)]
         persons = [(s.start, s.end) for s in widened if s.entity_type == "PERSON"]
         widened += [Span(s, e, kind, "ner") for s, e, kind in rules.list_persons(text, persons)]
         return widened
