@@ -299,3 +299,27 @@ def speaker_labels(text: str) -> list[tuple[int, int, str]]:
             continue
         found.append((m.start(1), m.end(1), PERSON))
     return found if len({text[s:e].lower() for s, e, _ in found}) >= 2 else []
+
+
+def _name_like(word: str) -> bool:
+    """A capitalised word that can belong to a name: no stop word, label, jargon, acronym or common
+    noun ("Riverbend" yes; "The", "Settings", "SSO" no)."""
+    bare = re.split(r"['’]", word)[0]
+    return (bare[:1].isupper() and bare.lower() not in _STOP | NOT_NAMES | JARGON and not _is_acronym(bare)
+            and not is_common_noun(bare))
+
+
+def name_around(text: str, start: int, end: int) -> tuple[int, int]:
+    """The span grown over the name-like capitalised words right beside it on its line: "Plumbing" of
+    "company Riverbend Plumbing" is the end of a company's name the model did not see, not a common noun."""
+    for _ in range(2):
+        m = _WORD_AT.match(text, end + 1) if text[end : end + 1] == " " else None
+        if not (m and _name_like(m.group())):
+            break
+        end = m.end()
+    for _ in range(2):
+        before = re.search(r"([^\W\d_][\w'’-]*) $", text[max(0, start - 40) : start])
+        if not (before and _name_like(before.group(1))):
+            break
+        start -= len(before.group(1)) + 1
+    return start, end

@@ -243,8 +243,16 @@ class Scrubber:
                 found = [s for s in found if not self._is_kept(text, s) and not self._in_heading(text, s)]
                 found += [Span(s, e, kind, "lookup") for s, e, kind in self.vocabulary.find(text)]
             joined = rules.join_fragments(text, merge_spans(t for t in (_tidy(text, s) for s in found) if t))
-            out.append([s for s in joined if not self._common_noun(text, s)])
+            out.append(merge_spans(kept for s in joined if (kept := self._unless_common(text, s))))
         return out
+
+    def _unless_common(self, text: str, span: Span) -> Span | None:
+        """The span, or None when it is a lone common noun with a capital: grown first over name-like
+        words beside it ("Riverbend Plumbing"), whose name it then is."""
+        if not self._common_noun(text, span):
+            return span
+        start, end = rules.name_around(text, span.start, span.end)
+        return Span(start, end, span.entity_type, span.layer) if (start, end) != (span.start, span.end) else None
 
     @staticmethod
     def _common_noun(text: str, span: Span) -> bool:
