@@ -186,3 +186,14 @@ def test_the_scrub_station_proposes_words_it_hid_for_many_customers(data_dir, re
         resolution = keep_terms.resolve(conn, None)
     [ready] = resolution.ready()
     assert ready.term == "quantum ledger" and ready.mined_weeks == 1 and ready.proposals == 0 and ready.customers == 8
+
+
+def test_double_review_keeps_both_reviewers_placeholders():
+    from flywheel.core.labeling import review_store
+
+    first = labels.Label("t1", "not_a_bug", "ana", not_personal="[ORG_1] [NAME_2]")
+    second = labels.Label("t1", "not_a_bug", "bo", not_personal="[NAME_2] [NAME_3]")
+    agreed = review_store._combined((first, None), (second, None))
+    assert agreed.not_personal == "[ORG_1] [NAME_2] [NAME_3]" and agreed.reviewer == "ana+bo"
+    assert review_store._combined((first, None), (labels.Label("t1", "not_a_bug", "bo"), None)).not_personal == \
+        "[ORG_1] [NAME_2]"

@@ -276,9 +276,12 @@ def _review_verdicts(store: sqlite3.Connection, trace_ref: str) -> list[tuple[la
 
 def _combined(first, second) -> labels.Label:
     """The agreed label: the first verdict's wording (the second reviewer agreed with it unseen), with
-    both reviewers' names, dated when agreement was reached."""
+    both reviewers' names, dated when agreement was reached; the placeholders either marked as hiding
+    no personal data are both proposals."""
     label = first[0]
-    return labels.Label(**{**asdict(label), "reviewer": f"{label.reviewer}+{second[0].reviewer}",
+    marked = " ".join(dict.fromkeys(" ".join(filter(None, (label.not_personal, second[0].not_personal))).split()))
+    return labels.Label(**{**asdict(label), "not_personal": marked or None,
+                           "reviewer": f"{label.reviewer}+{second[0].reviewer}",
                            "reviewed_at": second[0].reviewed_at, "label_id": second[0].label_id + "-agreed",
                            "source": "double_review"})
 
