@@ -28,7 +28,8 @@ def build_definitions(data_dir: str | None = None, scrubber: dg.ConfigurableReso
         resources={
             "warehouse": Warehouse(data_dir=str(paths.data_dir)),
             "scrubber": scrubber or ScrubberResource(
-                vocabulary_path=str(paths.customer_vocabulary), keep_terms_path=str(paths.keep_terms)
+                vocabulary_path=str(paths.customer_vocabulary), keep_terms_path=str(paths.keep_terms),
+                patterns_path=str(paths.pii_patterns),
             ),
             "embedder": embedder or EmbedderResource(),
             # Asset key prefix -> schema: sample/sampled_traces is table sample.sampled_traces.

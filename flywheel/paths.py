@@ -70,6 +70,11 @@ class Paths:
         return own if own.exists() else REPO_REFERENCE / "trace_mapping.yaml"
 
     @property
+    def pii_patterns(self) -> Path:
+        """Patterns an admin approved from reported misses ({entity_type, regex} a line of a YAML list)."""
+        return self.reference / "pii_patterns.yaml"
+
+    @property
     def keep_terms(self) -> Path:
         """The product's own words the NER layer must leave alone (one a line)."""
         return self.reference / "keep_terms.txt"

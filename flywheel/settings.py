@@ -77,6 +77,11 @@ class ScrubSettings(BaseModel):
         description="The product's own words (UI labels, feature names) that NER must not mistake for customer "
         "data; read from <data>/reference/keep_terms.txt, one a line. Regex and vocabulary findings ignore it.",
     )
+    extra_patterns: list[tuple[str, str]] = Field(
+        default_factory=list,
+        description="(entity type, regex) the regex layer adds, from reported misses an admin approved; read "
+        "from <data>/reference/pii_patterns.yaml.",
+    )
     batch_size: int = Field(64, description="Texts per nlp.pipe batch.")
     score_threshold: float = Field(0.35, description="Findings below this Presidio score are ignored.")
 

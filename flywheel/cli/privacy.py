@@ -36,8 +36,10 @@ def _drift_scrubber(paths, customer_id: str, trace_ids: tuple[str, ...]):
     from flywheel.settings import ScrubSettings
 
     vocabulary = CustomerVocabulary.from_csv(paths.customer_vocabulary) if paths.customer_vocabulary.exists() else None
+    from flywheel.core.scrub.patterns import load as load_patterns
+
     keep = sorted(read_lines(paths.keep_terms)) if paths.keep_terms.exists() else []
-    return Scrubber(ScrubSettings(keep_terms=keep), vocabulary)
+    return Scrubber(ScrubSettings(keep_terms=keep, extra_patterns=load_patterns(paths.pii_patterns)), vocabulary)
 
 
 def _span(versions: list[int]) -> str:

@@ -112,7 +112,9 @@ def _scrub_output(record: dict, scrubbed) -> dict:
 def residue(ctx: click.Context, as_json: bool, data_dir: Path | None) -> None:
     """Misses per PII class: traces scrubbed, misses reviewers reported, miss rate.
 
-    `flywheel residue add` records a miss; the review workflow records them too.
+    `flywheel residue add` records a miss; the review workflow records them too. Below the table, what
+    the misses propose: for identifiers, the shape of what is still in those traces as a pattern
+    (`flywheel residue approve-pattern` adds it to the next scrub); for names, the customer vocabulary.
     """
     if ctx.invoked_subcommand:
         return
@@ -134,6 +136,48 @@ def residue(ctx: click.Context, as_json: bool, data_dir: Path | None) -> None:
         [(r["entity_type"], r["traces_scrubbed"], r["traces_with_findings"], r["findings"], r["misses_reported"],
           f"{r['miss_rate']:.2%}") for r in rows],
     ))
+    _miss_proposals(paths)
+
+
+def _miss_proposals(paths) -> None:
+    """What the reported misses propose: a pattern per identifier shape still in their traces, the
+    customer vocabulary for names."""
+    from flywheel.core.common.db import connect
+    from flywheel.core.scrub import patterns
+
+    with connect(paths.warehouse, read_only=True) as conn:
+        found = patterns.propose(conn, _patterns(paths))
+    if found.patterns:
+        click.echo("\nPatterns proposed by reported misses (the shape of what is still in those traces, never a value):")
+        for p in found.patterns:
+            click.echo(f"  {p.entity_type:16} {p.regex}   {p.misses} miss(es) on {len(p.traces)} trace(s)")
+        click.echo("Approve one with `flywheel residue approve-pattern --entity-type TYPE 'REGEX'`: the next scrub "
+                   f"reads {paths.pii_patterns}.")
+    for entity, n in sorted(found.names.items()):
+        click.echo(f"{n} {entity} miss(es): a name is no pattern; add it to the customer vocabulary "
+                   f"({paths.customer_vocabulary}, the CRM export) and the lookup layer finds it.")
+
+
+@residue.command("approve-pattern")
+@click.argument("regex")
+@click.option("--entity-type", required=True, help="The class the pattern finds, e.g. ORDER_ID (its placeholder's name).")
+@click.option("--by", help="Who approves (default: your login name).")
+@data_dir_option
+def residue_approve_pattern(regex: str, entity_type: str, by: str | None, data_dir: Path | None) -> None:
+    """Add a pattern (one `flywheel residue` proposed, or your own) to the regex layer of the next scrub."""
+    import getpass
+
+    from flywheel.core.scrub import keep_terms, patterns
+    from flywheel.core.scrub.vocabulary import read_lines
+
+    paths = paths_for(data_dir)
+    try:
+        added = patterns.approve(paths.pii_patterns, entity_type, regex, by or getpass.getuser())
+    except patterns.PatternError as exc:
+        raise click.ClickException(str(exc)) from None
+    version = keep_terms.version_with(keep_terms.SCRUBBER_VERSION, read_lines(paths.keep_terms), _patterns(paths))
+    click.echo(("Added to " if added else "Already in ") + f"{paths.pii_patterns}; the next scrub runs as scrubber "
+               f"{version}.")
 
 
 @residue.command("add")
@@ -238,7 +282,7 @@ def _resolve(paths, min_customers: int):
     from flywheel.core.scrub.keep_terms import SCRUBBER_VERSION
     from flywheel.core.scrub.vocabulary import read_lines
 
-    version = keep_terms.version_with(SCRUBBER_VERSION, read_lines(paths.keep_terms))
+    version = keep_terms.version_with(SCRUBBER_VERSION, read_lines(paths.keep_terms), _patterns(paths))
     with connect(paths.warehouse, read_only=True) as conn:
         pending = conn.execute("SELECT count(DISTINCT trace_ref) FROM scrub.keep_proposals "
                                "WHERE settled_revision IS NULL").fetchone()[0] if _has_table(conn, "keep_proposals") else 0
@@ -248,6 +292,15 @@ def _resolve(paths, min_customers: int):
     scrubber = _data_scrubber(paths)
     with connect(paths.warehouse, read_only=True) as conn, progress("resolve", total=pending, unit="trace") as bar:
         return keep_terms.resolve(conn, scrubber, min_customers=min_customers, progress=bar.update), version
+
+
+def _patterns(paths) -> list[tuple[str, str]]:
+    from flywheel.core.scrub.patterns import PatternError, load
+
+    try:
+        return load(paths.pii_patterns)
+    except PatternError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _has_table(conn, name: str) -> bool:
@@ -262,11 +315,14 @@ def _data_scrubber(paths):
     from flywheel.core.scrub.vocabulary import CustomerVocabulary, VocabularyError, read_lines
     from flywheel.settings import ScrubSettings
 
+    from flywheel.core.scrub.patterns import PatternError, load as load_patterns
+
     try:
         vocabulary = CustomerVocabulary.from_csv(paths.customer_vocabulary) if paths.customer_vocabulary.exists() else None
-    except VocabularyError as exc:
+        extra = load_patterns(paths.pii_patterns)
+    except (VocabularyError, PatternError) as exc:
         raise click.ClickException(str(exc)) from None
-    return Scrubber(ScrubSettings(keep_terms=sorted(read_lines(paths.keep_terms))), vocabulary)
+    return Scrubber(ScrubSettings(keep_terms=sorted(read_lines(paths.keep_terms)), extra_patterns=extra), vocabulary)
 
 
 def _decide(words: tuple[str, ...], decision: str, by: str | None, min_customers: int, data_dir: Path | None) -> None:
@@ -288,7 +344,8 @@ def _decide(words: tuple[str, ...], decision: str, by: str | None, min_customers
     who = by or getpass.getuser()
     with connect(paths.warehouse) as conn, transaction(conn):
         for word in words:
-            version = keep_terms.decide(conn, paths.keep_terms, ready[normalize(word)], decision, who, SCRUBBER_VERSION)
+            version = keep_terms.decide(conn, paths.keep_terms, ready[normalize(word)], decision, who, SCRUBBER_VERSION,
+                                        _patterns(paths))
             click.echo(f"{decision.capitalize()} {normalize(word)!r}; the next scrub runs as scrubber {version}.")
     if decision == "approved":
         click.echo(f"Kept in {paths.keep_terms}: traces scrubbed from now on leave it in the text.")

@@ -30,23 +30,29 @@ def _existing(path: str | None) -> tuple[str | None, float]:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_scrubber(spacy_model: str, vocabulary: tuple[str | None, float], keep_terms: tuple[str | None, float]):
+def _load_scrubber(spacy_model: str, vocabulary: tuple[str | None, float], keep_terms: tuple[str | None, float],
+                   patterns: tuple[str | None, float] = (None, 0.0)):
     from flywheel.core.scrub import Scrubber
+    from flywheel.core.scrub.patterns import load as load_patterns
 
-    settings = ScrubSettings(spacy_model=spacy_model, keep_terms=sorted(read_lines(keep_terms[0])) if keep_terms[0] else [])
+    settings = ScrubSettings(spacy_model=spacy_model, keep_terms=sorted(read_lines(keep_terms[0])) if keep_terms[0] else [],
+                             extra_patterns=load_patterns(patterns[0]))
     return Scrubber(settings, CustomerVocabulary.from_csv(vocabulary[0]) if vocabulary[0] else None)
 
 
 class ScrubberResource(dg.ConfigurableResource):
     """Station 2's scrubber. The vocabulary is the CRM export at vocabulary_path and the product's own
-    words are in keep_terms_path, each used if the file exists."""
+    words are in keep_terms_path, the patterns approved from reported misses in patterns_path, each used
+    if the file exists."""
 
     spacy_model: str = ScrubSettings().spacy_model
     vocabulary_path: str | None = None
     keep_terms_path: str | None = None
+    patterns_path: str | None = None
 
     def get(self):
-        return _load_scrubber(self.spacy_model, _existing(self.vocabulary_path), _existing(self.keep_terms_path))
+        return _load_scrubber(self.spacy_model, _existing(self.vocabulary_path), _existing(self.keep_terms_path),
+                              _existing(self.patterns_path))
 
 
 class RegexOnlyScrubber:

@@ -292,7 +292,7 @@ def digest(terms: Iterable[str]) -> str:
 
 
 def decide(conn: duckdb.DuckDBPyConnection, keep_file: Path, candidate: Candidate, decision: str, by: str,
-           base_version: str) -> str:
+           base_version: str, patterns: Iterable[tuple[str, str]] = ()) -> str:
     """Approve (add to keep_file) or reject a ready candidate; returns the scrubber version the next
     scrub records."""
     if candidate.status != "ready" or not candidate.term:
@@ -308,7 +308,7 @@ def decide(conn: duckdb.DuckDBPyConnection, keep_file: Path, candidate: Candidat
                 fh.write("\n")
             fh.write(candidate.term + "\n")
         terms = vocab_mod.read_lines(keep_file)
-    version = version_with(base_version, terms)
+    version = version_with(base_version, terms, patterns)
     revision = conn.execute("SELECT coalesce(max(revision), 0) + 1 FROM scrub.keep_term_changes").fetchone()[0]
     conn.execute("INSERT INTO scrub.keep_term_changes VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                  [revision, candidate.term, decision, by, clock.now(), candidate.customers, candidate.proposals, version])
@@ -317,10 +317,17 @@ def decide(conn: duckdb.DuckDBPyConnection, keep_file: Path, candidate: Candidat
     return version
 
 
-def version_with(base_version: str, keep_terms: Iterable[str]) -> str:
-    """The scrubber's version with the keep list it runs with: "5", or "5+keep.1a2b3c4d"."""
+def version_with(base_version: str, keep_terms: Iterable[str], patterns: Iterable[tuple[str, str]] = ()) -> str:
+    """The scrubber's version with the lists it runs with: "5", "5+keep.1a2b3c4d", and "+patterns.…"
+    when approved patterns (flywheel.core.scrub.patterns) are in use."""
+    version = base_version
     fingerprint = digest(keep_terms)
-    return f"{base_version}+keep.{fingerprint}" if fingerprint else base_version
+    if fingerprint:
+        version += f"+keep.{fingerprint}"
+    patterns = sorted(f"{entity}\t{regex}" for entity, regex in patterns)
+    if patterns:
+        version += "+patterns." + hashlib.sha256("\n".join(patterns).encode()).hexdigest()[:8]
+    return version
 
 
 def history(conn: duckdb.DuckDBPyConnection) -> list[dict]:

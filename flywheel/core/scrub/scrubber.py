@@ -86,13 +86,19 @@ class ScrubbedText:
     placeholders: list[str] = field(default_factory=list)  # one per span, same order
 
 
+def _rank(span: Span) -> int:
+    """A type the list does not know ranks as an identifier when a pattern found it (an approved
+    pattern's POLICY_ID beats the NER's PROPER_NOUN over the same token), last otherwise."""
+    return _RANK.get(span.entity_type, _RANK["PO_NUMBER"] if span.layer == "regex" else len(_RANK))
+
+
 def merge_spans(spans: Iterable[Span]) -> list[Span]:
     """Union overlapping spans; the merged span keeps the highest-priority type (and its layer)."""
     merged: list[Span] = []
     for s in sorted(spans, key=lambda s: (s.start, -s.end)):
         if merged and s.start < merged[-1].end:
             last = merged[-1]
-            best = min((last, s), key=lambda x: _RANK.get(x.entity_type, len(_RANK)))
+            best = min((last, s), key=_rank)
             merged[-1] = Span(last.start, max(last.end, s.end), best.entity_type, best.layer)
         else:
             merged.append(s)
@@ -208,17 +214,28 @@ class Scrubber:
         self.analyzer = AnalyzerEngine(nlp_engine=self.nlp_engine, supported_languages=["en"])
         for name in REPLACED_PRESIDIO_RECOGNIZERS:
             self.analyzer.registry.remove_recognizer(name)
-        for recognizer in all_recognizers():
+        recognizers = all_recognizers() + self._approved_patterns()
+        for recognizer in recognizers:
             self.analyzer.registry.add_recognizer(recognizer)
         self.entities = PRESIDIO_ENTITIES + sorted(
-            {e for r in all_recognizers() for e in r.supported_entities} - set(PRESIDIO_ENTITIES)
+            {e for r in recognizers for e in r.supported_entities} - set(PRESIDIO_ENTITIES)
         )
+
+    def _approved_patterns(self) -> list:
+        """The patterns an admin approved from reported misses (flywheel.core.scrub.patterns)."""
+        from presidio_analyzer import Pattern, PatternRecognizer
+
+        by_type: dict[str, list] = {}
+        for i, (entity, regex) in enumerate(self.settings.extra_patterns):
+            by_type.setdefault(entity, []).append(Pattern(f"approved pattern {i + 1}", regex, 0.85))
+        return [PatternRecognizer(supported_entity=entity, name=f"flywheel_approved_{entity.lower()}", patterns=found)
+                for entity, found in by_type.items()]
 
     @property
     def version(self) -> str:
         """The code's version, and the keep list it runs with (flywheel.core.scrub.keep_terms): a trace
         scrubbed with other keep terms was scrubbed by another scrubber."""
-        return version_with(SCRUBBER_VERSION, self.settings.keep_terms)
+        return version_with(SCRUBBER_VERSION, self.settings.keep_terms, self.settings.extra_patterns)
 
     # -- analysis --------------------------------------------------------------------------------
 
