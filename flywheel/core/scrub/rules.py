@@ -19,6 +19,8 @@ import functools
 import re
 from pathlib import Path
 
+from flywheel.core.scrub.addresses import REFERENCE_WORDS
+
 PERSON = "PERSON"
 ORGANIZATION = "ORGANIZATION"
 PROPER_NOUN = "PROPER_NOUN"
@@ -100,8 +102,6 @@ def proper_noun_runs(doc) -> list[tuple[int, int, str]]:
 
 def _reference_label(token) -> bool:
     """'Article' of 'Article 34', 'Rule' of 'Rule 33': a label before a number, not a name."""
-    from flywheel.core.scrub.addresses import REFERENCE_WORDS
-
     nxt = token.nbor(1) if token.i + 1 < len(token.doc) else None
     return token.text.lower() in REFERENCE_WORDS and nxt is not None and nxt.text[:1].isdigit()
 
@@ -266,9 +266,9 @@ _CONNECTOR = re.compile(r" (?:of(?: the)?|for(?: the)?|de|del|des|du|di|der|and|
 
 def join_fragments(text: str, spans: list) -> list:
     """Adjacent name findings (NER layer) separated by one connector word, or a hyphen ("Weeks-Rivas"),
-    become one span: ORGANIZATION
-    when a piece is one, else the first piece's type. "and" and "&" join only when a piece is an
-    organisation ("Sarah and John" stay two people, "London and Paris" two places)."""
+    become one span: ORGANIZATION when a piece is one, else the first piece's type. "and" and "&" join
+    only when a piece is an organisation ("Sarah and John" stay two people, "London and Paris" two
+    places)."""
     out = []
     for span in spans:
         prev = out[-1] if out else None

@@ -32,8 +32,6 @@ from flywheel.core.scrub.recognizers import (
 )
 from flywheel.settings import ScrubSettings
 
-# Bump when recognizers or merging change: each scrub report records the version that produced it.
-
 # Presidio warns about every recognizer of a language we do not load, on every engine it builds.
 logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
 
@@ -233,8 +231,9 @@ class Scrubber:
 
     @property
     def version(self) -> str:
-        """The code's version, and the keep list it runs with (flywheel.core.scrub.keep_terms): a trace
-        scrubbed with other keep terms was scrubbed by another scrubber."""
+        """The code's version (SCRUBBER_VERSION, bumped when recognizers or merging change) and the lists
+        it runs with, keep terms and approved patterns: a trace scrubbed with other lists was scrubbed by
+        another scrubber. Each scrub report records it."""
         return version_with(SCRUBBER_VERSION, self.settings.keep_terms, self.settings.extra_patterns)
 
     # -- analysis --------------------------------------------------------------------------------
