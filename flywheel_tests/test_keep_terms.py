@@ -197,3 +197,15 @@ def test_double_review_keeps_both_reviewers_placeholders():
     assert agreed.not_personal == "[ORG_1] [NAME_2] [NAME_3]" and agreed.reviewer == "ana+bo"
     assert review_store._combined((first, None), (labels.Label("t1", "not_a_bug", "bo"), None)).not_personal == \
         "[ORG_1] [NAME_2]"
+
+
+def test_status_says_what_waits_for_an_admin(setup):
+    paths, scrubbed = setup
+    with connect(paths.warehouse) as conn:
+        assert keep_terms.waiting(conn) == {"mined": 0, "marked": 0}
+        labels.record(conn, labels.Label("ref_t6", "not_a_bug", "ana", not_personal=_placeholder(scrubbed["ref_t6"])))
+        keep_terms.store_mined(conn, WEEK, [(WEEK, "quantum ledger", 8, 8), (WEEK, "settings", 6, 6)])
+        assert keep_terms.waiting(conn) == {"mined": 2, "marked": 1}
+    from flywheel.cli.summary import scrub_summary
+
+    assert "Keep terms waiting for an admin: 2 word(s)" in scrub_summary(paths, None)

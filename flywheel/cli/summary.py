@@ -126,6 +126,7 @@ def label_summary(paths: Paths, labelled) -> str:
 def scrub_summary(paths: Paths, results: list[dict] | None) -> str:
     from flywheel.core.common import markdown
     from flywheel.core.common.db import connect
+    from flywheel.core.scrub import keep_terms
     from flywheel.core.scrub.residue import summary
 
     with connect(paths.warehouse, read_only=True) as conn:
@@ -133,6 +134,7 @@ def scrub_summary(paths: Paths, results: list[dict] | None) -> str:
         layers = conn.execute(
             """SELECT c.layer, sum(c.n) FROM scrub.scrub_report r, unnest(r.entity_counts) AS u(c) GROUP BY 1 ORDER BY 1"""
         ).fetchall()
+        waiting = keep_terms.waiting(conn)
     if results is None:
         leak_line = "The PII canary leak check of each week is on scrub/anonymized_traces in the UI."
     else:
@@ -146,6 +148,9 @@ def scrub_summary(paths: Paths, results: list[dict] | None) -> str:
                            f"{r['miss_rate']:.2%}") for r in rows])
         + "\n\nFindings per layer: " + ", ".join(f"{layer} {n}" for layer, n in layers)
         + "\n" + leak_line
+        + (f"\nKeep terms waiting for an admin: {waiting['mined']} word(s) the weekly scrub hid for many customers, "
+           f"{waiting['marked']} placeholder(s) reviewers marked as no personal data: flywheel keep-terms."
+           if waiting["mined"] or waiting["marked"] else "")
     )
 
 

@@ -273,6 +273,17 @@ def customers_using(conn: duckdb.DuckDBPyConnection, term: str) -> int:
              AND regexp_matches(lower(CAST(messages AS VARCHAR)), ?)""", [term, pattern]).fetchone()[0]
 
 
+def waiting(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """How much waits for an admin, without reading raw: mined words not decided yet, and placeholders
+    reviewers marked that no decision settled."""
+    decided = set(_decisions(conn))
+    mined = {t for (t,) in conn.execute("SELECT DISTINCT term FROM scrub.keep_candidates").fetchall()} \
+        if table_exists(conn, "scrub", "keep_candidates") else set()
+    marked = conn.execute("SELECT count(*) FROM scrub.keep_proposals WHERE settled_revision IS NULL").fetchone()[0] \
+        if table_exists(conn, "scrub", "keep_proposals") else 0
+    return {"mined": len(mined - decided), "marked": marked}
+
+
 def _decisions(conn: duckdb.DuckDBPyConnection) -> dict[str, str]:
     if not table_exists(conn, "scrub", "keep_term_changes"):
         return {}
