@@ -166,7 +166,7 @@ def _pii(label: labels.Label) -> None:
     if answer != "k":
         return
     while True:
-        typed = click.prompt("which placeholders hide the product's or the domain's words (e.g. [PROPER_NOUN_3])").strip()
+        typed = click.prompt("which placeholders hide the product's or the domain's words (e.g. [NAME_3])").strip()
         found, problems = keep_terms.parse(typed)
         if found and not problems:
             label.not_personal = " ".join(found)

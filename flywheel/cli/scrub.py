@@ -221,7 +221,7 @@ def _min_customers_option(fn):
 def keep_terms_group(ctx: click.Context, min_customers: int, data_dir: Path | None) -> None:
     """Words reviewers marked as not personal data: see them, approve them into the scrubber's keep list, or reject them.
 
-    A reviewer marks placeholders ("[PROPER_NOUN_3]") that hide the product's or the domain's words;
+    A reviewer marks placeholders ("[NAME_3]") that hide the product's or the domain's words;
     this maps them back to their words by scrubbing the traces again from raw, and shows a word only
     when the traces of --min-customers different customers hold it. Approved words go into
     <data>/reference/keep_terms.txt, which the next scrub reads; its version names the keep list.

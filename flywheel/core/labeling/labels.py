@@ -43,7 +43,7 @@ class Label:
     pii_ok: bool = True
     pii_issue_class: str | None = None
     pii_note: str | None = None
-    # Placeholders the reviewer says hide no personal data ("[PROPER_NOUN_3] [ORGANIZATION_2]"): each is
+    # Placeholders the reviewer says hide no personal data ("[NAME_3] [ORG_2]"): each is
     # a keep-term proposal (flywheel.core.scrub.keep_terms), never a word.
     not_personal: str | None = None
     source: str = "review"  # review | csv | sibling | demo

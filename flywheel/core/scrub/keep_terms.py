@@ -1,6 +1,6 @@
 """Keep terms from reviewers: a placeholder that hid no personal data becomes a word the scrubber keeps.
 
-A reviewer who reads "[PROPER_NOUN_3] under [ORGANIZATION_2]" and knows the hidden words are the
+A reviewer who reads "[NAME_3] under [ORG_2]" and knows the hidden words are the
 product's or the domain's ("Convention", "Settings") marks those placeholders "not personal data" on
 the label (terminal, spreadsheet, review page). That is a proposal, stored by placeholder: the reviewer
 never sees the word, and nothing outside `raw` ever holds it unchecked.
@@ -12,14 +12,14 @@ it is shown for approval. A word seen for fewer is held back and never shown (a 
 and a name is personal data). Only name findings (the NER layer) can be kept; an email or an id found
 by a pattern, or a word of the customer vocabulary, stays redacted whatever a reviewer says.
 
-The scrub station proposes words too: each week it counts, for every one-word-or-more organisation or
-proper-noun finding, the customers whose sampled traces hold it; a word hidden for at least
-min_customers customers in one week is the product's or the domain's vocabulary ("Quantum Ledger",
-"Convention"), and is stored in scrub.keep_candidates for the admin to approve like a reviewer's.
+The scrub station proposes words too: each week it counts, for every organisation or proper-noun
+finding, the customers whose sampled traces hold it; a word hidden for at least min_customers customers
+in one week is the product's or the domain's vocabulary ("Quantum Ledger", "Convention"), and is stored
+in scrub.keep_candidates for the admin to approve like a reviewer's.
 
 An approved word goes into <data>/reference/keep_terms.txt, which the next scrub reads. The scrubber
 version every scrubbed trace and scrub/scrub_report record names the keep list it ran with
-(scrubber.version_with), and scrub.keep_term_changes keeps each decision with the version it led to.
+(version_with), and scrub.keep_term_changes keeps each decision with the version it led to.
 """
 
 from __future__ import annotations
@@ -44,14 +44,14 @@ DEFAULT_MIN_CUSTOMERS = 5
 
 
 def parse(text: str | None) -> tuple[list[str], list[str]]:
-    """(placeholders, problems) from what a reviewer typed: placeholders such as [PROPER_NOUN_3],
+    """(placeholders, problems) from what a reviewer typed: placeholders such as [NAME_3],
     separated by spaces or commas."""
     if not text or not text.strip():
         return [], []
     tokens = [t for t in re.split(r"[\s,;]+", text.strip()) if t]
     bad = [t for t in tokens if not PLACEHOLDER.fullmatch(t)]
     found = list(dict.fromkeys(t for t in tokens if PLACEHOLDER.fullmatch(t)))
-    return found, [f"{t!r} is not a placeholder such as [PROPER_NOUN_3]" for t in bad[:3]]
+    return found, [f"{t!r} is not a placeholder such as [NAME_3]" for t in bad[:3]]
 
 
 def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
