@@ -169,7 +169,7 @@ def test_the_scrub_station_proposes_words_it_hid_for_many_customers(data_dir, re
     with connect(paths.warehouse) as conn:
         conversations = station.raw_conversations(conn, [f"ref_t{i}" for i in range(7)] + ["ref_t_name"])
     miner = keep_terms.Miner()
-    for ref, (messages, customer) in conversations.items():
+    for messages, customer in conversations.values():
         texts = [m["content"] for m in messages]
         [scrubbed] = list(real_scrubber.scrub_conversations([texts]))
         miner.observe(f"customer:{customer}", texts, scrubbed)

@@ -31,15 +31,9 @@ def _drift_scrubber(paths, customer_id: str, trace_ids: tuple[str, ...]):
         if not erasure.drift_may_hold(conn, customer_id, trace_ids):
             return None
     click.echo("Loading the scrubber, to find the vectors drift made from their traces ...", err=True)
-    from flywheel.core.scrub import Scrubber
-    from flywheel.core.scrub.vocabulary import CustomerVocabulary, read_lines
-    from flywheel.settings import ScrubSettings
+    from flywheel.cli.scrub import data_scrubber
 
-    vocabulary = CustomerVocabulary.from_csv(paths.customer_vocabulary) if paths.customer_vocabulary.exists() else None
-    from flywheel.core.scrub.patterns import load as load_patterns
-
-    keep = sorted(read_lines(paths.keep_terms)) if paths.keep_terms.exists() else []
-    return Scrubber(ScrubSettings(keep_terms=keep, extra_patterns=load_patterns(paths.pii_patterns)), vocabulary)
+    return data_scrubber(paths)
 
 
 def _span(versions: list[int]) -> str:

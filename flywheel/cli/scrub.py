@@ -167,17 +167,15 @@ def residue_approve_pattern(regex: str, entity_type: str, by: str | None, data_d
     """Add a pattern (one `flywheel residue` proposed, or your own) to the regex layer of the next scrub."""
     import getpass
 
-    from flywheel.core.scrub import keep_terms, patterns
-    from flywheel.core.scrub.vocabulary import read_lines
+    from flywheel.core.scrub import patterns
 
     paths = paths_for(data_dir)
     try:
         added = patterns.approve(paths.pii_patterns, entity_type, regex, by or getpass.getuser())
     except patterns.PatternError as exc:
         raise click.ClickException(str(exc)) from None
-    version = keep_terms.version_with(keep_terms.SCRUBBER_VERSION, read_lines(paths.keep_terms), _patterns(paths))
     click.echo(("Added to " if added else "Already in ") + f"{paths.pii_patterns}; the next scrub runs as scrubber "
-               f"{version}.")
+               f"{_next_version(paths)}.")
 
 
 @residue.command("add")
@@ -228,15 +226,14 @@ def keep_terms_group(ctx: click.Context, min_customers: int, data_dir: Path | No
     """
     if ctx.invoked_subcommand is not None:
         return
-    paths = paths_for(data_dir)
-    resolution, version = _resolve(paths, min_customers)
     from flywheel.core.common.db import connect
     from flywheel.core.scrub import keep_terms
-
-    with connect(paths.warehouse, read_only=True) as conn:
-        changes = keep_terms.history(conn)
     from flywheel.core.scrub.vocabulary import read_lines
 
+    paths = paths_for(data_dir)
+    resolution, version = _resolve(paths, min_customers)
+    with connect(paths.warehouse, read_only=True) as conn:
+        changes = keep_terms.history(conn)
     click.echo(f"Keep list: {len(read_lines(paths.keep_terms))} words in {paths.keep_terms}; "
                f"scrubber version {version}.")
     ready = resolution.ready()
@@ -246,7 +243,7 @@ def keep_terms_group(ctx: click.Context, min_customers: int, data_dir: Path | No
     if not resolution.candidates and not resolution.unresolved:
         click.echo("No proposal: reviewers mark placeholders that hide no personal data in the not_personal "
                    "field (review page, spreadsheet or `flywheel review`), and the weekly scrub proposes words it "
-                   "hid for at least 5 customers.")
+                   f"hid for at least {keep_terms.DEFAULT_MIN_CUSTOMERS} customers.")
     if ready:
         click.echo(f"Ready for approval (in the traces of at least {min_customers} customers):")
         for c in ready:
@@ -277,21 +274,27 @@ def keep_terms_group(ctx: click.Context, min_customers: int, data_dir: Path | No
 
 def _resolve(paths, min_customers: int):
     """(resolution of every proposal, the scrubber version with today's keep list)."""
-    from flywheel.core.common.db import connect
+    from flywheel.core.common.db import connect, table_exists
     from flywheel.core.scrub import keep_terms
-    from flywheel.core.scrub.keep_terms import SCRUBBER_VERSION
-    from flywheel.core.scrub.vocabulary import read_lines
 
-    version = keep_terms.version_with(SCRUBBER_VERSION, read_lines(paths.keep_terms), _patterns(paths))
+    version = _next_version(paths)
     with connect(paths.warehouse, read_only=True) as conn:
-        pending = conn.execute("SELECT count(DISTINCT trace_ref) FROM scrub.keep_proposals "
-                               "WHERE settled_revision IS NULL").fetchone()[0] if _has_table(conn, "keep_proposals") else 0
+        pending = conn.execute("SELECT count(DISTINCT trace_ref) FROM scrub.keep_proposals WHERE settled_revision IS NULL"
+                               ).fetchone()[0] if table_exists(conn, "scrub", "keep_proposals") else 0
         if not pending:  # mined words only: nothing to scrub again
             return keep_terms.resolve(conn, None, min_customers=min_customers), version
     click.echo(f"Loading the scrubber to map {pending} trace(s)' placeholders back to their words ...", err=True)
-    scrubber = _data_scrubber(paths)
+    scrubber = data_scrubber(paths)
     with connect(paths.warehouse, read_only=True) as conn, progress("resolve", total=pending, unit="trace") as bar:
         return keep_terms.resolve(conn, scrubber, min_customers=min_customers, progress=bar.update), version
+
+
+def _next_version(paths) -> str:
+    """The version the next scrub records: the code's, with the data directory's keep terms and patterns."""
+    from flywheel.core.scrub import keep_terms
+    from flywheel.core.scrub.vocabulary import read_lines
+
+    return keep_terms.version_with(keep_terms.SCRUBBER_VERSION, read_lines(paths.keep_terms), _patterns(paths))
 
 
 def _patterns(paths) -> list[tuple[str, str]]:
@@ -303,26 +306,17 @@ def _patterns(paths) -> list[tuple[str, str]]:
         raise click.ClickException(str(exc)) from None
 
 
-def _has_table(conn, name: str) -> bool:
-    from flywheel.core.common.db import table_exists
-
-    return table_exists(conn, "scrub", name)
-
-
-def _data_scrubber(paths):
-    """The scrubber the weekly loop runs: the data directory's customer vocabulary and keep terms."""
+def data_scrubber(paths):
+    """The scrubber the weekly loop runs: the data directory's customer vocabulary, keep terms and
+    approved patterns; a file that cannot be read is one line naming it."""
     from flywheel.core.scrub import Scrubber
-    from flywheel.core.scrub.vocabulary import CustomerVocabulary, VocabularyError, read_lines
-    from flywheel.settings import ScrubSettings
-
-    from flywheel.core.scrub.patterns import PatternError, load as load_patterns
+    from flywheel.core.scrub.patterns import PatternError
+    from flywheel.core.scrub.vocabulary import VocabularyError
 
     try:
-        vocabulary = CustomerVocabulary.from_csv(paths.customer_vocabulary) if paths.customer_vocabulary.exists() else None
-        extra = load_patterns(paths.pii_patterns)
+        return Scrubber.from_files(paths.customer_vocabulary, paths.keep_terms, paths.pii_patterns)
     except (VocabularyError, PatternError) as exc:
         raise click.ClickException(str(exc)) from None
-    return Scrubber(ScrubSettings(keep_terms=sorted(read_lines(paths.keep_terms)), extra_patterns=extra), vocabulary)
 
 
 def _decide(words: tuple[str, ...], decision: str, by: str | None, min_customers: int, data_dir: Path | None) -> None:
@@ -330,7 +324,6 @@ def _decide(words: tuple[str, ...], decision: str, by: str | None, min_customers
 
     from flywheel.core.common.db import connect, transaction
     from flywheel.core.scrub import keep_terms
-    from flywheel.core.scrub.keep_terms import SCRUBBER_VERSION
     from flywheel.core.scrub.vocabulary import normalize
 
     paths = paths_for(data_dir)
@@ -341,11 +334,11 @@ def _decide(words: tuple[str, ...], decision: str, by: str | None, min_customers
         raise click.ClickException(
             f"{', '.join(repr(w) for w in unknown)}: not a word ready for approval (see `flywheel keep-terms`); "
             "a word is shown only once the traces of enough customers hold it")
-    who = by or getpass.getuser()
+    who, patterns = by or getpass.getuser(), _patterns(paths)
     with connect(paths.warehouse) as conn, transaction(conn):
         for word in words:
-            version = keep_terms.decide(conn, paths.keep_terms, ready[normalize(word)], decision, who, SCRUBBER_VERSION,
-                                        _patterns(paths))
+            version = keep_terms.decide(conn, paths.keep_terms, ready[normalize(word)], decision, who,
+                                        keep_terms.SCRUBBER_VERSION, patterns)
             click.echo(f"{decision.capitalize()} {normalize(word)!r}; the next scrub runs as scrubber {version}.")
     if decision == "approved":
         click.echo(f"Kept in {paths.keep_terms}: traces scrubbed from now on leave it in the text.")

@@ -18,7 +18,7 @@ from flywheel.core.scrub.scrubber import (
     merge_spans,
     replace,
 )
-from flywheel.core.scrub.vocabulary import CustomerVocabulary, read_lines
+from flywheel.core.scrub.vocabulary import CustomerVocabulary
 from flywheel.settings import ScrubSettings
 
 
@@ -33,11 +33,8 @@ def _existing(path: str | None) -> tuple[str | None, float]:
 def _load_scrubber(spacy_model: str, vocabulary: tuple[str | None, float], keep_terms: tuple[str | None, float],
                    patterns: tuple[str | None, float] = (None, 0.0)):
     from flywheel.core.scrub import Scrubber
-    from flywheel.core.scrub.patterns import load as load_patterns
 
-    settings = ScrubSettings(spacy_model=spacy_model, keep_terms=sorted(read_lines(keep_terms[0])) if keep_terms[0] else [],
-                             extra_patterns=load_patterns(patterns[0]))
-    return Scrubber(settings, CustomerVocabulary.from_csv(vocabulary[0]) if vocabulary[0] else None)
+    return Scrubber.from_files(vocabulary[0], keep_terms[0], patterns[0], spacy_model=spacy_model)
 
 
 class ScrubberResource(dg.ConfigurableResource):

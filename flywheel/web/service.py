@@ -290,8 +290,8 @@ class Review:
         row, found = spreadsheet.parse_record(record, 0, known, {}, set(snap.items), reviewer)
         problems += [{"field": p["column"], "message": p["message"]} for p in found]
         if row is not None and row.label.not_personal:
-            shown = " ".join(m["content"] or "" for m in snap.items[row.label.trace_ref]["messages"])
-            missing = [p for p in keep_terms.parse(row.label.not_personal)[0] if p not in shown]
+            missing = keep_terms.missing_in(snap.items[row.label.trace_ref]["messages"],
+                                            keep_terms.parse(row.label.not_personal)[0])
             if missing:
                 problems.append({"field": "not_personal", "message": f"{', '.join(missing)} not in this trace's "
                                  "scrubbed text: copy the placeholders as the trace shows them"})

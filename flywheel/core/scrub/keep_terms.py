@@ -131,14 +131,18 @@ def store_mined(conn: duckdb.DuckDBPyConnection, week_start, rows: list[tuple]) 
         conn.executemany("INSERT INTO scrub.keep_candidates VALUES (?, ?, ?, ?)", rows)
 
 
+def missing_in(messages: list[dict], placeholders: list[str]) -> list[str]:
+    """The placeholders that appear in none of a scrubbed trace's messages (a typo, another trace's)."""
+    shown = "\n".join(m["content"] or "" for m in messages)
+    return [p for p in placeholders if p not in shown]
+
+
 def missing_placeholders(conn: duckdb.DuckDBPyConnection, trace_ref: str, placeholders: list[str]) -> list[str]:
-    """The placeholders that do not appear in the trace's scrubbed text (a typo, another trace's)."""
+    """missing_in, for a trace of the warehouse."""
     if not placeholders or not table_exists(conn, "scrub", "anonymized_traces"):
         return []
-    row = conn.execute("SELECT CAST(messages AS VARCHAR) FROM scrub.anonymized_traces WHERE trace_ref = ? LIMIT 1",
-                       [trace_ref]).fetchone()
-    text = row[0] if row else ""
-    return [p for p in placeholders if p not in text]
+    row = conn.execute("SELECT messages FROM scrub.anonymized_traces WHERE trace_ref = ? LIMIT 1", [trace_ref]).fetchone()
+    return missing_in(row[0] if row else [], placeholders)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,8 +211,9 @@ def resolve(conn: duckdb.DuckDBPyConnection, scrubber, *, min_customers: int = D
         if progress:
             progress(1)
         if [s.text for s in scrubbed] != stored[ref]:
-            out.unresolved += [(ref, p, "scrubbed differently now (the scrubber or its lists changed since): "
-                                        "ask for it again on the trace's next scrub") for p, _ in by_trace[ref]]
+            why = ("scrubbed differently now (the scrubber or its lists changed since): ask for it again on the "
+                   "trace's next scrub")
+            out.unresolved += [(ref, p, why) for p, _ in by_trace[ref]]
             continue
         originals = [m["content"] for m in raw[ref][0]]
         for placeholder, reviewer in by_trace[ref]:
@@ -259,8 +264,7 @@ def _term(value: str) -> str:
     (an article the finding took in is not part of the name, and kept alone it would keep every "The")."""
     term = vocab_mod.normalize(value)
     for article in ARTICLES:
-        if term.startswith(article):
-            term = term[len(article):]
+        term = term.removeprefix(article)
     return term.strip(" .,;:!?'\"()[]")
 
 

@@ -26,7 +26,8 @@ NAME_CLASSES = {"PERSON", "ORGANIZATION", "LOCATION", "GPE", "CUSTOMER", "CUSTOM
 # A token that may be an identifier: letters, digits and - _ / # . inside, at least three digits.
 TOKEN = re.compile(r"(?<![\w\[])[A-Za-z0-9][\w\-/#.]*[A-Za-z0-9](?![\w\]])")
 PLACEHOLDER = re.compile(r"\[[A-Z][A-Z0-9_]*\]")
-DATE_OR_TIME = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}|\d{1,2}[:.]\d{2}(?:[:.]\d{2})?|\d{1,2}(?:am|pm)", re.I)
+DATE_OR_TIME = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}|\d{1,2}[:.]\d{2}(?:[:.]\d{2})?|\d{1,2}(?:am|pm)",
+                          re.IGNORECASE)
 
 
 class PatternError(ValueError):

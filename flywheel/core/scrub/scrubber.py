@@ -20,6 +20,7 @@ import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from flywheel.core.scrub import rules
 from flywheel.core.scrub import vocabulary as vocab_mod
@@ -218,6 +219,19 @@ class Scrubber:
         self.entities = PRESIDIO_ENTITIES + sorted(
             {e for r in recognizers for e in r.supported_entities} - set(PRESIDIO_ENTITIES)
         )
+
+    @classmethod
+    def from_files(cls, vocabulary=None, keep_terms=None, patterns=None, spacy_model: str | None = None) -> Scrubber:
+        """The scrubber of a data directory: its customer vocabulary (CRM export), keep terms and approved
+        patterns, each read when the file is there. VocabularyError or patterns.PatternError name a
+        file that cannot be read."""
+        from flywheel.core.scrub.patterns import load as load_patterns
+
+        settings = ScrubSettings(keep_terms=sorted(vocab_mod.read_lines(keep_terms)) if keep_terms else [],
+                                 extra_patterns=load_patterns(patterns),
+                                 **({"spacy_model": spacy_model} if spacy_model else {}))
+        exists = vocabulary is not None and Path(vocabulary).exists()
+        return cls(settings, vocab_mod.CustomerVocabulary.from_csv(vocabulary) if exists else None)
 
     def _approved_patterns(self) -> list:
         """The patterns an admin approved from reported misses (flywheel.core.scrub.patterns)."""
