@@ -145,6 +145,8 @@ def test_keep_terms_spare_the_products_own_words_but_not_customer_data(real_scru
      ["Jacob", "Lucid and Loveland Technologies"]),
     # "Plumbing" alone is a common noun; beside a name the model missed it ends a company's name.
     ("Account ACC-100234, company Riverbend Plumbing.", [], ["Riverbend Plumbing"]),
+    # A name finding that stopped inside a hyphenated id left its tail ("-43") readable.
+    ("Policy PLX-2231-43 is due.", [], ["PLX-2231-43"]),
 ])
 def test_prose_keeps_common_nouns_references_and_headings(real_scrubber, text, kept, redacted):
     [spans] = real_scrubber.find_spans([text])

@@ -119,6 +119,12 @@ def _tidy(text: str, span: Span) -> Span | None:
         possessive = _POSSESSIVE.search(text, start, end)
         if possessive and possessive.start() > start:
             end = possessive.start()
+        # A name finding that stops inside a hyphenated token leaves its tail readable ("PLX-2231" of
+        # "PLX-2231-43" left "-43"): it takes the whole token.
+        while end < len(text) and end > start and text[end] == "-" and text[end + 1 : end + 2].isalnum():
+            end += 1
+            while end < len(text) and text[end].isalnum():
+                end += 1
     if end <= start:
         return None
     return Span(start, end, span.entity_type, span.layer)
