@@ -35,6 +35,7 @@ def _warehouse(paths: Paths) -> None:
         residue.record_miss(conn, "t1", "POLICY_ID", note="the policy number", reported_by="ana")
         residue.record_miss(conn, "t2", "POLICY_ID", reported_by="bo")
         residue.record_miss(conn, "t3", "PERSON", reported_by="bo")
+        residue.record_miss(conn, "t3", "ORDER_ID", reported_by="bo")  # nothing id-like is left in t3
 
 
 def test_misses_propose_a_pattern_an_admin_approves_into_the_next_scrub(data_dir):
@@ -48,14 +49,14 @@ def test_misses_propose_a_pattern_an_admin_approves_into_the_next_scrub(data_dir
         found = patterns.propose(conn)
     [proposal] = found.patterns
     assert proposal.entity_type == "POLICY_ID" and proposal.misses == 2 and proposal.traces == {"t1", "t2"}
-    assert found.names == {"PERSON": 1}
+    assert found.names == {"PERSON": 1} and found.nothing_left == 1
 
     runner = CliRunner()
     shown = runner.invoke(main, ["residue"])
     assert shown.exit_code == 0, shown.output
     assert proposal.regex in shown.output and "2 miss(es) on 2 trace(s)" in shown.output
     assert "PLX-2231-88" not in shown.output and "Wilhelmina" not in shown.output  # shapes, never values
-    assert "customer vocabulary" in shown.output
+    assert "customer vocabulary" in shown.output and "1 identifier miss(es) leave nothing" in shown.output
     bad = runner.invoke(main, ["residue", "approve-pattern", "--entity-type", "POLICY_ID", "([A-Z"])
     assert bad.exit_code == 1 and "does not compile" in bad.output
     approved = runner.invoke(main, ["residue", "approve-pattern", "--entity-type", "policy_id", proposal.regex])

@@ -153,6 +153,9 @@ def _miss_proposals(paths) -> None:
             click.echo(f"  {p.entity_type:16} {p.regex}   {p.misses} miss(es) on {len(p.traces)} trace(s)")
         click.echo("Approve one with `flywheel residue approve-pattern --entity-type TYPE 'REGEX'`: the next scrub "
                    f"reads {paths.pii_patterns}.")
+    if found.nothing_left:
+        click.echo(f"{found.nothing_left} identifier miss(es) leave nothing identifier-like in their traces' scrubbed "
+                   "text now (scrubbed again since, or only part of a value leaked): no pattern to propose.")
     for entity, n in sorted(found.names.items()):
         click.echo(f"{n} {entity} miss(es): a name is no pattern; add it to the customer vocabulary "
                    f"({paths.customer_vocabulary}, the CRM export) and the lookup layer finds it.")
