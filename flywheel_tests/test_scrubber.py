@@ -34,6 +34,7 @@ def _found(scrubber, text):
     ("an application (no. 36110/97) against Turkey", "36110/97", "REFERENCE_NUMBER"),
     ("see case no. 2023/118 for details", "2023/118", "REFERENCE_NUMBER"),
     ("Please quote ref 4521-XY in your reply", "4521-XY", "REFERENCE_NUMBER"),
+    ("It logs me out. Policy PLX-7414-77.", "PLX-7414-77", "REFERENCE_NUMBER"),
 ])
 def test_regex_layer(real_scrubber, text, value, entity_type):
     # The merged span may be wider (an overlapping NER finding joins it), never narrower.

@@ -132,11 +132,13 @@ CUED_PATTERNS: dict[str, list[tuple[str, str, float]]] = {
         r"(?<![\w@./-])[a-z][a-z._]{3,29}\d{2,4}(?![\w@-])",
         0.5,
     )],
-    # Case, file and application numbers: "application no. 36110/97", "case no. 2023/118", "ref 4521-XY".
+    # Case, file, application, policy and contract numbers: "application no. 36110/97", "case no. 2023/118",
+    # "ref 4521-XY", "Policy PLX-7414-77".
     # A number needs three digits or a slash after such a word ("in case 3 people ask" is no reference).
     "REFERENCE_NUMBER": [(
         "reference after cue",
-        r"(?<=\b(?:application|case|file|complaint|claim|ref|reference|dossier|docket|petition|matter)s?\.?"
+        r"(?<=\b(?:application|case|file|complaint|claim|ref|reference|dossier|docket|petition|matter|policy|contract"
+        r"|membership)s?\.?"
         r"(?:\s+(?:no|nos|number|#)\.?)?\s*[:#]?\s{0,3})"
         r"(?=[\w-]*\d{3}|\d+/\d)[a-z0-9][\w-]*(?:/[\w-]+)*",
         0.85,
