@@ -1,10 +1,10 @@
 """The Dagster code location: thin on purpose, everything is built in flywheel/defs."""
 
 import dagster as dg
-from dagster_duckdb_polars import DuckDBPolarsIOManager
 
 from flywheel.defs import dead_runs, drift, evalset, intake, jobs, labeling, privacy, regression, sampling, scrub, sensors
 from flywheel.resources.embedder import EmbedderResource
+from flywheel.resources.io_manager import WarehousePolarsIOManager
 from flywheel.resources.scrubber import ScrubberResource
 from flywheel.resources.warehouse import Warehouse
 from flywheel.settings import Paths
@@ -33,7 +33,7 @@ def build_definitions(data_dir: str | None = None, scrubber: dg.ConfigurableReso
             ),
             "embedder": embedder or EmbedderResource(),
             # Asset key prefix -> schema: sample/sampled_traces is table sample.sampled_traces.
-            "io_manager": DuckDBPolarsIOManager(database=str(paths.warehouse)),
+            "io_manager": WarehousePolarsIOManager(data_dir=str(paths.data_dir)),
         },
     )
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from flywheel.core.common.lake import WAREHOUSE_ENV, Lake, parse_target
+
 DATA_DIR_ENV = "FLYWHEEL_DATA"
 # The repository's own data/reference (the demo's taxonomy lives there), for data directories elsewhere.
 REPO_REFERENCE = Path(__file__).resolve().parents[1] / "data" / "reference"
@@ -35,8 +37,9 @@ class Paths:
         self.data_dir = resolve_data_dir(data_dir)
 
     @property
-    def warehouse(self) -> Path:
-        return self.data_dir / "flywheel.duckdb"
+    def warehouse(self) -> Path | Lake:
+        """The single DuckDB file (<data>/flywheel.duckdb), or the DuckLake FLYWHEEL_WAREHOUSE names."""
+        return parse_target(os.environ.get(WAREHOUSE_ENV), self.data_dir)
 
     @property
     def inbox_traces(self) -> Path:

@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -7,8 +8,50 @@ from flywheel.core.common.db import connect
 from flywheel.core.intake.ingest import ensure_raw_tables
 
 
+# The station tests run on both warehouses, the single DuckDB file and a DuckLake on PostgreSQL, so
+# that neither drifts. Other tests use the single file.
+STATION_MODULES = {"test_sampling", "test_scrub_station", "test_labeling", "test_evalset", "test_regression",
+                   "test_drift", "test_loop", "test_privacy_erasure", "test_privacy_retention", "test_first_week",
+                   "test_lake"}
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.module.__name__.rsplit(".", 1)[-1] in STATION_MODULES and "data_dir" in metafunc.fixturenames:
+        metafunc.parametrize("backend", ["duckdb", "ducklake"], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server for the session (Debian's, started in a temporary folder). Skips where the
+    server is not installed; fails instead under CI (FLYWHEEL_REQUIRE_POSTGRES=1), which installs it."""
+    from flywheel_tests import pg
+
+    found = pg.binaries()
+    if found is None:
+        if os.environ.get("FLYWHEEL_REQUIRE_POSTGRES") == "1":
+            pytest.fail("PostgreSQL's server is not installed (apt-get install postgresql); .ci/run installs it")
+        pytest.skip("PostgreSQL's server is not installed (apt-get install postgresql)")
+    server = pg.Server(found)
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def data_dir(tmp_path, monkeypatch) -> Path:
+def backend(request, monkeypatch, tmp_path) -> str:
+    """Which warehouse the test's data directory uses: "duckdb" (the default) or "ducklake" (a fresh
+    database on the session's PostgreSQL, data files under tmp_path)."""
+    kind = getattr(request, "param", "duckdb")
+    monkeypatch.delenv("FLYWHEEL_WAREHOUSE", raising=False)
+    monkeypatch.delenv("FLYWHEEL_LAKE_DATA", raising=False)
+    if kind == "ducklake":
+        server = request.getfixturevalue("postgres")
+        monkeypatch.setenv("FLYWHEEL_WAREHOUSE", f"ducklake:postgres:{server.new_database()}")
+        monkeypatch.setenv("FLYWHEEL_LAKE_DATA", str(tmp_path / "lake"))
+    return kind
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch, backend) -> Path:
     """A private data directory (warehouse, key, Dagster home) for one test."""
     d = tmp_path / "data"
     d.mkdir()
@@ -19,11 +62,15 @@ def data_dir(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
-def warehouse(data_dir) -> Path:
-    """An empty warehouse in the test's data directory: verbs that read state refuse a directory without one."""
-    with connect(data_dir / "flywheel.duckdb") as c:
+def warehouse(data_dir):
+    """An empty warehouse in the test's data directory: verbs that read state refuse a directory without
+    one. The DuckDB file's path, or the Lake on DuckLake runs."""
+    from flywheel.paths import Paths
+
+    target = Paths(data_dir).warehouse
+    with connect(target) as c:
         ensure_raw_tables(c)
-    return data_dir / "flywheel.duckdb"
+    return target
 
 
 def demo_in_data_dir(data_dir: Path, tmp_path: Path, *, weeks: int, traces_per_day: int, seed: int):
@@ -48,15 +95,14 @@ def demo_in_data_dir(data_dir: Path, tmp_path: Path, *, weeks: int, traces_per_d
 
 def fake_resources(paths) -> dict:
     """The asset resources on the data directory, with the small fake scrubber and embedder."""
-    from dagster_duckdb_polars import DuckDBPolarsIOManager
-
     from flywheel.resources.embedder import FakeEmbedderResource
+    from flywheel.resources.io_manager import WarehousePolarsIOManager
     from flywheel.resources.scrubber import FakeScrubberResource
     from flywheel.resources.warehouse import Warehouse
 
     return {
         "warehouse": Warehouse(data_dir=str(paths.data_dir)),
-        "io_manager": DuckDBPolarsIOManager(database=str(paths.warehouse)),
+        "io_manager": WarehousePolarsIOManager(data_dir=str(paths.data_dir)),
         "scrubber": FakeScrubberResource(vocabulary_path=str(paths.customer_vocabulary)),
         "embedder": FakeEmbedderResource(),
     }

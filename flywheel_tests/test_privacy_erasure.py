@@ -16,7 +16,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from click.testing import CliRunner
-from dagster_duckdb_polars import DuckDBPolarsIOManager
+from flywheel.resources.io_manager import WarehousePolarsIOManager
 
 from flywheel.cli.common import main
 from flywheel.core.common import keys
@@ -77,7 +77,7 @@ def _build(data_dir: Path) -> None:
         evalset.import_starter(conn, starter)
     resources = {
         "warehouse": Warehouse(data_dir=str(data_dir)),
-        "io_manager": DuckDBPolarsIOManager(database=str(paths.warehouse)),
+        "io_manager": WarehousePolarsIOManager(data_dir=str(paths.data_dir)),
         "scrubber": FakeScrubberResource(),
         "embedder": FakeEmbedderResource(),
     }

@@ -8,7 +8,7 @@ import json
 
 import dagster as dg
 import pytest
-from dagster_duckdb_polars import DuckDBPolarsIOManager
+from flywheel.resources.io_manager import WarehousePolarsIOManager
 
 from flywheel.core.common import clock
 from flywheel.core.common.db import connect
@@ -118,7 +118,7 @@ def test_the_weekly_loop_deletes_a_sampled_and_scrubbed_week_once_it_expires(dat
                 [trace(f"w1-{i}", timestamp=_at(W1, i), guardrail_tripped=True) for i in range(6)]
                 + [trace(f"w2-{i}", timestamp=_at(W2, i)) for i in range(4)])
     resources = {"warehouse": Warehouse(data_dir=str(data_dir)), "scrubber": FakeScrubberResource(),
-                 "embedder": FakeEmbedderResource(), "io_manager": DuckDBPolarsIOManager(database=str(paths.warehouse))}
+                 "embedder": FakeEmbedderResource(), "io_manager": WarehousePolarsIOManager(data_dir=str(paths.data_dir))}
     instance = dg.DagsterInstance.ephemeral()
     with clock.pinned_at(W2 + dt.timedelta(hours=5)):
         week = dg.materialize([raw_traces, sampled_traces, scrub_week, raw_retention], partition_key=W1.date().isoformat(),

@@ -4,7 +4,7 @@ import shutil
 
 import dagster as dg
 import pytest
-from dagster_duckdb_polars import DuckDBPolarsIOManager
+from flywheel.resources.io_manager import WarehousePolarsIOManager
 
 from flywheel.core.common import keys
 from flywheel.core.intake.ingest import ingest_paths
@@ -28,7 +28,7 @@ def demo_week(data_dir):
         ingest_paths(conn, [data_dir / "demo" / "traces"])
     resources = {
         "warehouse": warehouse,
-        "io_manager": DuckDBPolarsIOManager(database=str(warehouse.paths.warehouse)),
+        "io_manager": WarehousePolarsIOManager(data_dir=str(warehouse.paths.data_dir)),
         "scrubber": FakeScrubberResource(vocabulary_path=str(data_dir / "reference" / "customer_vocabulary.csv")),
     }
     return warehouse, resources

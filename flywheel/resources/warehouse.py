@@ -6,18 +6,23 @@ resource's configuration (or swaps the class), not the stations.
 
 
 import contextlib
+import random
 from collections.abc import Callable, Iterator
 
 import dagster as dg
 import duckdb
 
-from flywheel.core.common import db
+from flywheel.core.common import db, lake
 from flywheel.core.common import keys
 from flywheel.settings import Paths
 
 
+CONFLICT_RETRIES = 10
+
+
 class Warehouse(dg.ConfigurableResource):
-    """DuckDB file under the data directory, opened late and briefly, retried when locked."""
+    """The DuckDB file under the data directory (opened late and briefly, retried when locked), or the
+    DuckLake FLYWHEEL_WAREHOUSE names."""
 
     data_dir: str
 
@@ -27,8 +32,15 @@ class Warehouse(dg.ConfigurableResource):
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        with db.connect(self.paths.warehouse, read_only=read_only) as conn:
-            yield conn
+        """On DuckLake, a write that lost to another writer (another week's run) fails the step with a
+        retry request: every station writes delete-then-insert, so running the step again is safe."""
+        try:
+            with db.connect(self.paths.warehouse, read_only=read_only) as conn:
+                yield conn
+        except duckdb.Error as exc:
+            if not lake.is_conflict(exc):
+                raise
+            raise dg.RetryRequested(max_retries=CONFLICT_RETRIES, seconds_to_wait=random.uniform(0.5, 3.0)) from exc
 
     def trace_ref(self) -> Callable[[str], str]:
         key = keys.load_key(self.paths.data_dir)

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import duckdb
 
+from flywheel.core.common import lake
+from flywheel.core.common.lake import Lake
+
 LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked")
 
 
@@ -46,7 +49,11 @@ def lock_holder(message: str) -> str:
     return f"{' '.join(words)} (PID {pid})"
 
 
-def open_connection(path: str | Path, *, read_only: bool = False, timeout_s: float = 60.0) -> duckdb.DuckDBPyConnection:
+def open_connection(path: str | Path | Lake, *, read_only: bool = False, timeout_s: float = 60.0) -> duckdb.DuckDBPyConnection:
+    """A connection to the warehouse: the DuckDB file at `path` (retried while another process holds
+    it), or the DuckLake a `Lake` names (no file lock: several processes write at once)."""
+    if isinstance(path, Lake):
+        return _configured(lake.connect_lake(path, read_only=read_only))
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +71,10 @@ def open_connection(path: str | Path, *, read_only: bool = False, timeout_s: flo
                                     f"{timeout_s:.0f} s: try again when it has finished") from None
             time.sleep(delay + random.uniform(0, delay))
             delay = min(delay * 2, 2.0)
+    return _configured(conn)
+
+
+def _configured(conn: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     # Timestamps are stored as UTC; make naive strings mean UTC whatever the machine's zone.
     conn.execute("SET TimeZone = 'UTC'")
     # DuckDB's own progress bar would interleave with ours and with CI logs.
@@ -72,7 +83,7 @@ def open_connection(path: str | Path, *, read_only: bool = False, timeout_s: flo
 
 
 @contextlib.contextmanager
-def connect(path: str | Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+def connect(path: str | Path | Lake, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     conn = open_connection(path, read_only=read_only)
     try:
         yield conn
@@ -82,10 +93,16 @@ def connect(path: str | Path, *, read_only: bool = False) -> Iterator[duckdb.Duc
 
 def table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
     row = conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() "
+        "AND table_schema = ? AND table_name = ?",
         [schema, table],
     ).fetchone()
     return bool(row and row[0])
+
+
+def create_table(conn: duckdb.DuckDBPyConnection, ddl: str) -> None:
+    """CREATE TABLE as written on the single file; on DuckLake without the constraints it does not keep."""
+    conn.execute(lake.portable_ddl(ddl) if lake.on_lake(conn) else ddl)
 
 
 def rollback_quietly(conn: duckdb.DuckDBPyConnection) -> None:

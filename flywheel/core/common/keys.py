@@ -172,12 +172,19 @@ _lock = threading.Lock()
 def _check_fingerprint(warehouse: Path, key: bytes, where: str) -> None:
     """Store the key's fingerprint in the warehouse on first use; refuse a key that does not match.
     Without a warehouse there is no reference to protect yet, and nothing is stored."""
+    from flywheel.core.common.lake import Lake
+
     mine = fingerprint(key)
-    try:
-        st = warehouse.stat()
-    except FileNotFoundError:
-        return
-    token = (str(warehouse.resolve()), st.st_dev, st.st_ino, mine)
+    if isinstance(warehouse, Lake):
+        if not warehouse.exists():
+            return
+        token = (warehouse.url, warehouse.data_path, mine)
+    else:
+        try:
+            st = warehouse.stat()
+        except FileNotFoundError:
+            return
+        token = (str(warehouse.resolve()), st.st_dev, st.st_ino, mine)
     with _lock:
         if token in _checked:
             return
@@ -216,7 +223,7 @@ def _read_fingerprint(conn) -> str | None:
 
     if not table_exists(conn, "privacy", "key_fingerprint"):
         return None
-    row = conn.execute(f"SELECT fingerprint FROM {FINGERPRINT_TABLE} LIMIT 1").fetchone()
+    row = conn.execute(f"SELECT fingerprint FROM {FINGERPRINT_TABLE} ORDER BY recorded_at LIMIT 1").fetchone()
     return row[0] if row else None
 
 
@@ -244,16 +251,19 @@ def _store(conn, mine: str) -> str:
     import duckdb
 
     from flywheel.core.common import clock
+    from flywheel.core.common.db import create_table
 
     try:
         conn.execute("CREATE SCHEMA IF NOT EXISTS privacy")
-        conn.execute(f"""CREATE TABLE IF NOT EXISTS {FINGERPRINT_TABLE} (
-                           id INTEGER PRIMARY KEY CHECK (id = 1), fingerprint VARCHAR NOT NULL, recorded_at TIMESTAMP)""")
-        conn.execute(f"INSERT INTO {FINGERPRINT_TABLE} VALUES (1, ?, ?) ON CONFLICT DO NOTHING", [mine, clock.now()])
+        create_table(conn, f"""CREATE TABLE IF NOT EXISTS {FINGERPRINT_TABLE} (
+                                 id INTEGER PRIMARY KEY CHECK (id = 1), fingerprint VARCHAR NOT NULL, recorded_at TIMESTAMP)""")
+        # Not ON CONFLICT: DuckLake keeps no keys. The key still guards the single file.
+        conn.execute(f"INSERT INTO {FINGERPRINT_TABLE} SELECT 1, ?, ? WHERE NOT EXISTS (SELECT 1 FROM {FINGERPRINT_TABLE})",
+                     [mine, clock.now()])
     except duckdb.InvalidInputException:  # read-only: the next writer stores it
         return mine
-    except duckdb.TransactionException:
-        pass  # another thread of this process inserted first: read what it stored
+    except (duckdb.TransactionException, duckdb.ConstraintException):
+        pass  # another thread or process inserted first: read what it stored
     return _read_fingerprint(conn) or mine
 
 

@@ -22,7 +22,7 @@ import duckdb
 
 from flywheel.contracts import EVAL_ROW_FIELDS
 from flywheel.core.common import clock
-from flywheel.core.common.db import transaction
+from flywheel.core.common.db import create_table, transaction
 from flywheel.core.labeling.labels import (
     CRITERION_TYPES,
     Label,
@@ -69,8 +69,8 @@ class Row:
 
 def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute("CREATE SCHEMA IF NOT EXISTS eval")
-    conn.execute(
-        """CREATE TABLE IF NOT EXISTS eval.eval_rows (
+    create_table(
+        conn, """CREATE TABLE IF NOT EXISTS eval.eval_rows (
              row_id VARCHAR PRIMARY KEY, input STRUCT(role VARCHAR, content VARCHAR)[] NOT NULL,
              expected_behaviour VARCHAR NOT NULL, criterion_type VARCHAR NOT NULL, criterion_value VARCHAR,
              taxonomy_code VARCHAR, adversarial BOOLEAN NOT NULL, source_trace_ref VARCHAR, added_at DATE NOT NULL,
@@ -79,8 +79,8 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
     # Warehouses made before retirement existed lack the reason column.
     conn.execute("ALTER TABLE eval.eval_rows ADD COLUMN IF NOT EXISTS retire_reason VARCHAR")
     conn.execute("CREATE TABLE IF NOT EXISTS eval.row_spans (row_id VARCHAR, version_from INTEGER, version_to INTEGER)")
-    conn.execute(
-        """CREATE TABLE IF NOT EXISTS eval.versions (
+    create_table(
+        conn, """CREATE TABLE IF NOT EXISTS eval.versions (
              version INTEGER PRIMARY KEY, created_at TIMESTAMP, rows_added INTEGER, rows_retired INTEGER,
              rows_reinstated INTEGER, active_rows INTEGER, adversarial_share DOUBLE, cause VARCHAR)"""
     )

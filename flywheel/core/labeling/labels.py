@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 import duckdb
 
 from flywheel.core.common import clock
-from flywheel.core.common.db import table_exists
+from flywheel.core.common.db import create_table, table_exists
 from flywheel.core.labeling import taxonomy
 from flywheel.core.scrub import keep_terms, residue
 
@@ -140,8 +140,8 @@ COLUMNS = (
 
 def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
     taxonomy.ensure_table(conn)
-    conn.execute(
-        """CREATE TABLE IF NOT EXISTS label.labels (
+    create_table(
+        conn, """CREATE TABLE IF NOT EXISTS label.labels (
              label_id VARCHAR PRIMARY KEY, trace_ref VARCHAR NOT NULL, bucket VARCHAR NOT NULL,
              taxonomy_code VARCHAR, expected_behaviour VARCHAR, criterion_type VARCHAR, criterion_value VARCHAR,
              adversarial BOOLEAN NOT NULL, pii_ok BOOLEAN NOT NULL, pii_issue_class VARCHAR, pii_note VARCHAR,

@@ -9,6 +9,7 @@ from pathlib import Path
 import duckdb
 
 from flywheel.core.common import clock
+from flywheel.core.common.db import create_table
 
 CODE = re.compile(r"^[a-z][a-z0-9_]{2,48}$")
 SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
@@ -66,8 +67,8 @@ def load_seed(path: str | Path) -> list[TaxonomyEntry]:
 
 def ensure_table(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute("CREATE SCHEMA IF NOT EXISTS label")
-    conn.execute(
-        """CREATE TABLE IF NOT EXISTS label.taxonomy (
+    create_table(
+        conn, """CREATE TABLE IF NOT EXISTS label.taxonomy (
              code VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, definition VARCHAR NOT NULL,
              created_at TIMESTAMP NOT NULL, created_from VARCHAR NOT NULL)"""
     )

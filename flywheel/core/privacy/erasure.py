@@ -47,7 +47,7 @@ from pathlib import Path
 import duckdb
 
 from flywheel.core.common import clock
-from flywheel.core.common.db import open_connection, rollback_quietly, table_exists
+from flywheel.core.common.db import create_table, open_connection, rollback_quietly, table_exists
 from flywheel.core.common.keys import keyed_hash
 from flywheel.core.drift.embeddings import text_hash, user_text
 from flywheel.core.evalset.versions import ERASED
@@ -349,8 +349,8 @@ def _left_in_place(conn: duckdb.DuckDBPyConnection, target: _Target, mentions: l
 
 def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute("CREATE SCHEMA IF NOT EXISTS privacy")
-    conn.execute(
-        """CREATE TABLE IF NOT EXISTS privacy.erasures (
+    create_table(
+        conn, """CREATE TABLE IF NOT EXISTS privacy.erasures (
              erasure_id VARCHAR PRIMARY KEY, erased_at TIMESTAMP NOT NULL, operator VARCHAR NOT NULL, reason VARCHAR,
              customer_ref VARCHAR NOT NULL, trace_refs VARCHAR[], counts JSON NOT NULL, eval_rows_tombstoned INTEGER,
              archived_in_version INTEGER, bytes_erased_at TIMESTAMP)"""

@@ -1,0 +1,182 @@
+"""Where the warehouse lives: one DuckDB file (the default) or a DuckLake on PostgreSQL.
+
+`FLYWHEEL_WAREHOUSE` picks it: `duckdb:<file>` (default `<data>/flywheel.duckdb`) or
+`ducklake:postgres:<libpq dsn>`, the lake's Parquet files at `FLYWHEEL_LAKE_DATA` (a folder shared by every
+machine that writes, or an object-store URI; default `<data>/lake`). On DuckLake a connection is an
+in-memory DuckDB with the lake attached as its default catalog, so every station's SQL (`raw.traces`,
+`scrub.anonymized_traces`, ...) runs unchanged, and several processes write at once: DuckLake turns two
+writers of one table into a transaction conflict at commit, which callers retry, instead of a file lock.
+
+The extensions come from their PyPI packages (`duckdb-extension-ducklake`, `duckdb-extension-postgres`),
+never from the network: we lay their files out as a DuckDB extension directory and point DuckDB at it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+WAREHOUSE_ENV = "FLYWHEEL_WAREHOUSE"
+LAKE_DATA_ENV = "FLYWHEEL_LAKE_DATA"
+CATALOG = "lake"  # the attached lake's name inside each connection
+CONFLICT_MARKERS = ("Transaction conflict", "conflict on tuple", "could not serialize access")
+
+
+class WarehouseSettingError(ValueError):
+    """FLYWHEEL_WAREHOUSE (or a --to target) names no warehouse we can open; the message says what to write."""
+
+
+@dataclass(frozen=True)
+class Lake:
+    """A DuckLake: its catalog in PostgreSQL (a libpq connection string) and its data files."""
+
+    dsn: str
+    data_path: str
+
+    @property
+    def url(self) -> str:
+        return f"ducklake:postgres:{self.dsn}"
+
+    @property
+    def name(self) -> str:
+        return str(self)
+
+    def __str__(self) -> str:
+        """The target with any password masked: this string goes into messages and run logs."""
+        return f"ducklake:postgres:{mask_password(self.dsn)} (data files in {self.data_path})"
+
+    def exists(self) -> bool:
+        """Has anything made flywheel's tables in this lake? (`flywheel ingest` does, as the file's
+        first write does for the single-file warehouse.) False when the catalog cannot be reached."""
+        import duckdb
+
+        try:
+            conn = connect_lake(self)
+        except duckdb.Error:
+            return False
+        try:
+            return bool(conn.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'raw'", [CATALOG],
+            ).fetchone()[0])
+        finally:
+            conn.close()
+
+
+def mask_password(dsn: str) -> str:
+    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", dsn))
+
+
+def parse_target(value: str | None, data_dir: Path) -> Path | Lake:
+    """The warehouse a FLYWHEEL_WAREHOUSE value names: a Path for the single file, a Lake otherwise."""
+    if not value or not value.strip():
+        return data_dir / "flywheel.duckdb"
+    value = value.strip()
+    if value.startswith("duckdb:"):
+        file = Path(value[len("duckdb:"):]).expanduser()
+        if not str(file):
+            raise WarehouseSettingError(f"{WAREHOUSE_ENV}={value!r} names no file: write duckdb:/path/to/flywheel.duckdb")
+        return file if file.is_absolute() else (data_dir / file).resolve()
+    if value.startswith("ducklake:postgres:"):
+        dsn = value[len("ducklake:postgres:"):].strip()
+        if not dsn:
+            raise WarehouseSettingError(f"{WAREHOUSE_ENV} names no PostgreSQL database: write "
+                                        "ducklake:postgres:dbname=flywheel host=... user=...")
+        data = os.environ.get(LAKE_DATA_ENV) or str(data_dir / "lake")
+        if "://" not in data:  # a folder: make it absolute so every process means the same one
+            data = str(Path(data).expanduser().resolve())
+        return Lake(dsn=dsn, data_path=data.rstrip("/") + "/")
+    raise WarehouseSettingError(f"{WAREHOUSE_ENV}={mask_password(value)!r} is not a warehouse: write duckdb:<file> "
+                                "or ducklake:postgres:<libpq connection string>")
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """A DuckLake commit that lost to another writer: safe to run the same work again."""
+    return any(marker in str(exc) for marker in CONFLICT_MARKERS)
+
+
+def extension_directory() -> Path:
+    """A DuckDB extension directory made of links to the extension packages' files.
+
+    The packages ship `extensions/v<version>/<name>.duckdb_extension`; DuckDB looks for
+    `<dir>/v<version>/<platform>/<name>.duckdb_extension`, and names the postgres extension
+    `postgres_scanner` (its entry point is called so)."""
+    import duckdb
+
+    try:
+        import duckdb_extension_ducklake
+        import duckdb_extension_postgres
+    except ImportError:
+        raise WarehouseSettingError(
+            "DuckLake needs the packages duckdb-extension-ducklake and duckdb-extension-postgres: "
+            "pip install 'flywheel[lake]' (or make setup)") from None
+    version = f"v{duckdb.__version__}"
+    platform = _platform()
+    root = Path(tempfile.gettempdir()) / f"flywheel-duckdb-extensions-{os.getuid()}"
+    folder = root / version / platform
+    folder.mkdir(parents=True, exist_ok=True)
+    for package, name, loaded_as in ((duckdb_extension_ducklake, "ducklake", "ducklake"),
+                                     (duckdb_extension_postgres, "postgres", "postgres_scanner")):
+        source = Path(package.__file__).parent / "extensions" / version / f"{name}.duckdb_extension"
+        if not source.exists():
+            raise WarehouseSettingError(f"{source.parent.parent.parent.name} has no build for DuckDB {duckdb.__version__}: "
+                                        f"install the version that matches duckdb ({duckdb.__version__})")
+        link = folder / f"{loaded_as}.duckdb_extension"
+        if not (link.is_symlink() and os.readlink(link) == str(source)):
+            temporary = folder / f".{loaded_as}.{os.getpid()}"
+            temporary.unlink(missing_ok=True)
+            temporary.symlink_to(source)
+            os.replace(temporary, link)  # atomic: a second process never sees a half-made link
+    return root
+
+
+_PLATFORM: str | None = None
+
+
+def _platform() -> str:
+    global _PLATFORM
+    if _PLATFORM is None:
+        import duckdb
+
+        with duckdb.connect() as probe:
+            _PLATFORM = probe.execute("SELECT platform FROM pragma_platform()").fetchone()[0]
+    return _PLATFORM
+
+
+def connect_lake(lake: Lake, *, read_only: bool = False):
+    """An in-memory DuckDB with the lake attached as its default catalog."""
+    import duckdb
+
+    conn = duckdb.connect(config={"autoinstall_known_extensions": "false",
+                                  "extension_directory": str(extension_directory())})
+    try:
+        conn.execute("LOAD ducklake")
+        conn.execute("LOAD postgres_scanner")
+        options = f"DATA_PATH '{_quote(lake.data_path)}'" + (", READ_ONLY" if read_only else "")
+        conn.execute(f"ATTACH '{_quote(lake.url)}' AS {CATALOG} ({options})")
+        conn.execute(f"USE {CATALOG}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def on_lake(conn) -> bool:
+    return conn.execute("SELECT current_database()").fetchone()[0] == CATALOG
+
+
+_CONSTRAINT = re.compile(r"\s+PRIMARY KEY\b|\s+UNIQUE\b|\s+CHECK\s*\((?:[^()]|\([^()]*\))*\)", re.IGNORECASE)
+_TABLE_KEY = re.compile(r",\s*PRIMARY KEY\s*\([^)]*\)", re.IGNORECASE)
+
+
+def portable_ddl(sql: str) -> str:
+    """A CREATE TABLE without the constraints DuckLake does not keep (PRIMARY KEY, UNIQUE, CHECK).
+    The stations never rely on them to reject a row: they write by anti join or delete-then-insert,
+    and the constraints are only a second guard on the single file."""
+    return _TABLE_KEY.sub("", _CONSTRAINT.sub("", sql))
