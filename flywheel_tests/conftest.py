@@ -11,8 +11,7 @@ from flywheel.core.intake.ingest import ensure_raw_tables
 # The station tests run on both warehouses, the single DuckDB file and a DuckLake on PostgreSQL, so
 # that neither drifts. Other tests use the single file.
 STATION_MODULES = {"test_sampling", "test_scrub_station", "test_labeling", "test_evalset", "test_regression",
-                   "test_drift", "test_loop", "test_privacy_erasure", "test_privacy_retention", "test_first_week",
-                   "test_lake"}
+                   "test_drift", "test_loop", "test_privacy_retention", "test_first_week"}
 
 
 def pytest_generate_tests(metafunc):

@@ -11,7 +11,7 @@ from flywheel.cli import main
 from flywheel.core.evalset import versions as evalset
 from flywheel.core.common.db import connect
 from flywheel.core.labeling import labels, taxonomy
-from flywheel.settings import REPO_REFERENCE
+from flywheel.settings import REPO_REFERENCE, Paths
 
 
 def write_csv(path, rows, fields=("input", "expected", "taxonomy_code", "criterion", "adversarial", "added_at")):
@@ -176,7 +176,7 @@ def test_gate_and_lookup_cli(data_dir, tmp_path):
     runner = CliRunner()
     runner.invoke(main, ["evalset", "import", str(write_csv(tmp_path / "s.csv", STARTER))])
     assert runner.invoke(main, ["gate"]).exit_code == 2
-    with connect(data_dir / "flywheel.duckdb") as conn:
+    with connect(Paths(data_dir).warehouse) as conn:
         ids = evalset.rows_at(conn, 1)["row_id"].to_list()
         conn.execute("CREATE SCHEMA scrub")
         conn.execute("CREATE TABLE scrub.anonymized_traces (trace_ref VARCHAR, customer_ref VARCHAR)")

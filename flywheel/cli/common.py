@@ -47,6 +47,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "keep-terms": ("flywheel.cli.scrub", "Words reviewers marked as not personal data: see them, approve them into the scrubber's keep list, or reject them."),
     "drift": ("flywheel.cli.drift", "Does the eval set still look like production?"),
     "incident": ("flywheel.cli.incident", "Declare incidents: their window is re-sampled, anomalies at 100% and their cohort over-sampled."),
+    "warehouse": ("flywheel.cli.warehouse", "Where the warehouse is (the DuckDB file or a DuckLake), and moving a single file into a DuckLake."),
     "demo": ("flywheel.cli.demo", "SIMULATED help-desk traffic and the whole loop on it (what `make demo` runs)."),
 }
 
@@ -87,8 +88,13 @@ class LazyGroup(click.Group):
 
 def one_line(exc: BaseException) -> str:
     """An exception as one line a person can act on, for the errors a mistake or a busy machine causes."""
-    if type(exc).__name__ == "WarehouseBusy":
+    if type(exc).__name__ in ("WarehouseBusy", "WarehouseSettingError"):
         return str(exc)
+    if type(exc).__module__.startswith("duckdb") and ("Postgres" in str(exc) or "DuckLake" in str(exc)):
+        from flywheel.core.common.lake import WAREHOUSE_ENV, mask_password
+
+        first = mask_password(str(exc).strip().splitlines()[0])  # libpq repeats the connection string
+        return f"the DuckLake warehouse ({WAREHOUSE_ENV}) failed: {first}"
     if type(exc).__module__.startswith("duckdb") and "lock" in str(exc).lower():
         return ("the warehouse is in use by another flywheel process (a run, the UI's daemon or another "
                 "command): try again when it has finished")
@@ -112,10 +118,20 @@ def data_dir_option(fn):
 def paths_for(data_dir: Path | None, *, need_warehouse: bool = True) -> Paths:
     """The data directory's paths. Verbs that read state refuse a directory with no warehouse, so a
     mistyped --data-dir is named instead of silently starting an empty one."""
+    from flywheel.core.common.lake import Lake, WarehouseSettingError
+
     paths = Paths(data_dir)
-    if need_warehouse and not paths.warehouse.exists():
+    try:
+        target = paths.warehouse
+    except WarehouseSettingError as exc:
+        raise click.ClickException(str(exc)) from None
+    if need_warehouse and not target.exists():
+        if isinstance(target, Lake):
+            raise click.ClickException(
+                f"no flywheel warehouse in the DuckLake {target}: it holds no flywheel tables, or its PostgreSQL "
+                f"cannot be reached; check FLYWHEEL_WAREHOUSE, or start with flywheel ingest PATH")
         raise click.ClickException(
-            f"no flywheel warehouse in {paths.data_dir} ({paths.warehouse.name} not found): check --data-dir "
+            f"no flywheel warehouse in {paths.data_dir} ({target.name} not found): check --data-dir "
             f"or ${DATA_DIR_ENV}, or start with flywheel ingest PATH")
     return paths
 

@@ -82,7 +82,10 @@ def _print(report, operator: str, reason: str | None) -> None:
         if report.exports_rewritten:
             click.echo(f"Rewrote {len(report.exports_rewritten)} export file(s) with the tombstones "
                        f"({_span(report.exports_rewritten)}; recorded in eval.export_rewrites).")
-        if report.rebuilt:
+        if report.rebuilt and report.rebuilt.lake_tables:
+            click.echo(f"Rewrote the lake's {report.rebuilt.lake_tables} tables without the erased rows and removed "
+                       f"their older snapshots and data files ({report.rebuilt.seconds:.1f} s).")
+        elif report.rebuilt:
             r = report.rebuilt
             click.echo(f"Rebuilt the warehouse file without the erased bytes ({r.bytes_before / 1e6:.1f} MB -> "
                        f"{r.bytes_after / 1e6:.1f} MB, {r.seconds:.1f} s).")

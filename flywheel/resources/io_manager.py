@@ -36,19 +36,38 @@ class _WarehouseClient(DuckDbClient):
     @contextlib.contextmanager
     def connect(context, _):
         with db.connect(Paths(context.resource_config["data_dir"]).warehouse) as conn:
-            if not isinstance(context, dg.OutputContext):  # a read
+            if isinstance(context, dg.InputContext):  # a read: no transaction to retry
                 yield conn
                 return
             with db.transaction(conn):
                 yield conn
 
 
+class _MetadataOnce:
+    """The output context for every attempt: metadata a failed attempt already added (the row count,
+    added before the commit that lost) is not added again, which Dagster refuses."""
+
+    def __init__(self, context: dg.OutputContext):
+        self._context = context
+        self._added: set[str] = set()
+
+    def __getattr__(self, name):
+        return getattr(self._context, name)
+
+    def add_output_metadata(self, metadata) -> None:
+        fresh = {k: v for k, v in metadata.items() if k not in self._added}
+        self._added.update(fresh)
+        if fresh:
+            self._context.add_output_metadata(fresh)
+
+
 class _RetryingIOManager(DbIOManager):
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:
         delay = 0.2
+        once = _MetadataOnce(context)
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
             try:
-                return super().handle_output(context, obj)
+                return super().handle_output(once, obj)
             except duckdb.Error as exc:
                 if not lake.is_conflict(exc) or attempt == CONFLICT_ATTEMPTS:
                     raise

@@ -49,8 +49,8 @@ class Lake:
         return f"ducklake:postgres:{mask_password(self.dsn)} (data files in {self.data_path})"
 
     def exists(self) -> bool:
-        """Has anything made flywheel's tables in this lake? (`flywheel ingest` does, as the file's
-        first write does for the single-file warehouse.) False when the catalog cannot be reached."""
+        """Has anything made tables in this lake? (the first write does, as it makes the single file.)
+        False when the catalog cannot be reached."""
         import duckdb
 
         try:
@@ -59,7 +59,7 @@ class Lake:
             return False
         try:
             return bool(conn.execute(
-                "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'raw'", [CATALOG],
+                "SELECT count(*) FROM duckdb_tables() WHERE database_name = ?", [CATALOG],
             ).fetchone()[0])
         finally:
             conn.close()
@@ -75,8 +75,9 @@ def parse_target(value: str | None, data_dir: Path) -> Path | Lake:
         return data_dir / "flywheel.duckdb"
     value = value.strip()
     if value.startswith("duckdb:"):
-        file = Path(value[len("duckdb:"):]).expanduser()
-        if not str(file):
+        named = value[len("duckdb:"):].strip()
+        file = Path(named).expanduser()
+        if not named:
             raise WarehouseSettingError(f"{WAREHOUSE_ENV}={value!r} names no file: write duckdb:/path/to/flywheel.duckdb")
         return file if file.is_absolute() else (data_dir / file).resolve()
     if value.startswith("ducklake:postgres:"):
@@ -154,7 +155,9 @@ def connect_lake(lake: Lake, *, read_only: bool = False):
     try:
         conn.execute("LOAD ducklake")
         conn.execute("LOAD postgres_scanner")
-        options = f"DATA_PATH '{_quote(lake.data_path)}'" + (", READ_ONLY" if read_only else "")
+        # No data inlining: it reserves the column name row_id (the eval set's key), and it would keep
+        # small writes' rows in PostgreSQL rather than in the data files erasure rewrites.
+        options = f"DATA_PATH '{_quote(lake.data_path)}', DATA_INLINING_ROW_LIMIT 0" + (", READ_ONLY" if read_only else "")
         conn.execute(f"ATTACH '{_quote(lake.url)}' AS {CATALOG} ({options})")
         conn.execute(f"USE {CATALOG}")
     except BaseException:
@@ -179,4 +182,27 @@ def portable_ddl(sql: str) -> str:
     """A CREATE TABLE without the constraints DuckLake does not keep (PRIMARY KEY, UNIQUE, CHECK).
     The stations never rely on them to reject a row: they write by anti join or delete-then-insert,
     and the constraints are only a second guard on the single file."""
-    return _TABLE_KEY.sub("", _CONSTRAINT.sub("", sql))
+    return _CONSTRAINT.sub("", _TABLE_KEY.sub("", sql))
+
+
+def purge_history(conn) -> int:
+    """Leave no trace of deleted rows in the lake, as erasure needs: a DuckLake DELETE only marks rows
+    in a delete file, old snapshots keep the data files that hold them (time travel), and the catalog's
+    table statistics keep the smallest and largest value a column ever held. Every table is rewritten
+    from its live rows (new files, fresh statistics), then every older snapshot is expired and the
+    files only they used are deleted. Measured here: after this, neither the data folder nor a dump of
+    the PostgreSQL catalog holds a deleted value. Returns the number of tables rewritten."""
+    tables = conn.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? ORDER BY 1, 2", [CATALOG],
+    ).fetchall()
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        for schema, table in tables:
+            conn.execute(f'CREATE OR REPLACE TABLE "{schema}"."{table}" AS SELECT * FROM "{schema}"."{table}"')
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute(f"CALL ducklake_expire_snapshots('{CATALOG}', older_than => now())").fetchall()
+    conn.execute(f"CALL ducklake_cleanup_old_files('{CATALOG}', cleanup_all => true)").fetchall()
+    return len(tables)

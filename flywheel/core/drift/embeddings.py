@@ -16,6 +16,8 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from flywheel.core.common import lake
+
 
 class Embedder(Protocol):
     model_name: str
@@ -41,7 +43,9 @@ def text_hash(text: str) -> str:
 
 def ensure_cache(conn: duckdb.DuckDBPyConnection, dim: int) -> None:
     conn.execute("CREATE SCHEMA IF NOT EXISTS embed")
-    conn.execute(f"CREATE TABLE IF NOT EXISTS embed.cache (model VARCHAR, text_hash VARCHAR, vector FLOAT[{dim}])")
+    # DuckLake stores lists, not fixed-size arrays: a FLOAT[] there, the tighter FLOAT[dim] on the file.
+    vector = "FLOAT[]" if lake.on_lake(conn) else f"FLOAT[{dim}]"
+    conn.execute(f"CREATE TABLE IF NOT EXISTS embed.cache (model VARCHAR, text_hash VARCHAR, vector {vector})")
 
 
 def embed(conn: duckdb.DuckDBPyConnection, embedder: Embedder, texts: Sequence[str],
@@ -73,7 +77,7 @@ def embed(conn: duckdb.DuckDBPyConnection, embedder: Embedder, texts: Sequence[s
             "vector": pl.Series("vector", fresh),  # a 2-D array becomes a fixed-size Array column, no copy to lists
         }))
         try:
-            conn.execute("INSERT INTO embed.cache SELECT model, text_hash, vector FROM fresh_vectors")
+            conn.execute("INSERT INTO embed.cache SELECT model, text_hash, vector::FLOAT[] FROM fresh_vectors")
         finally:
             conn.unregister("fresh_vectors")
         vectors.update(zip(missing, fresh))

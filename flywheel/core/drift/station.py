@@ -33,7 +33,7 @@ def draw_month(conn: duckdb.DuckDBPyConnection, month: dt.date, n: int) -> list[
     """(trace_id, messages) of n traces of the month, the same n on every run."""
     start, end = month_bounds(month)
     return conn.execute(
-        "SELECT trace_id, messages FROM raw.traces WHERE timestamp >= ? AND timestamp < ? ORDER BY sample_key LIMIT ?",
+        "SELECT trace_id, messages FROM raw.traces WHERE timestamp >= ? AND timestamp < ? ORDER BY sample_key::UHUGEINT LIMIT ?",
         [start, end, n],
     ).fetchall()
 

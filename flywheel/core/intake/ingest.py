@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from flywheel.core.common import clock
+from flywheel.core.common import clock, lake
 from flywheel.core.common.db import rollback_quietly, setting
 from flywheel.contracts import TRACE_FIELDS, trace_table_columns
 from flywheel.core.intake import manifest
@@ -133,7 +133,7 @@ class IngestReport:
 
 
 def ensure_raw_tables(conn: duckdb.DuckDBPyConnection) -> None:
-    columns = ", ".join(f"{name} {kind}" for name, kind in trace_table_columns())
+    columns = ", ".join(f"{name} {kind}" for name, kind in trace_table_columns(on_lake=lake.on_lake(conn)))
     conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
     conn.execute(f"CREATE TABLE IF NOT EXISTS raw.traces ({columns})")
     conn.execute(
@@ -741,7 +741,7 @@ def _insert_accepted(conn: duckdb.DuckDBPyConnection, stream: _BatchStream, inge
                     SELECT {_stored_row("v.source_file")}
                     FROM ({accepted}) v
                     -- Matching on the md5 first reads 16-byte integers instead of every id string.
-                    ANTI JOIN raw.traces t ON t.sample_key = md5_number(v.trace_id) AND t.trace_id = v.trace_id
+                    ANTI JOIN raw.traces t ON t.sample_key::UHUGEINT = md5_number(v.trace_id) AND t.trace_id = v.trace_id
                     WHERE v.reason IS NULL""",
                 [ingested_at],
             )
@@ -796,7 +796,7 @@ def _check_rest(
             FROM checked v
             WHERE reason IS NULL
               AND NOT EXISTS (SELECT 1 FROM raw.traces t
-                              WHERE t.sample_key = md5_number(v.trace_id) AND t.trace_id = v.trace_id
+                              WHERE t.sample_key::UHUGEINT = md5_number(v.trace_id) AND t.trace_id = v.trace_id
                                 AND t.ingested_at IS DISTINCT FROM ?)""",
         [streamed.result.file, ingested_at, ingested_at],
     )
@@ -997,7 +997,8 @@ def ingest_paths(
         files, prepared, hashed = _read_sources(conn, files, report, source_format, mapping, timestamp, skip_known)
     with setting(conn, "checkpoint_threshold", "16GB"):
         _ingest_in_batches(conn, files, report, settings, skip_known, on_progress, prepared, hashed)
-    conn.execute("CHECKPOINT")
+    if not lake.on_lake(conn):  # a DuckLake commit writes its Parquet files whole: nothing to checkpoint
+        conn.execute("CHECKPOINT")
     # A reload after a broken file reports the batch again later: report in the order the files came.
     position = {str(path): i for i, path in reversed(list(enumerate(files)))}
     report.files.sort(key=lambda f: position.get(f.file, len(position)))

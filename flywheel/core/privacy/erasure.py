@@ -39,6 +39,7 @@ import datetime as dt
 import json
 import os
 import re
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -46,7 +47,7 @@ from pathlib import Path
 
 import duckdb
 
-from flywheel.core.common import clock
+from flywheel.core.common import clock, lake
 from flywheel.core.common.db import create_table, open_connection, rollback_quietly, table_exists
 from flywheel.core.common.keys import keyed_hash
 from flywheel.core.drift.embeddings import text_hash, user_text
@@ -568,7 +569,7 @@ def forget(warehouse: str | Path, exports_dir: str | Path, key: bytes, customer_
             raise
         if dry_run:
             return report
-        _finish(conn, Path(warehouse), Path(exports_dir), report)
+        _finish(conn, warehouse if isinstance(warehouse, lake.Lake) else Path(warehouse), Path(exports_dir), report)
         conn = None  # _finish closed it (the file may have been replaced)
     finally:
         if conn is not None:
@@ -594,6 +595,13 @@ def _finish(conn: duckdb.DuckDBPyConnection, warehouse: Path, exports_dir: Path,
                conn.execute("SELECT count(*) FROM privacy.erasures WHERE bytes_erased_at IS NULL").fetchone()[0])
     if not pending:
         conn.close()
+        return
+    if lake.on_lake(conn):  # no file to rebuild: the lake's tables are rewritten and its history dropped
+        started = time.monotonic()
+        tables = lake.purge_history(conn)
+        conn.execute("UPDATE privacy.erasures SET bytes_erased_at = ? WHERE bytes_erased_at IS NULL", [clock.now()])
+        conn.close()
+        report.rebuilt = rebuild_file.Rebuilt(0, 0, time.monotonic() - started, lake_tables=tables)
         return
     report.rebuilt = rebuild_file.rebuild(
         conn, warehouse,

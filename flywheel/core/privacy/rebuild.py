@@ -50,6 +50,7 @@ class Rebuilt:
     bytes_before: int
     bytes_after: int
     seconds: float
+    lake_tables: int = 0  # on DuckLake: the tables rewritten (no file is rebuilt there)
 
 
 def _tables(conn: duckdb.DuckDBPyConnection, catalog: str) -> list[tuple[str, str]]:

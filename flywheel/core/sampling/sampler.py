@@ -206,7 +206,7 @@ WITH week AS (
   SELECT {columns}, false AS in_focus FROM raw.traces
   WHERE timestamp >= $week_start AND timestamp < $week_end{focus}
 ), hashed AS (
-  SELECT *, xor(sample_key, md5_number({_sql_str(s.salt)})) AS h, {incident} AS incident_id
+  SELECT *, xor(sample_key::UHUGEINT, md5_number({_sql_str(s.salt)})) AS h, {incident} AS incident_id
   FROM week
 ), halves AS (
   SELECT *, (h & {2**64 - 1})::UBIGINT AS lo, (h >> 64)::UBIGINT AS hi FROM hashed

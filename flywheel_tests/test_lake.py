@@ -1,0 +1,187 @@
+"""The warehouse on DuckLake: the setting, several writers at once, Dagster on PostgreSQL, migration.
+
+The station tests (conftest.STATION_MODULES) already run on both warehouses; these are what only the
+lake has. They need Debian's PostgreSQL (the `postgres` fixture starts one; .ci/run installs it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from flywheel.cli import main
+from flywheel.core.common import lake
+from flywheel.core.common.db import connect
+from flywheel.paths import Paths
+from flywheel_tests.conftest import demo_in_data_dir
+
+REPO = Path(__file__).resolve().parents[1]
+WEEKS = ["2026-03-02", "2026-03-09"]
+
+
+# --- the setting, no server needed ---------------------------------------------------------------
+
+def test_the_setting_names_the_file_or_the_lake(tmp_path, monkeypatch):
+    monkeypatch.delenv(lake.LAKE_DATA_ENV, raising=False)
+    assert lake.parse_target(None, tmp_path) == tmp_path / "flywheel.duckdb"
+    assert lake.parse_target("duckdb:other.duckdb", tmp_path) == tmp_path / "other.duckdb"
+    target = lake.parse_target("ducklake:postgres:dbname=fw host=db user=u password=hunter2", tmp_path)
+    assert isinstance(target, lake.Lake) and target.data_path == f"{tmp_path / 'lake'}/"
+    assert "hunter2" not in str(target) and "password=***" in str(target)
+    monkeypatch.setenv(lake.LAKE_DATA_ENV, "s3://bucket/flywheel")
+    assert lake.parse_target("ducklake:postgres:dbname=fw", tmp_path).data_path == "s3://bucket/flywheel/"
+    for bad in ("postgres://x", "ducklake:postgres:", "duckdb:"):
+        with pytest.raises(lake.WarehouseSettingError):
+            lake.parse_target(bad, tmp_path)
+
+
+def test_a_bad_setting_is_one_line_without_the_password(data_dir, monkeypatch):
+    monkeypatch.setenv("FLYWHEEL_WAREHOUSE", "mysql://root:hunter2@db/flywheel")
+    result = CliRunner().invoke(main, ["status"])
+    assert result.exit_code == 1 and "is not a warehouse" in result.output and "hunter2" not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_constraints_the_lake_does_not_keep_are_left_out():
+    ddl = """CREATE TABLE t (id INTEGER PRIMARY KEY CHECK (id = 1), name VARCHAR NOT NULL UNIQUE,
+             n INTEGER CHECK (n > (0)), PRIMARY KEY (id, name))"""
+    assert lake.portable_ddl(ddl) == """CREATE TABLE t (id INTEGER, name VARCHAR NOT NULL,
+             n INTEGER)"""
+
+
+# --- on a DuckLake ------------------------------------------------------------------------------
+
+@pytest.fixture
+def on_lake(postgres, data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("FLYWHEEL_WAREHOUSE", f"ducklake:postgres:{postgres.new_database()}")
+    monkeypatch.setenv("FLYWHEEL_LAKE_DATA", str(tmp_path / "lake"))
+    return Paths(data_dir)
+
+
+def test_no_local_file_is_written_and_the_extensions_come_from_pypi(on_lake):
+    result = CliRunner().invoke(main, ["warehouse", "where"])
+    assert result.output.startswith("ducklake:postgres:")
+    with connect(on_lake.warehouse) as conn:
+        conn.execute("CREATE SCHEMA raw")
+        loaded = dict(conn.execute("SELECT extension_name, install_path FROM duckdb_extensions() WHERE loaded").fetchall())
+    assert "ducklake" in loaded and "postgres_scanner" in loaded
+    assert all("site-packages" in os.path.realpath(p) for name, p in loaded.items() if name in ("ducklake", "postgres_scanner"))
+    assert not (on_lake.data_dir / "flywheel.duckdb").exists()
+
+
+_RUN_WEEK = """
+import sys, dagster as dg
+from flywheel.paths import Paths
+from flywheel_tests.conftest import fake_resources
+from flywheel_tests.test_loop import WEEKLY
+result = dg.materialize(WEEKLY[1:], partition_key=sys.argv[1], resources=fake_resources(Paths()),
+                        instance=dg.DagsterInstance.get(), raise_on_error=False)
+sys.exit(0 if result.success else 1)
+"""
+
+
+def _dagster_on_postgres(postgres, home: Path) -> dict:
+    """DAGSTER_HOME holding deploy/dagster-postgres.yaml, pointed at a fresh database of the test server."""
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(REPO / "deploy" / "dagster-postgres.yaml", home / "dagster.yaml")
+    dsn = dict(part.split("=", 1) for part in postgres.new_database().split())
+    return {"DAGSTER_HOME": str(home), "DAGSTER_PG_USERNAME": dsn["user"], "DAGSTER_PG_PASSWORD": "",
+            "DAGSTER_PG_HOST": dsn["host"], "DAGSTER_PG_DB": dsn["dbname"], "DAGSTER_PG_PORT": dsn["port"]}
+
+
+def _per_week(warehouse) -> dict:
+    with connect(warehouse, read_only=True) as conn:
+        return {table: dict(conn.execute(
+                    f"SELECT strftime(date_trunc('week', \"timestamp\"), '%Y-%m-%d'), count(*) FROM {table} GROUP BY 1").fetchall())
+                for table in ("sample.sampled_traces", "scrub.anonymized_traces")}
+
+
+def test_two_weeks_materialized_at_once_on_ducklake_with_dagster_on_postgres(postgres, on_lake, tmp_path, monkeypatch):
+    """Two processes run the weekly stations for two weeks at the same moment, Dagster's storage on
+    PostgreSQL (deploy/dagster-postgres.yaml): both succeed, and each week holds what the same weeks
+    give when run one after the other on the single file."""
+    # One key for both warehouses: the draw is keyed, so the same key makes the same sample.
+    monkeypatch.setenv("FLYWHEEL_SECRET", "a-test-key-shared-by-both-warehouses-0123456789")
+    paths, _ = demo_in_data_dir(on_lake.data_dir, tmp_path, weeks=2, traces_per_day=12, seed=11)
+    assert CliRunner().invoke(main, ["ingest", str(paths.inbox_traces)]).exit_code == 0
+    env = {**os.environ, **_dagster_on_postgres(postgres, tmp_path / "dagster-pg"), "PYTHONPATH": str(REPO)}
+    # As a deployment does once (deploy/README.md): make the instance's tables and the pool's slots,
+    # which two first runs would otherwise both try to create.
+    for command in (["instance", "migrate"], ["instance", "concurrency", "set", "duckdb", "4"]):
+        made = subprocess.run([str(Path(sys.executable).parent / "dagster"), *command], env=env, capture_output=True, text=True)
+        assert made.returncode == 0, made.stderr[-2000:]
+    runs = [subprocess.Popen([sys.executable, "-c", _RUN_WEEK, week], env=env, cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for week in WEEKS]
+    outputs = [run.communicate(timeout=300)[0] for run in runs]
+    for run, output in zip(runs, outputs):
+        assert run.returncode == 0, output[-3000:]
+    on_lake_counts = _per_week(on_lake.warehouse)
+
+    # The same two weeks, one after the other, on the single file.
+    single = tmp_path / "single"
+    single.mkdir()
+    monkeypatch.delenv("FLYWHEEL_WAREHOUSE")
+    monkeypatch.setenv("FLYWHEEL_DATA", str(single))
+    demo_in_data_dir(single, tmp_path / "again", weeks=2, traces_per_day=12, seed=11)
+    file_env = {**os.environ, "DAGSTER_HOME": str(single / "dagster"), "FLYWHEEL_DATA": str(single), "PYTHONPATH": str(REPO)}
+    (single / "dagster").mkdir()
+    assert CliRunner().invoke(main, ["ingest", str(Paths(single).inbox_traces)]).exit_code == 0
+    for week in WEEKS:
+        done = subprocess.run([sys.executable, "-c", _RUN_WEEK, week], env=file_env, cwd=REPO, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert on_lake_counts == _per_week(Paths(single).warehouse)
+    assert set(on_lake_counts["sample.sampled_traces"]) == set(WEEKS)
+
+
+def test_a_single_file_moves_into_the_lake_with_every_row(postgres, data_dir, tmp_path, monkeypatch):
+    paths, _ = demo_in_data_dir(data_dir, tmp_path, weeks=1, traces_per_day=10, seed=3)
+    runner = CliRunner()
+    assert runner.invoke(main, ["ingest", str(paths.inbox_traces)]).exit_code == 0
+    assert runner.invoke(main, ["run", "--week", WEEKS[0]]).exit_code == 0
+    with connect(paths.warehouse, read_only=True) as conn:
+        tables = conn.execute("SELECT schema_name, table_name FROM duckdb_tables() ORDER BY 1, 2").fetchall()
+        before = {t: conn.execute(f'SELECT count(*) FROM "{t[0]}"."{t[1]}"').fetchone()[0] for t in tables}
+        views = conn.execute("SELECT count(*) FROM duckdb_views() WHERE NOT internal").fetchone()[0]
+    target = f"ducklake:postgres:{postgres.new_database()}"
+    monkeypatch.setenv("FLYWHEEL_LAKE_DATA", str(tmp_path / "lake"))
+    result = runner.invoke(main, ["warehouse", "migrate", "--to", target])
+    assert result.exit_code == 0, result.output
+    assert f"{len(tables)} tables, {sum(before.values()):,} rows, every one checked" in result.output
+    monkeypatch.setenv("FLYWHEEL_WAREHOUSE", target)
+    with connect(Paths(data_dir).warehouse, read_only=True) as conn:
+        after = {t: conn.execute(f'SELECT count(*) FROM "{t[0]}"."{t[1]}"').fetchone()[0] for t in tables}
+        assert conn.execute("SELECT count(*) FROM duckdb_views() WHERE database_name = 'lake'").fetchone()[0] == views
+    assert after == before
+    assert runner.invoke(main, ["status"]).exit_code == 0
+    again = runner.invoke(main, ["warehouse", "migrate", "--to", target])
+    assert again.exit_code == 1 and "already holds tables" in again.output
+
+
+def test_erasure_on_the_lake_leaves_the_value_in_no_file_and_no_catalog_row(postgres, on_lake, tmp_path):
+    import psycopg2
+
+    from flywheel_tests.conftest import trace, write_jsonl
+
+    secret = "Zebulon-Quartermaine-7781"
+    write_jsonl(tmp_path / "t.jsonl", [trace("t1", customer_id="cust-9", messages=[{"role": "user", "content": f"I am {secret}"}]),
+                                       trace("t2", customer_id="cust-1")])
+    runner = CliRunner()
+    assert runner.invoke(main, ["ingest", str(tmp_path / "t.jsonl")]).exit_code == 0
+    result = runner.invoke(main, ["forget", "--customer-id", "cust-9", "--operator", "dpo", "--reason", "request"])
+    assert result.exit_code == 0, result.output
+    assert "Rewrote the lake's" in result.output
+    files = list((tmp_path / "lake").rglob("*.parquet"))
+    assert files and not any(secret.encode() in f.read_bytes() for f in files)
+    dsn = os.environ["FLYWHEEL_WAREHOUSE"].removeprefix("ducklake:postgres:")
+    with psycopg2.connect(dsn) as pg, pg.cursor() as cur:
+        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
+        for (table,) in cur.fetchall():
+            cur.execute(f'SELECT count(*) FROM "{table}" t WHERE t::text LIKE %s', [f"%{secret}%"])
+            assert cur.fetchone()[0] == 0, table
+    with connect(on_lake.warehouse, read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM raw.traces").fetchone()[0] == 1
