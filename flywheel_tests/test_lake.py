@@ -79,7 +79,7 @@ import sys, dagster as dg
 from flywheel.paths import Paths
 from flywheel_tests.conftest import fake_resources
 from flywheel_tests.test_loop import WEEKLY
-result = dg.materialize(WEEKLY[1:], partition_key=sys.argv[1], resources=fake_resources(Paths()),
+result = dg.materialize(WEEKLY, partition_key=sys.argv[1], resources=fake_resources(Paths()),
                         instance=dg.DagsterInstance.get(), raise_on_error=False)
 sys.exit(0 if result.success else 1)
 """
@@ -102,13 +102,13 @@ def _per_week(warehouse) -> dict:
 
 
 def test_two_weeks_materialized_at_once_on_ducklake_with_dagster_on_postgres(postgres, on_lake, tmp_path, monkeypatch):
-    """Two processes run the weekly stations for two weeks at the same moment, Dagster's storage on
-    PostgreSQL (deploy/dagster-postgres.yaml): both succeed, and each week holds what the same weeks
-    give when run one after the other on the single file."""
+    """Two processes run the weekly loop's stations for two weeks at the same moment (both ingest the
+    inbox first), Dagster's storage on PostgreSQL (deploy/dagster-postgres.yaml): both succeed, every
+    trace is stored once, and each week holds what the same weeks give one after the other on the
+    single file."""
     # One key for both warehouses: the draw is keyed, so the same key makes the same sample.
     monkeypatch.setenv("FLYWHEEL_SECRET", "a-test-key-shared-by-both-warehouses-0123456789")
-    paths, _ = demo_in_data_dir(on_lake.data_dir, tmp_path, weeks=2, traces_per_day=12, seed=11)
-    assert CliRunner().invoke(main, ["ingest", str(paths.inbox_traces)]).exit_code == 0
+    demo_in_data_dir(on_lake.data_dir, tmp_path, weeks=2, traces_per_day=12, seed=11)
     env = {**os.environ, **_dagster_on_postgres(postgres, tmp_path / "dagster-pg"), "PYTHONPATH": str(REPO)}
     # As a deployment does once (deploy/README.md): make the instance's tables and the pool's slots,
     # which two first runs would otherwise both try to create.
@@ -121,6 +121,9 @@ def test_two_weeks_materialized_at_once_on_ducklake_with_dagster_on_postgres(pos
     for run, output in zip(runs, outputs):
         assert run.returncode == 0, output[-3000:]
     on_lake_counts = _per_week(on_lake.warehouse)
+    with connect(on_lake.warehouse, read_only=True) as conn:
+        stored, distinct = conn.execute("SELECT count(*), count(DISTINCT trace_id) FROM raw.traces").fetchone()
+    assert stored == distinct > 0
 
     # The same two weeks, one after the other, on the single file.
     single = tmp_path / "single"
@@ -130,7 +133,6 @@ def test_two_weeks_materialized_at_once_on_ducklake_with_dagster_on_postgres(pos
     demo_in_data_dir(single, tmp_path / "again", weeks=2, traces_per_day=12, seed=11)
     file_env = {**os.environ, "DAGSTER_HOME": str(single / "dagster"), "FLYWHEEL_DATA": str(single), "PYTHONPATH": str(REPO)}
     (single / "dagster").mkdir()
-    assert CliRunner().invoke(main, ["ingest", str(Paths(single).inbox_traces)]).exit_code == 0
     for week in WEEKS:
         done = subprocess.run([sys.executable, "-c", _RUN_WEEK, week], env=file_env, cwd=REPO, capture_output=True, text=True)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -13,9 +13,11 @@ never from the network: we lay their files out as a DuckDB extension directory a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,6 +170,27 @@ def connect_lake(lake: Lake, *, read_only: bool = False):
 
 def _quote(text: str) -> str:
     return text.replace("'", "''")
+
+
+@contextlib.contextmanager
+def one_at_a_time(conn, name: str) -> Iterator[None]:
+    """Hold a PostgreSQL advisory lock called `name` for the block when `conn` is on a DuckLake (waiting
+    for another process that holds it); on the single file, where one process writes at a time
+    anyway, do nothing. The lock lives in the lake's own catalog database and is released when its
+    session closes, so a killed process never leaves it held."""
+    if not on_lake(conn):
+        yield
+        return
+    import psycopg2
+
+    path = conn.execute("SELECT path FROM duckdb_databases() WHERE database_name = ?", [CATALOG]).fetchone()[0]
+    session = psycopg2.connect(path.removeprefix("postgres:"))
+    try:
+        with session.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(hashtext(%s))", [f"flywheel:{name}"])
+        yield
+    finally:
+        session.close()
 
 
 def on_lake(conn) -> bool:

@@ -983,7 +983,17 @@ def ingest_paths(
 ) -> IngestReport:
     """Load trace files into raw.traces. `source_format` is `flywheel` (the contract), `auto` (decided
     per file) or one source (flywheel.core.intake.sources.files.FORMATS); other sources are mapped to
-    the contract first, with `mapping` (a sources.mapping.Mapping) for the fields only flywheel has."""
+    the contract first, with `mapping` (a sources.mapping.Mapping) for the fields only flywheel has.
+
+    One ingest at a time: the single file's lock sees to it; on DuckLake a PostgreSQL advisory lock
+    does, since two inserts of the same new traces would both commit (an insert conflicts with no
+    other insert) and the id would be stored twice."""
+    with lake.one_at_a_time(conn, "ingest"):
+        return _ingest_paths(conn, paths, settings, skip_known=skip_known, on_progress=on_progress,
+                             source_format=source_format, mapping=mapping, timestamp=timestamp)
+
+
+def _ingest_paths(conn, paths, settings, *, skip_known, on_progress, source_format, mapping, timestamp) -> IngestReport:
     settings = settings or IntakeSettings()
     if settings.max_line_bytes < 1:
         raise ValueError(f"max_line_bytes must be at least 1, got {settings.max_line_bytes}")
