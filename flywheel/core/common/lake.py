@@ -113,8 +113,8 @@ def extension_directory() -> Path:
         import duckdb_extension_postgres
     except ImportError:
         raise WarehouseSettingError(
-            "DuckLake needs the packages duckdb-extension-ducklake and duckdb-extension-postgres: "
-            "pip install 'flywheel[lake]' (or make setup)") from None
+            "DuckLake needs the packages duckdb-extension-ducklake and duckdb-extension-postgres, which "
+            "flywheel depends on: reinstall flywheel (make setup)") from None
     version = f"v{duckdb.__version__}"
     platform = _platform()
     root = Path(tempfile.gettempdir()) / f"flywheel-duckdb-extensions-{os.getuid()}"
