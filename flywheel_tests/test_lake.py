@@ -47,6 +47,19 @@ def test_a_bad_setting_is_one_line_without_the_password(data_dir, monkeypatch):
     assert "Traceback" not in result.output
 
 
+def test_an_unreachable_lake_is_named_without_its_password(data_dir, monkeypatch):
+    import duckdb
+
+    unreachable = lake.Lake("dbname=x host=127.0.0.1 port=1 user=u password=hunter2", "/tmp/nowhere/")
+    assert "hunter2" not in repr(unreachable) and "hunter2" not in f"{[unreachable]}"
+    with pytest.raises(duckdb.Error) as failed:
+        lake.connect_lake(unreachable)
+    assert "hunter2" not in str(failed.value) and "password=***" in str(failed.value)
+    monkeypatch.setenv("FLYWHEEL_WAREHOUSE", unreachable.url)
+    result = CliRunner().invoke(main, ["status"])
+    assert result.exit_code == 1 and "cannot be reached" in result.output and "hunter2" not in result.output
+
+
 def test_constraints_the_lake_does_not_keep_are_left_out():
     ddl = """CREATE TABLE t (id INTEGER PRIMARY KEY CHECK (id = 1), name VARCHAR NOT NULL UNIQUE,
              n INTEGER CHECK (n > (0)), PRIMARY KEY (id, name))"""

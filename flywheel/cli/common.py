@@ -90,6 +90,9 @@ def one_line(exc: BaseException) -> str:
     """An exception as one line a person can act on, for the errors a mistake or a busy machine causes."""
     if type(exc).__name__ in ("WarehouseBusy", "WarehouseSettingError"):
         return str(exc)
+    if type(exc).__module__.startswith("duckdb") and "Transaction conflict" in str(exc):
+        return ("another writer (a run, or another command) changed the same table of the DuckLake at the same "
+                "moment, and this command's change was rolled back: run it again")
     if type(exc).__module__.startswith("duckdb") and ("Postgres" in str(exc) or "DuckLake" in str(exc)):
         from flywheel.core.common.lake import WAREHOUSE_ENV, mask_password
 

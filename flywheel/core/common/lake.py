@@ -7,8 +7,8 @@ in-memory DuckDB with the lake attached as its default catalog, so every station
 `scrub.anonymized_traces`, ...) runs unchanged, and several processes write at once: DuckLake turns two
 writers of one table into a transaction conflict at commit, which callers retry, instead of a file lock.
 
-The extensions come from their PyPI packages (`duckdb-extension-ducklake`, `duckdb-extension-postgres`),
-never from the network: we lay their files out as a DuckDB extension directory and point DuckDB at it.
+The extensions come from their PyPI packages (`duckdb-extension-ducklake`, `duckdb-extension-postgres`,
+`duckdb-extension-httpfs` for object stores), never from the network: we lay their files out as a DuckDB extension directory and point DuckDB at it.
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ class Lake:
     def __str__(self) -> str:
         """The target with any password masked: this string goes into messages and run logs."""
         return f"ducklake:postgres:{mask_password(self.dsn)} (data files in {self.data_path})"
+
+    __repr__ = __str__  # never the password, wherever a Lake is printed
 
     def exists(self) -> bool:
         """Has anything made tables in this lake? (the first write does, as it makes the single file.)
@@ -110,6 +112,7 @@ def extension_directory() -> Path:
 
     try:
         import duckdb_extension_ducklake
+        import duckdb_extension_httpfs
         import duckdb_extension_postgres
     except ImportError:
         raise WarehouseSettingError(
@@ -121,7 +124,8 @@ def extension_directory() -> Path:
     folder = root / version / platform
     folder.mkdir(parents=True, exist_ok=True)
     for package, name, loaded_as in ((duckdb_extension_ducklake, "ducklake", "ducklake"),
-                                     (duckdb_extension_postgres, "postgres", "postgres_scanner")):
+                                     (duckdb_extension_postgres, "postgres", "postgres_scanner"),
+                                     (duckdb_extension_httpfs, "httpfs", "httpfs")):
         source = Path(package.__file__).parent / "extensions" / version / f"{name}.duckdb_extension"
         if not source.exists():
             raise WarehouseSettingError(f"{source.parent.parent.parent.name} has no build for DuckDB {duckdb.__version__}: "
@@ -157,15 +161,40 @@ def connect_lake(lake: Lake, *, read_only: bool = False):
     try:
         conn.execute("LOAD ducklake")
         conn.execute("LOAD postgres_scanner")
+        _object_store_secret(conn, lake.data_path)
         # No data inlining: it reserves the column name row_id (the eval set's key), and it would keep
         # small writes' rows in PostgreSQL rather than in the data files erasure rewrites.
         options = f"DATA_PATH '{_quote(lake.data_path)}', DATA_INLINING_ROW_LIMIT 0" + (", READ_ONLY" if read_only else "")
         conn.execute(f"ATTACH '{_quote(lake.url)}' AS {CATALOG} ({options})")
         conn.execute(f"USE {CATALOG}")
+    except duckdb.Error as exc:
+        conn.close()
+        # libpq's messages repeat the connection string: the same error, the password masked.
+        raise type(exc)(mask_password(str(exc))) from None
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+S3_ENV = {"KEY_ID": "AWS_ACCESS_KEY_ID", "SECRET": "AWS_SECRET_ACCESS_KEY", "SESSION_TOKEN": "AWS_SESSION_TOKEN",
+          "REGION": "AWS_REGION", "ENDPOINT": "AWS_ENDPOINT_URL"}
+
+
+def _object_store_secret(conn, data_path: str) -> None:
+    """Data files on S3 (or an S3-compatible store) are read with DuckDB's httpfs, given the usual AWS_*
+    variables as a temporary secret of this connection. Not exercised on the machine this was built
+    on, which has no object store: a folder is what the tests use."""
+    if not data_path.startswith(("s3://", "s3a://", "r2://")) or not os.environ.get(S3_ENV["KEY_ID"]):
+        return
+    options = {k: os.environ[v] for k, v in S3_ENV.items() if os.environ.get(v)}
+    if "ENDPOINT" in options:  # DuckDB wants host[:port]; the AWS variable is a URL
+        endpoint = options["ENDPOINT"]
+        options["USE_SSL"] = "false" if endpoint.startswith("http://") else "true"
+        options["ENDPOINT"] = endpoint.split("://", 1)[-1].rstrip("/")
+        options["URL_STYLE"] = "path"
+    listed = ", ".join(f"{k} '{_quote(v)}'" if k != "USE_SSL" else f"{k} {v}" for k, v in options.items())
+    conn.execute(f"CREATE TEMPORARY SECRET flywheel_lake (TYPE s3, {listed})")
 
 
 def _quote(text: str) -> str:
