@@ -200,3 +200,33 @@ def test_erasure_on_the_lake_leaves_the_value_in_no_file_and_no_catalog_row(post
             assert cur.fetchone()[0] == 0, table
     with connect(on_lake.warehouse, read_only=True) as conn:
         assert conn.execute("SELECT count(*) FROM raw.traces").fetchone()[0] == 1
+
+
+def test_the_lake_s_files_can_live_in_an_s3_compatible_store(postgres, data_dir, tmp_path, monkeypatch):
+    """FLYWHEEL_LAKE_DATA=s3://... with the usual AWS_* variables: moto's S3 server on loopback here."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from flywheel_tests.conftest import trace, write_jsonl
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        endpoint = "http://{}:{}".format(*server.get_host_and_port())
+        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                            "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
+            monkeypatch.setenv(name, value)
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="lake")
+        monkeypatch.setenv("FLYWHEEL_WAREHOUSE", f"ducklake:postgres:{postgres.new_database()}")
+        monkeypatch.setenv("FLYWHEEL_LAKE_DATA", "s3://lake/flywheel")
+        write_jsonl(tmp_path / "t.jsonl", [trace(f"t{i}") for i in range(5)])
+        result = CliRunner().invoke(main, ["ingest", str(tmp_path / "t.jsonl")])
+        assert result.exit_code == 0, result.output
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lake")["Contents"]]
+        assert any(k.startswith("flywheel/raw/traces/") and k.endswith(".parquet") for k in keys)
+        with connect(Paths(data_dir).warehouse, read_only=True) as conn:
+            assert conn.execute("SELECT count(*) FROM raw.traces").fetchone()[0] == 5
+        assert not list(tmp_path.rglob("*.parquet"))
+    finally:
+        server.stop()

@@ -183,8 +183,8 @@ S3_ENV = {"KEY_ID": "AWS_ACCESS_KEY_ID", "SECRET": "AWS_SECRET_ACCESS_KEY", "SES
 
 def _object_store_secret(conn, data_path: str) -> None:
     """Data files on S3 (or an S3-compatible store) are read with DuckDB's httpfs, given the usual AWS_*
-    variables as a temporary secret of this connection. Not exercised on the machine this was built
-    on, which has no object store: a folder is what the tests use."""
+    variables as a temporary secret of this connection. Tested against moto's S3 server on loopback,
+    not against AWS itself."""
     if not data_path.startswith(("s3://", "s3a://", "r2://")) or not os.environ.get(S3_ENV["KEY_ID"]):
         return
     options = {k: os.environ[v] for k, v in S3_ENV.items() if os.environ.get(v)}
