@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -115,10 +116,15 @@ def _per_week(warehouse) -> dict:
 
 
 def test_two_weeks_materialized_at_once_on_ducklake_with_dagster_on_postgres(postgres, on_lake, tmp_path, monkeypatch):
+    import dagster as dg
+
+    from flywheel_tests.conftest import fake_resources
+    from flywheel_tests.test_loop import WEEKLY
+
     """Two processes run the weekly loop's stations for two weeks at the same moment (both ingest the
-    inbox first), Dagster's storage on PostgreSQL (deploy/dagster-postgres.yaml): both succeed, every
-    trace is stored once, and each week holds what the same weeks give one after the other on the
-    single file."""
+    inbox first), Dagster's storage on PostgreSQL (deploy/dagster-postgres.yaml), while verbs write and
+    read: everything succeeds, every trace is stored once, and each week holds what the same weeks give
+    one after the other on the single file."""
     # One key for both warehouses: the draw is keyed, so the same key makes the same sample.
     monkeypatch.setenv("FLYWHEEL_SECRET", "a-test-key-shared-by-both-warehouses-0123456789")
     demo_in_data_dir(on_lake.data_dir, tmp_path, weeks=2, traces_per_day=12, seed=11)
@@ -128,36 +134,51 @@ def test_two_weeks_materialized_at_once_on_ducklake_with_dagster_on_postgres(pos
     for command in (["instance", "migrate"], ["instance", "concurrency", "set", "duckdb", "4"]):
         made = subprocess.run([str(Path(sys.executable).parent / "dagster"), *command], env=env, capture_output=True, text=True)
         assert made.returncode == 0, made.stderr[-2000:]
-    runs = [subprocess.Popen([sys.executable, "-c", _RUN_WEEK, week], env=env, cwd=REPO,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for week in WEEKS]
-    outputs = [run.communicate(timeout=300)[0] for run in runs]
-    for run, output in zip(runs, outputs):
-        assert run.returncode == 0, output[-3000:]
+    logs = [tmp_path / f"run-{week}.log" for week in WEEKS]
+    runs = [subprocess.Popen([sys.executable, "-c", _RUN_WEEK, week], env=env, cwd=REPO, stdout=log.open("w"),
+                             stderr=subprocess.STDOUT) for week, log in zip(WEEKS, logs)]
+    # Meanwhile a person's verbs write and read the same lake, for as long as the runs last.
+    runner, added = CliRunner(), []
+    while any(run.poll() is None for run in runs) and len(added) < 40:
+        code = f"mode_{len(added)}"
+        result = runner.invoke(main, ["taxonomy", "add", "--code", code, "--name", f"Mode {len(added)}",
+                                      "--definition", "The reply ignores the contract. The customer is enterprise."])
+        assert result.exit_code == 0, result.output
+        added.append(code)
+        assert runner.invoke(main, ["gate"]).exit_code == 2  # a read: no results to judge yet
+        time.sleep(1.0)  # overlap, not load: the runs have two cores to share
+    for run, log in zip(runs, logs):
+        assert run.wait(timeout=300) == 0, log.read_text()[-3000:]
+    assert added
     on_lake_counts = _per_week(on_lake.warehouse)
     with connect(on_lake.warehouse, read_only=True) as conn:
         stored, distinct = conn.execute("SELECT count(*), count(DISTINCT trace_id) FROM raw.traces").fetchone()
+        codes = {c for (c,) in conn.execute("SELECT code FROM label.taxonomy").fetchall()}
     assert stored == distinct > 0
+    assert set(added) <= codes
 
     # The same two weeks, one after the other, on the single file.
     single = tmp_path / "single"
     single.mkdir()
     monkeypatch.delenv("FLYWHEEL_WAREHOUSE")
     monkeypatch.setenv("FLYWHEEL_DATA", str(single))
-    demo_in_data_dir(single, tmp_path / "again", weeks=2, traces_per_day=12, seed=11)
-    file_env = {**os.environ, "DAGSTER_HOME": str(single / "dagster"), "FLYWHEEL_DATA": str(single), "PYTHONPATH": str(REPO)}
-    (single / "dagster").mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(single / "dagster"))
+    single_paths, _ = demo_in_data_dir(single, tmp_path / "again", weeks=2, traces_per_day=12, seed=11)
     for week in WEEKS:
-        done = subprocess.run([sys.executable, "-c", _RUN_WEEK, week], env=file_env, cwd=REPO, capture_output=True, text=True)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert on_lake_counts == _per_week(Paths(single).warehouse)
+        assert dg.materialize(WEEKLY, partition_key=week, resources=fake_resources(single_paths)).success
+    assert on_lake_counts == _per_week(single_paths.warehouse)
     assert set(on_lake_counts["sample.sampled_traces"]) == set(WEEKS)
 
 
 def test_a_single_file_moves_into_the_lake_with_every_row(postgres, data_dir, tmp_path, monkeypatch):
+    import dagster as dg
+
+    from flywheel_tests.conftest import fake_resources
+    from flywheel_tests.test_loop import WEEKLY
+
     paths, _ = demo_in_data_dir(data_dir, tmp_path, weeks=1, traces_per_day=10, seed=3)
     runner = CliRunner()
-    assert runner.invoke(main, ["ingest", str(paths.inbox_traces)]).exit_code == 0
-    assert runner.invoke(main, ["run", "--week", WEEKS[0]]).exit_code == 0
+    assert dg.materialize(WEEKLY, partition_key=WEEKS[0], resources=fake_resources(paths)).success
     with connect(paths.warehouse, read_only=True) as conn:
         tables = conn.execute("SELECT schema_name, table_name FROM duckdb_tables() ORDER BY 1, 2").fetchall()
         before = {t: conn.execute(f'SELECT count(*) FROM "{t[0]}"."{t[1]}"').fetchone()[0] for t in tables}

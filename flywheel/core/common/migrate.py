@@ -68,6 +68,8 @@ def migrate(source: Path, target: lake.Lake, on_table: Callable[[Copied], None] 
                 conn.execute(sql)  # the view's own CREATE VIEW: its names resolve in the lake, the default catalog
         return copied
     finally:
+        # Attached databases belong to the process's DuckDB, which later connections to the lake share.
+        conn.execute(f"DETACH DATABASE IF EXISTS {SOURCE}")
         conn.close()
 
 
