@@ -4,21 +4,22 @@ The real scrubber is loaded once per process and reused across runs' steps; load
 half a second and a few hundred MB.
 """
 
+from __future__ import annotations
+
 import functools
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from flywheel.core.scrub.scrubber import (
-    Placeholders,
-    ScrubbedText,
-    Span,
-    merge_spans,
-    replace,
-)
 from flywheel.core.scrub.vocabulary import CustomerVocabulary
+
+# The scrubber module imports Presidio (7 s on 2 cores): imported where a scrub happens, not by every
+# Dagster run that loads the definitions (a fold-in never scrubs).
+if TYPE_CHECKING:
+    from flywheel.core.scrub.scrubber import ScrubbedText, Span
 from flywheel.settings import ScrubSettings
 
 
@@ -63,11 +64,15 @@ class RegexOnlyScrubber:
         self.vocabulary = vocabulary or CustomerVocabulary()
 
     def _spans(self, text: str) -> list[Span]:
+        from flywheel.core.scrub.scrubber import Span, merge_spans
+
         spans = [Span(m.start(), m.end(), kind, "regex") for kind, rx in self.PATTERNS for m in rx.finditer(text)]
         spans += [Span(s, e, kind, "lookup") for s, e, kind in self.vocabulary.find(text)]
         return merge_spans(spans)
 
     def scrub_conversations(self, conversations: Iterable[Sequence[str]]) -> Iterator[list[ScrubbedText]]:
+        from flywheel.core.scrub.scrubber import Placeholders, replace
+
         for conv in conversations:
             numbering = Placeholders()
             yield [replace(t, self._spans(t), numbering) for t in conv]

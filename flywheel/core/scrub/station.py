@@ -11,13 +11,15 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import duckdb
 import polars as pl
 
 from flywheel.core.privacy import routing
-from flywheel.core.scrub.scrubber import ScrubbedText
+
+if TYPE_CHECKING:  # the scrubber module imports Presidio (7 s): every Dagster run imports this one
+    from flywheel.core.scrub.scrubber import ScrubbedText
 
 MESSAGE_TYPE = pl.List(pl.Struct({"role": pl.String, "content": pl.String}))
 COUNT_TYPE = pl.List(pl.Struct({"entity_type": pl.String, "layer": pl.String, "n": pl.Int64}))
