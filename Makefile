@@ -34,7 +34,7 @@ test: setup
 ui: setup $(DAGSTER_HOME)/dagster.yaml
 	@echo "Dagster UI:  http://127.0.0.1:3000/"
 	@echo "Review app:  http://127.0.0.1:8765/  (reviewers: $(BIN)/flywheel users add NAME [--admin])"
-	@SERVE=; if [ -e $(FLYWHEEL_DATA)/flywheel.duckdb ]; then $(BIN)/flywheel serve --port 8765 & SERVE=$$!; \
+	@SERVE=; if [ -e $(FLYWHEEL_DATA)/flywheel.duckdb ] || [ -n "$$FLYWHEEL_WAREHOUSE" ]; then $(BIN)/flywheel serve --port 8765 & SERVE=$$!; \
 	  else echo "(the review app starts once the warehouse exists: make demo, or flywheel ingest)"; fi; \
 	  trap '[ -z "$$SERVE" ] || kill $$SERVE 2>/dev/null' EXIT; \
 	  $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml

@@ -20,6 +20,7 @@ from flywheel.core.common import lake
 from flywheel.core.common.db import connect
 from flywheel.paths import Paths
 from flywheel_tests.conftest import demo_in_data_dir
+from flywheel_tests.test_review_app import site  # noqa: F401 - the review app's fixture, on the lake here
 
 REPO = Path(__file__).resolve().parents[1]
 WEEKS = ["2026-03-02", "2026-03-09"]
@@ -251,3 +252,18 @@ def test_the_lake_s_files_can_live_in_an_s3_compatible_store(postgres, data_dir,
         assert not list(tmp_path.rglob("*.parquet"))
     finally:
         server.stop()
+
+
+def test_the_review_app_lands_labels_in_the_lake(on_lake, site):
+    """The review app on a DuckLake: a label posted through the API lands once, and the queue moves on."""
+    from flywheel_tests.test_review_app import KNOWN, WEEK, _bearer, _current, _wait_landed
+
+    make, refs, made = site
+    client = make()
+    first = client.get(f"/api/queue/next?week={WEEK}", headers=_bearer(made, "alice")).json()
+    posted = client.post("/api/labels", headers=_bearer(made, "alice"), json={"trace_ref": first["trace_ref"], **KNOWN})
+    assert posted.status_code == 201 and posted.json()["landed"] is True, posted.text
+    _wait_landed(client)
+    assert _current(on_lake.warehouse) == [(first["trace_ref"], "known_failure", "missed_escalation", "alice", "api")]
+    following = client.get(f"/api/queue/next?week={WEEK}", headers=_bearer(made, "alice")).json()
+    assert following["trace_ref"] in refs and following["trace_ref"] != first["trace_ref"]

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 from flywheel.core.common import clock
 from flywheel.core.common.db import WarehouseBusy, open_connection
+from flywheel.core.common.lake import Lake
 from flywheel.core.labeling import review_store, spreadsheet
 from flywheel.core.labeling.labels import Label
 from flywheel.core.scrub import keep_terms
@@ -79,7 +80,9 @@ class Lander:
                     finally:
                         conn.close()
                     # A new taxonomy code is worth a reload (the taxonomy page shows it); labels alone are not.
-                    after = None if landing.new_codes else self.review.live.stamp_now()
+                    # On a DuckLake other processes commit while we write: the next read reloads.
+                    after = (None if landing.new_codes or isinstance(self.review.paths.warehouse, Lake)
+                             else self.review.live.stamp_now())
                     self.review.live.absorb(landing.rows, before, after)
             except WarehouseBusy:
                 self.busy_since = self.busy_since or clock.now()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flywheel.core.common.db import WarehouseBusy, open_connection, table_exists
+from flywheel.core.common.lake import CATALOG, Lake
 
 # Review order, as flywheel.core.labeling.queue orders the queue: anomalies, strata, random picks;
 # adversarial candidates first within each; the most doubtful judge scores first.
@@ -133,8 +134,15 @@ def load(warehouse: Path, *, timeout_s: float = 0.5, gate_threshold: float = 0.9
     return snap.index()
 
 
-def _stamp(warehouse: Path) -> tuple:
-    """Changes whenever the warehouse does: DuckDB writes the file or its write-ahead log."""
+def _stamp(warehouse: Path | Lake) -> tuple:
+    """Changes whenever the warehouse does: DuckDB writes the file or its write-ahead log; every
+    commit to a DuckLake makes a new snapshot."""
+    if isinstance(warehouse, Lake):
+        conn = open_connection(warehouse, read_only=True)
+        try:
+            return (conn.execute(f"FROM ducklake_current_snapshot('{CATALOG}')").fetchone()[0],)
+        finally:
+            conn.close()
     out = []
     for path in (warehouse, warehouse.with_name(warehouse.name + ".wal")):
         try:
