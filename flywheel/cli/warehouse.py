@@ -40,10 +40,11 @@ def warehouse_migrate(target: str, source: Path | None, data_dir: Path | None) -
     home = resolve_data_dir(data_dir)
     try:
         to = lake.parse_target(target, home)
-    except lake.WarehouseSettingError as exc:
-        raise click.BadParameter(str(exc).replace(lake.WAREHOUSE_ENV, "--to"), param_hint="--to") from None
+    except lake.WarehouseSettingError:
+        to = None
     if not isinstance(to, lake.Lake):
-        raise click.BadParameter("give a DuckLake, ducklake:postgres:<libpq connection string>", param_hint="--to")
+        raise click.BadParameter(f"{lake.mask_password(target)!r} is not a DuckLake: give "
+                                 "ducklake:postgres:<libpq connection string>", param_hint="--to")
     source = source or home / "flywheel.duckdb"
     click.echo(f"Copying {source} into {to}")
     try:
@@ -51,4 +52,5 @@ def warehouse_migrate(target: str, source: Path | None, data_dir: Path | None) -
     except migrate.MigrationError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{len(copied)} tables, {sum(c.rows for c in copied):,} rows, every one checked.\n"
-               f"Now use the lake:  export {lake.WAREHOUSE_ENV}='{target}'")
+               f"Now use the lake:  export {lake.WAREHOUSE_ENV}='{lake.mask_password(target)}'"
+               + ("  (with your password in place of ***)" if "***" in lake.mask_password(target) else ""))
