@@ -176,9 +176,10 @@ def _check_fingerprint(warehouse: Path, key: bytes, where: str) -> None:
 
     mine = fingerprint(key)
     if isinstance(warehouse, Lake):
-        if not warehouse.exists():
-            return
         token = (warehouse.url, warehouse.data_path, mine)
+        # Looked up in the catalog only until checked once: load_key runs in every step and verb.
+        if token not in _checked and not warehouse.exists():
+            return
     else:
         try:
             st = warehouse.stat()

@@ -260,25 +260,3 @@ def portable_ddl(sql: str) -> str:
     and the constraints are only a second guard on the single file."""
     return _CONSTRAINT.sub("", _TABLE_KEY.sub("", sql))
 
-
-def purge_history(conn) -> int:
-    """Leave no trace of deleted rows in the lake, as erasure needs: a DuckLake DELETE only marks rows
-    in a delete file, old snapshots keep the data files that hold them (time travel), and the catalog's
-    table statistics keep the smallest and largest value a column ever held. Every table is rewritten
-    from its live rows (new files, fresh statistics), then every older snapshot is expired and the
-    files only they used are deleted. Measured here: after this, neither the data folder nor a dump of
-    the PostgreSQL catalog holds a deleted value. Returns the number of tables rewritten."""
-    tables = conn.execute(
-        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? ORDER BY 1, 2", [CATALOG],
-    ).fetchall()
-    conn.execute("BEGIN TRANSACTION")
-    try:
-        for schema, table in tables:
-            conn.execute(f'CREATE OR REPLACE TABLE "{schema}"."{table}" AS SELECT * FROM "{schema}"."{table}"')
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute(f"CALL ducklake_expire_snapshots('{CATALOG}', older_than => now())").fetchall()
-    conn.execute(f"CALL ducklake_cleanup_old_files('{CATALOG}', cleanup_all => true)").fetchall()
-    return len(tables)

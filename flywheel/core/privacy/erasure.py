@@ -598,7 +598,7 @@ def _finish(conn: duckdb.DuckDBPyConnection, warehouse: Path, exports_dir: Path,
         return
     if lake.on_lake(conn):  # no file to rebuild: the lake's tables are rewritten and its history dropped
         started = time.monotonic()
-        tables = lake.purge_history(conn)
+        tables = rebuild_file.purge_lake(conn)
         conn.execute("UPDATE privacy.erasures SET bytes_erased_at = ? WHERE bytes_erased_at IS NULL", [clock.now()])
         conn.close()
         report.rebuilt = rebuild_file.Rebuilt(0, 0, time.monotonic() - started, lake_tables=tables)

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import duckdb
 
+from flywheel.core.common import lake
+from flywheel.core.common.db import transaction
 from flywheel.core.common.durable import fsync_path
 
 ZERO_CHUNK = 1 << 20
@@ -119,3 +121,20 @@ def _zero(fd: int, size: int) -> None:
     os.fsync(fd)
 
 
+def purge_lake(conn) -> int:
+    """Leave no trace of deleted rows in a DuckLake, the lake's counterpart of rebuild(): a DuckLake
+    DELETE only marks rows in a delete file, old snapshots keep the data files that hold them (time
+    travel), and the catalog's table statistics keep the smallest and largest value a column ever
+    held. Every table is rewritten from its live rows (new files, fresh statistics), then every older
+    snapshot is expired and the files only they used are deleted. Measured here: after this, neither
+    the data folder nor a dump of the PostgreSQL catalog holds a deleted value. Returns the number of
+    tables rewritten."""
+    tables = conn.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? ORDER BY 1, 2", [lake.CATALOG],
+    ).fetchall()
+    with transaction(conn):
+        for schema, table in tables:
+            conn.execute(f'CREATE OR REPLACE TABLE "{schema}"."{table}" AS SELECT * FROM "{schema}"."{table}"')
+    conn.execute(f"CALL ducklake_expire_snapshots('{lake.CATALOG}', older_than => now())").fetchall()
+    conn.execute(f"CALL ducklake_cleanup_old_files('{lake.CATALOG}', cleanup_all => true)").fetchall()
+    return len(tables)
