@@ -114,3 +114,29 @@ def test_a_week_past_retention_still_reports_its_traffic(tmp_path, monkeypatch):
 
     with connect(data / "flywheel.duckdb", read_only=True) as conn:  # retention did run: the week's raw is gone
         assert conn.execute("SELECT count(*) FROM raw.traces WHERE timestamp < '2026-03-09'").fetchone()[0] == 0
+
+
+def test_a_trial_week_of_a_few_traces_says_why_none_was_sampled_and_how_to_sample_them(tmp_path):
+    """A newcomer's first try: four ordinary traces. At the essay's 2% nothing is picked; the run must
+    say so and how to try the loop anyway, and --random-rate 1 must then take all four."""
+    data = tmp_path / "data"
+    runner = CliRunner(env={"FLYWHEEL_DATA": str(data), "DAGSTER_HOME": str(data / "dagster")})
+    export = tmp_path / "few.jsonl"
+    # Four the deterministic 2% draw (salt "flywheel") happens to leave out.
+    ordinary = [t for t in traces() if not any(t.get(k) for k in ("retried", "guardrail_tripped", "handed_off"))][4:8]
+    export.write_text("".join(json.dumps(dict(t, intent="how_to")) + "\n" for t in ordinary))
+    assert "Ingested 4 traces" in runner.invoke(main, ["ingest", str(export)]).output
+
+    result = runner.invoke(main, ["run", "--week", WEEK])
+    assert result.exit_code == 0, result.output
+    assert f"Week {WEEK}: 4 traces, 0 sampled and scrubbed" in result.output
+    assert "None of the week's 4 traces was sampled" in result.output and "one trace in 50" in result.output
+    assert f"flywheel run --week {WEEK} --random-rate 1" in result.output
+    assert "has a label" not in result.output
+
+    result = runner.invoke(main, ["run", "--week", WEEK, "--random-rate", "1"])
+    assert result.exit_code == 0, result.output
+    assert f"Week {WEEK}: 4 traces, 4 sampled and scrubbed, 4 waiting for review" in result.output
+
+    result = runner.invoke(main, ["run", "--month", "2026-11", "--random-rate", "1"])
+    assert result.exit_code == 2 and "--random-rate goes with --week" in result.output

@@ -16,7 +16,7 @@ from flywheel.cli.common import MONTH, WEEK, data_dir_option, main, partition_or
 from flywheel.paths import Paths
 
 
-def _run(paths: Paths, job: str, partition_key: str | None, label: str):
+def _run(paths: Paths, job: str, partition_key: str | None, label: str, sample_config: dict | None = None):
     """Run `job` with a progress bar over its steps; a failed run is one line (which step, why, where the log is)."""
     from tqdm import tqdm
 
@@ -32,8 +32,9 @@ def _run(paths: Paths, job: str, partition_key: str | None, label: str):
             else:
                 bar.update(1)
 
-        result = run_job(defs, job, paths, partition_key=partition_key, raise_on_error=False, log_level="CRITICAL",
-                         on_step=on_step)
+        run_config = {"ops": {"sample__sampled_traces": {"config": sample_config}}} if sample_config else None
+        result = run_job(defs, job, paths, partition_key=partition_key, run_config=run_config, raise_on_error=False,
+                         log_level="CRITICAL", on_step=on_step)
     if not result.success:  # a blocking check that fails (a PII leak) fails its step too: named the same way
         raise click.ClickException(f"{label}: {failure_line(result, paths)}")
     return result
@@ -44,8 +45,10 @@ def _run(paths: Paths, job: str, partition_key: str | None, label: str):
               "what is in the inbox, sample, scrub, queue for review, fold in labels.")
 @click.option("--month", type=MONTH, help="Run the monthly job for this month (YYYY-MM): drift, the traces that "
               "focus next week's sample, retirement.")
+@click.option("--random-rate", type=click.FloatRange(0, 1), help="With --week: override the random share of traffic "
+              "sampled (default 0.02; the essay says 1-5%). A trial week of a few traces needs 1.")
 @data_dir_option
-def run(week: dt.date | None, month: dt.date | None, data_dir: Path | None) -> None:
+def run(week: dt.date | None, month: dt.date | None, random_rate: float | None, data_dir: Path | None) -> None:
     """Run the loop for one week (ingest, sample, scrub, queue) or one month (drift, retirement).
 
     What the schedules do on their own while `make ui` runs, now, as a Dagster run the UI shows.
@@ -53,26 +56,30 @@ def run(week: dt.date | None, month: dt.date | None, data_dir: Path | None) -> N
     """
     if (week is None) == (month is None):
         raise click.UsageError("give exactly one of --week DAY or --month YYYY-MM")
+    if random_rate is not None and week is None:
+        raise click.UsageError("--random-rate goes with --week: the monthly job samples nothing")
     # A week's run ingests the inbox, so it may start the warehouse; a month's needs traces already there.
     paths = paths_for(data_dir, need_warehouse=month is not None)
     if week is not None:
-        _run_week(paths, week)
+        _run_week(paths, week, random_rate)
     else:
         _run_month(paths, month)
 
 
-def _run_week(paths: Paths, week: dt.date) -> None:
+def _run_week(paths: Paths, week: dt.date, random_rate: float | None = None) -> None:
     from flywheel.core.common.db import connect
     from flywheel.core.intake.ingest import ensure_raw_tables
     from flywheel.core.labeling.queue import review_queue
     from flywheel.core.sampling import sampler
     from flywheel.defs.partitions import weekly_partitions
+    from flywheel.settings import SamplingSettings
 
     key = week.isoformat()
     partition_or_fail(weekly_partitions, key, "week", "'--week'")
     with connect(paths.warehouse) as conn:
         ensure_raw_tables(conn)
-    result = _run(paths, "weekly_loop_job", key, f"week {key}")
+    overrides = {"random_rate": random_rate} if random_rate is not None else {}
+    result = _run(paths, "weekly_loop_job", key, f"week {key}", overrides)
     # The week's traffic as the sampler saw it: the same run's retention step may since have deleted raw
     # traces older than retention.raw_days, so raw.traces is no longer the place to count them.
     [sampled_event] = result.asset_materializations_for_node("sample__sampled_traces")
@@ -86,6 +93,11 @@ def _run_week(paths: Paths, week: dt.date) -> None:
                + (f"; eval set at v{version}." if version else "."))
     if not traffic:
         click.echo("No traffic that week: ingest its traces first (flywheel ingest PATH), then run it again.")
+    elif not sampled:
+        rate = random_rate if random_rate is not None else SamplingSettings().random_rate
+        click.echo(f"None of the week's {traffic} traces was sampled: none tripped a guardrail, retried or was handed "
+                   f"off, and a random share of {rate:.0%} samples one trace in {round(1 / rate) if rate else 'none'}. "
+                   f"To try the loop on a small week: flywheel run --week {key} --random-rate 1.")
     elif waiting:
         click.echo(f"Next: {waiting} traces wait for review: flywheel review (or flywheel labels export --week {key} "
                    "--output queue.csv), then flywheel fold-in.")
