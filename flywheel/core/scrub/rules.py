@@ -113,7 +113,12 @@ def in_heading(text: str, start: int, end: int) -> bool:
     line_end = text.find("\n", end)
     line = text[line_start : line_end if line_end != -1 else len(text)]
     letters = [c for c in line if c.isalpha()]
-    return len(letters) >= 4 and all(c.isupper() for c in letters) and len(line.split()) >= 2
+    if len(letters) < 4 or not all(c.isupper() for c in letters):
+        return False
+    words = line.split()
+    # One word alone on its line in capitals is a heading when the word is a common one ("PROCEDURE");
+    # "JOHN" on a line of its own may be a signature.
+    return len(words) >= 2 or (len(letters) >= 5 and is_common_noun(words[0].strip(".:").title()))
 
 
 def _in_heading(token) -> bool:
@@ -159,6 +164,8 @@ def cued_persons(text: str) -> list[tuple[int, int, str]]:
             bare = w.group().strip(".,;:!?\"'").lower()
             if bare in CUE_STOP or not bare:
                 break
+            if keep and not lower_case and not w.group()[0].isupper():
+                break  # "Ms Halford applied": in ordinary text a name's words have capitals
             keep.append(w)
             if not w.group()[-1].isalnum() and not (len(bare) == 1):  # punctuation ends the name
                 break
@@ -323,3 +330,56 @@ def name_around(text: str, start: int, end: int) -> tuple[int, int]:
             break
         start -= len(before.group(1)) + 1
     return start, end
+
+
+# Public bodies, legal instruments and offices: written with capitals ("the District Court", "the
+# Criminal Code", "the President of the Chamber", "the Home Office") but naming no customer and no
+# person. What decides is the phrase's head, the noun that says what kind of thing it names: the last
+# word, or the last before "of"/"for" ("Ministry of Justice", "Secretary of State"). A closed class of
+# words of government and law, not names from any corpus. Left out on purpose: prisons, hospitals,
+# schools and parties (where someone is, or what they believe), and states ("Czech Republic"), which
+# stay places.
+PUBLIC_HEADS = {
+    # bodies
+    "court", "courts", "tribunal", "government", "ministry", "office", "agency", "board", "commission",
+    "council", "parliament", "assembly", "police", "directorate", "department", "chamber", "section",
+    "committee", "authority", "administration", "registry", "inspectorate", "senate", "congress", "cabinet",
+    "judiciary", "gendarmerie", "prosecution", "prosecutor's", "ombudsman", "secretariat",
+    # instruments
+    "code", "act", "convention", "constitution", "rules", "rule", "protocol", "treaty", "regulation",
+    "regulations", "law", "article", "articles", "decree", "directive", "charter", "statute", "ordinance",
+    # offices held
+    "president", "vice-president", "mayor", "secretary", "minister", "chairman", "chairwoman", "chair",
+    "agent", "delegate", "adviser", "advisor", "counsel", "registrar", "judge", "judges", "prosecutor",
+    "chancellor", "constable", "governor", "commissioner", "rapporteur", "barrister", "barrister-at-law",
+    "solicitor", "attorney", "deputy", "member", "members",
+}
+_DETERMINER = re.compile(r"^(?:the|The|THE)\s+")
+_DETERMINER_AT = re.compile(r"(?:the|The|THE)\s+")  # for match(text, pos): "^" matches only at 0
+_HEAD_CUT = re.compile(r"\s(?:of|for)\s")
+
+
+def head_word(value: str) -> str:
+    """The head of a capitalised phrase: its last word before "of"/"for", lower case, no possessive or
+    bracketed tail ("the President of the Chamber (Rule 21" -> "president")."""
+    phrase = _HEAD_CUT.split(_DETERMINER.sub("", value.split("(")[0].strip()), maxsplit=1)[0]
+    words = phrase.split()
+    return re.sub(r"['’]s?$", "", words[-1]).lower() if words else ""
+
+
+def public_body(value: str, kind: str) -> bool:
+    """A body, instrument or office by its head word. For a person finding ("Legal Adviser") every other
+    word must be a common word with a capital too: "Judge Hansen" is a person."""
+    if head_word(value) not in PUBLIC_HEADS:
+        return False
+    if kind != PERSON:
+        return True
+    others = _DETERMINER.sub("", value).split()[:-1]
+    return all(w.lower() in PUBLIC_HEADS | _STOP or is_common_noun(w) for w in others)
+
+
+def without_determiner(text: str, start: int, end: int) -> int:
+    """Where a name finding starts once a leading "the" is left out: the article is not part of the name,
+    and the reader keeps it ("the [ORG_1]")."""
+    m = _DETERMINER_AT.match(text, start, end)
+    return m.end() if m and m.end() < end else start

@@ -105,6 +105,8 @@ def merge_spans(spans: Iterable[Span]) -> list[Span]:
 
 
 _EDGE = " \t\r\n,;:!?\"“”"
+# Findings of names other than persons: their leading "the" is no part of the name.
+_NAME_TYPES = ("ORGANIZATION", "PROPER_NOUN", "LOCATION", "GPE")
 _POSSESSIVE = re.compile(r"['’]s?$")
 
 
@@ -125,6 +127,8 @@ def _tidy(text: str, span: Span) -> Span | None:
             end += 1
             while end < len(text) and text[end].isalnum():
                 end += 1
+    if span.layer == "ner" and span.entity_type in _NAME_TYPES:
+        start = rules.without_determiner(text, start, end)
     if end <= start:
         return None
     return Span(start, end, span.entity_type, span.layer)
@@ -279,7 +283,8 @@ class Scrubber:
                 found = [s for s in found if not self._is_kept(text, s) and not self._in_heading(text, s)]
                 found += [Span(s, e, kind, "lookup") for s, e, kind in self.vocabulary.find(text)]
             joined = rules.join_fragments(text, merge_spans(t for t in (_tidy(text, s) for s in found) if t))
-            out.append(merge_spans(kept for s in joined if (kept := self._unless_common(text, s))))
+            out.append(merge_spans(kept for s in joined if not self._public_body(text, s)
+                                   and (kept := self._unless_common(text, s))))
         return out
 
     def _unless_common(self, text: str, span: Span) -> Span | None:
@@ -289,6 +294,14 @@ class Scrubber:
             return span
         start, end = rules.name_around(text, span.start, span.end)
         return Span(start, end, span.entity_type, span.layer) if (start, end) != (span.start, span.end) else None
+
+    @staticmethod
+    def _public_body(text: str, span: Span) -> bool:
+        """An NER finding that names a public body, a legal instrument or an office ("the District Court",
+        "Criminal Code", "Legal Adviser"): see rules.public_body. Judged after the pieces are joined, so
+        "President of the Court" is judged whole."""
+        return span.layer == "ner" and span.entity_type in (*_NAME_TYPES, "PERSON") \
+            and rules.public_body(text[span.start : span.end], span.entity_type)
 
     @staticmethod
     def _common_noun(text: str, span: Span) -> bool:
