@@ -160,8 +160,8 @@ def _number_first(t: _Tokens, i: int) -> int | None:
     if two_numbers:  # "<postcode or building> <house number> <street>"
         j += 1
     words_end = _street_words(t, j, limit=6)
-    if words_end == j or t.bare(j) in MONTHS or t.bare(i - 1) in REFERENCE_WORDS:
-        return None  # a date ("6 November 2006"), or "para. 3 of the Rules"
+    if words_end == j or t.bare(j) in MONTHS or t.bare(i - 1) in REFERENCE_WORDS | MONTHS:
+        return None  # a date ("6 November 2006", "7 May 2004 State Security Courts"), or "para. 3 of the Rules"
     if t.is_num(words_end, 5) and t.same_line(words_end - 1, words_end):  # house number after the name
         return _tail(t, words_end + 1)
     street = [k for k in range(j, words_end) if t.is_street_word(k)]
@@ -181,8 +181,8 @@ def _number_last(t: _Tokens, i: int) -> int | None:
     """'Villacher Strasse 89', 'ul. Biskupa Bogedaina 118', 'hegyalja út 98.': the house number is
     token i; the street name is the run of words before it. Returns the start index or None."""
     if not t.is_num(i, 5) or t.is_num(i + 1) and t.same_line(i, i + 1) or t.bare(i - 1) in REFERENCE_WORDS \
-            or t.bare(i - 1) in MONTHS:
-        return None  # "Article 34", "Rule 33", "para. 3", "November 2006"
+            or t.bare(i - 1) in MONTHS or t.bare(i + 1) in MONTHS:
+        return None  # "Article 34", "Rule 33", "para. 3", "November 2006", "Court dated 6 November"
     start = i
     while start > 0 and i - start < 4 and t.is_name_word(start - 1) and t.same_line(start - 1, start) \
             and t.bare(start - 1) not in CUES:

@@ -38,7 +38,7 @@ from flywheel.core.scrub import vocabulary as vocab_mod
 
 # The scrubber's own version (here, not in scrubber.py, so that reading it imports no Presidio); bump it
 # when what the scrubber redacts changes.
-SCRUBBER_VERSION = "5"  # 5: common nouns with a capital, references, headings; name pieces joined (4: any-TLD emails)
+SCRUBBER_VERSION = "6"  # 6: public bodies, calendar dates, reference lists (5: common nouns with a capital, references, headings; 4: any-TLD emails)
 PLACEHOLDER = re.compile(r"\[[A-Z][A-Z0-9_]*\]")
 DEFAULT_MIN_CUSTOMERS = 5
 
@@ -333,7 +333,7 @@ def decide(conn: duckdb.DuckDBPyConnection, keep_file: Path, candidate: Candidat
 
 
 def version_with(base_version: str, keep_terms: Iterable[str], patterns: Iterable[tuple[str, str]] = ()) -> str:
-    """The scrubber's version with the lists it runs with: "5", "5+keep.1a2b3c4d", and "+patterns.…"
+    """The scrubber's version with the lists it runs with: "6", "6+keep.1a2b3c4d", and "+patterns.…"
     when approved patterns (flywheel.core.scrub.patterns) are in use."""
     version = base_version
     fingerprint = digest(keep_terms)

@@ -10,6 +10,11 @@ import re
 
 from presidio_analyzer import Pattern, PatternRecognizer
 
+_MONTH = ("(?:January|February|March|April|May|June|July|August|September|October|November|December|"
+          "Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec)")
+_DAY = "(?:0?[1-9]|[12][0-9]|3[01])"
+_YEAR = "(?:1[89][0-9]{2}|20[0-9]{2})"
+
 # entity type -> [(pattern name, regex, score)]
 HELPDESK_PATTERNS: dict[str, list[tuple[str, str, float]]] = {
     "TICKET_ID": [
@@ -28,6 +33,18 @@ HELPDESK_PATTERNS: dict[str, list[tuple[str, str, float]]] = {
     # whatever its top-level domain, so any name@domain.tld shape is one.
     "EMAIL_ADDRESS": [("any-domain email", r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b",
                        0.9)],
+    # Calendar dates: the date of an event in someone's life (a birth, a purchase, a hearing) narrows who
+    # they are, as HIPAA's Safe Harbor and the TAB annotators treat it. Only absolute dates: a day of a
+    # month ("6 November 2006", "March 3rd", "15/03/2024", "2024-03-15") or a month of a year ("March
+    # 2004"). Relative time ("yesterday", "within 5 business days") and bare years stay: they identify no
+    # one and a reviewer needs them to judge the reply.
+    "DATE": [
+        ("day month", rf"\b{_DAY}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}\.?(?:,?\s+{_YEAR})?\b", 0.85),
+        ("month day", rf"\b{_MONTH}\.?\s+{_DAY}(?:st|nd|rd|th)?(?:,?\s+{_YEAR})?\b(?![.,]?\d)", 0.85),
+        ("month year", rf"\b{_MONTH}\s+{_YEAR}\b", 0.85),
+        ("numeric", rf"\b{_DAY}([/.-]){_DAY}\1{_YEAR}\b|\b{_DAY}/{_DAY}/\d{{2}}\b", 0.85),
+        ("iso", r"\b(?:19|20)\d{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])\b", 0.85),
+    ],
     "API_KEY": [
         ("stripe-style key", r"\b(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{10,}\b", 0.95),
         ("aws access key", r"\bAKIA[0-9A-Z]{16}\b", 0.95),
@@ -143,8 +160,8 @@ CUED_PATTERNS: dict[str, list[tuple[str, str, float]]] = {
         r"(?=[\w-]*\d{3}|\d+/\d)[a-z0-9][\w-]*(?:/[\w-]+)*",
         0.85,
     ), (
-        "number with a slash after no.",  # "(no. 36110/97)", "nos. 1234/05"
-        r"(?<=\bnos?\.\s{0,3})\d{1,7}/\d{2,4}\b",
+        "numbers with a slash after no.",  # "(no. 36110/97)", every one of "nos. 1234/05, 1240/05 and 77/06"
+        r"(?<=\bnos?\.\s{0,3}(?:\d{1,7}/\d{2,4},?\s+(?:and\s+)?)*)\d{1,7}/\d{2,4}\b",
         0.85,
     )],
     "ZIP_CODE": [(

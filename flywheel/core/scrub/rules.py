@@ -84,7 +84,8 @@ def proper_noun_runs(doc) -> list[tuple[int, int, str]]:
             i += 1
             continue
         j = i + 1
-        while j < len(doc) and (_name_token(doc[j]) or _is_initial(doc[j])):
+        # A title opens a name of its own: "Government Mr. T. Lehmann" is "Government", then a person.
+        while j < len(doc) and (_name_token(doc[j]) or _is_initial(doc[j])) and not _TITLE.fullmatch(doc[j].text):
             j += 1
         while j > i + 1 and _is_initial(doc[j - 1]):
             j -= 1
@@ -200,9 +201,25 @@ def extend_person(text: str, start: int, end: int) -> tuple[int, int]:
             break
         end = m.end()
     before = re.search(r"([^\W\d_][\w'’-]*) $", text[max(0, start - 40) : start])
-    if before and _extendable(before.group(1)) and not _sentence_start(text, start - 1 - len(before.group(1))):
+    # Not over a word before a title ("the Government Mr. T. Lehmann": a title opens a name) nor over a
+    # common word with a capital ("Commission Mrs J. Liddy").
+    if (before and _extendable(before.group(1)) and not _sentence_start(text, start - 1 - len(before.group(1)))
+            and not _TITLE.match(text, start) and not is_common_noun(before.group(1))):
         start -= len(before.group(1)) + 1
-    return start, end
+    return _from_title(text, start, end), end
+
+
+def _from_title(text: str, start: int, end: int) -> int:
+    """A person span that holds a title after common words ("Government Mr M. Eaton") starts at the title."""
+    for m in _TITLE_INSIDE.finditer(text, start, end):
+        if m.start() > start and all(is_common_noun(w) or w.lower() in PUBLIC_HEADS | _STOP
+                                     for w in text[start : m.start()].split()):
+            return m.start()
+    return start
+
+
+_TITLE = re.compile(r"(?:Mr|Mrs|Ms|Miss|Dr|Prof|Sir|Dame|Lord|Lady)\b\.?")
+_TITLE_INSIDE = re.compile(r"(?<=\s)(?:Mr|Mrs|Ms|Miss|Dr|Prof)\b\.?(?=\s)")
 
 
 def _sentence_start(text: str, i: int) -> bool:
@@ -274,15 +291,18 @@ _CONNECTOR = re.compile(r" (?:of(?: the)?|for(?: the)?|de|del|des|du|di|der|and|
 def join_fragments(text: str, spans: list) -> list:
     """Adjacent name findings (NER layer) separated by one connector word, or a hyphen ("Weeks-Rivas"),
     become one span: ORGANIZATION when a piece is one, else the first piece's type. "and" and "&" join
-    only when a piece is an organisation ("Sarah and John" stay two people, "London and Paris" two
-    places)."""
+only when a piece is an organisation or follows the name of a public body ("Sarah and John" stay two
+    people, "London and Paris" two places; "Convention for the Protection of Human Rights and Fundamental
+    Freedoms" is one instrument).
+    """
     out = []
     for span in spans:
         prev = out[-1] if out else None
         gap = text[prev.end : span.start] if prev else ""
         if (prev is not None and prev.layer == span.layer == "ner" and prev.entity_type in _JOINABLE
                 and span.entity_type in _JOINABLE and _CONNECTOR.fullmatch(gap)
-                and (gap.strip() not in ("and", "&") or ORGANIZATION in (prev.entity_type, span.entity_type))):
+                and (gap.strip() not in ("and", "&") or ORGANIZATION in (prev.entity_type, span.entity_type)
+                     or head_word(text[prev.start : prev.end]) in PUBLIC_HEADS)):
             kind = ORGANIZATION if ORGANIZATION in (prev.entity_type, span.entity_type) else prev.entity_type
             out[-1] = type(span)(prev.start, span.end, kind, "ner")
         else:
@@ -339,15 +359,23 @@ def name_around(text: str, start: int, end: int) -> tuple[int, int]:
 # words of government and law, not names from any corpus. Left out on purpose: prisons, hospitals,
 # schools and parties (where someone is, or what they believe), and states ("Czech Republic"), which
 # stay places.
-PUBLIC_HEADS = {
+#
+# Strong heads name a public body or instrument whatever stands before them ("Istanbul State Security
+# Court", "the Turkish Government"). The others are also words of private firms ("Riverbend Travel
+# Agency", "Baker Law", "Acme Legal Department"): the phrase is public only when every other word of
+# it is a common word too ("the Social Insurance Office", "the Parole Board").
+STRONG_HEADS = {
+    "court", "courts", "tribunal", "government", "ministry", "commission", "chamber", "parliament", "senate", "congress", "judiciary",
+    "gendarmerie", "prosecution", "prosecutor's", "ombudsman", "directorate", "inspectorate", "registry",
+    "act", "convention", "constitution", "protocol", "treaty", "regulation", "regulations", "decree",
+    "directive", "statute", "ordinance", "article", "articles",
+}
+PUBLIC_HEADS = STRONG_HEADS | {
     # bodies
-    "court", "courts", "tribunal", "government", "ministry", "office", "agency", "board", "commission",
-    "council", "parliament", "assembly", "police", "directorate", "department", "chamber", "section",
-    "committee", "authority", "administration", "registry", "inspectorate", "senate", "congress", "cabinet",
-    "judiciary", "gendarmerie", "prosecution", "prosecutor's", "ombudsman", "secretariat",
+    "office", "agency", "board", "council", "assembly", "police", "department",
+    "section", "committee", "authority", "administration", "cabinet", "secretariat",
     # instruments
-    "code", "act", "convention", "constitution", "rules", "rule", "protocol", "treaty", "regulation",
-    "regulations", "law", "article", "articles", "decree", "directive", "charter", "statute", "ordinance",
+    "code", "rules", "rule", "law", "charter",
     # offices held
     "president", "vice-president", "mayor", "secretary", "minister", "chairman", "chairwoman", "chair",
     "agent", "delegate", "adviser", "advisor", "counsel", "registrar", "judge", "judges", "prosecutor",
@@ -363,19 +391,30 @@ def head_word(value: str) -> str:
     """The head of a capitalised phrase: its last word before "of"/"for", lower case, no possessive or
     bracketed tail ("the President of the Chamber (Rule 21" -> "president")."""
     phrase = _HEAD_CUT.split(_DETERMINER.sub("", value.split("(")[0].strip()), maxsplit=1)[0]
-    words = phrase.split()
+    return _last_word(phrase)
+
+
+def _last_word(phrase: str) -> str:
+    """The last word, a year after it aside ("Act 1996"), lower case, no possessive."""
+    words = [w for w in phrase.split() if not w.strip(",.").isdigit()]
     return re.sub(r"['’]s?$", "", words[-1]).lower() if words else ""
 
 
 def public_body(value: str, kind: str) -> bool:
-    """A body, instrument or office by its head word. For a person finding ("Legal Adviser") every other
-    word must be a common word with a capital too: "Judge Hansen" is a person."""
-    if head_word(value) not in PUBLIC_HEADS:
+    """A body, instrument or office by its head word, or by its last word when the head is a
+    nominalisation before "of" ("Misuse of Drugs Act", "Interception of Communications Tribunal"). Past
+    a strong head, every word must be a common one (or a head, a stop word, a number): "Judge Hansen"
+    is a person, "Riverbend Travel Agency" a firm."""
+    words = _DETERMINER.sub("", value).split()
+    if len(words) > 1 and words[0].lower().strip(".") in REFERENCE_WORDS and words[1][:1].isdigit():
+        return True  # "Articles 44", "Rule 21": a reference to a text
+    heads = {head_word(value)} if kind == PERSON else {head_word(value), _last_word(value.split("(")[0])}
+    if not heads & PUBLIC_HEADS:
         return False
-    if kind != PERSON:
+    if kind != PERSON and heads & STRONG_HEADS:
         return True
-    others = _DETERMINER.sub("", value).split()[:-1]
-    return all(w.lower() in PUBLIC_HEADS | _STOP or is_common_noun(w) for w in others)
+    phrase = _HEAD_CUT.split(_DETERMINER.sub("", value.split("(")[0]), maxsplit=1)[0]  # "Mayor" of "Mayor of Warsaw"
+    return all(w.lower() in PUBLIC_HEADS | _STOP or is_common_noun(w) or w[:1].isdigit() for w in phrase.split())
 
 
 def without_determiner(text: str, start: int, end: int) -> int:
