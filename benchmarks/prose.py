@@ -12,6 +12,9 @@ Scored, on letters and digits (as benchmarks/pii.py):
 
 * personal share: of everything a scrubber redacts, the share inside a mention some annotator marked
   DIRECT or QUASI (the issue's "share of redacted characters that is personal data"; target >= 0.80);
+* annotated share: the same, counting any annotated mention (NO_MASK too). Vanilla Presidio scores
+  about 0.80 this way, as the issue quotes it; printed beside the personal share, the target stays on
+  the personal share (the stricter reading);
 * recall per class: a DIRECT or QUASI mention counts as caught only when all its letters and digits
   are redacted (strict: half a name is a leak);
 * precision per class: what a scrubber redacts as that class (its types mapped onto TAB's: persons
@@ -64,14 +67,17 @@ def score(docs: list[dict], predicted: list[list[tuple[int, int, str]]]) -> dict
     """predicted: per document, (start, end, scrubber entity type) of each redaction."""
     caught, total = Counter(), Counter()
     redacted, personal = Counter(), Counter()  # per predicted class: letters/digits redacted, inside masked gold
+    in_any = 0  # redacted letters/digits inside any annotated mention, NO_MASK ones too
     for doc, spans in zip(docs, predicted):
         text = doc["text"]
         covered = bytearray(len(text))
         for start, end, _ in spans:
             covered[start:end] = b"\x01" * (end - start)
         masked = bytearray(len(text))
+        annotated = bytearray(len(text))
         seen = set()
         for m in gold_mentions(doc):
+            annotated[m["start_offset"]:m["end_offset"]] = b"\x01" * (m["end_offset"] - m["start_offset"])
             if m.get("identifier_type") not in MASKED:
                 continue
             start, end = m["start_offset"], m["end_offset"]
@@ -90,9 +96,11 @@ def score(docs: list[dict], predicted: list[list[tuple[int, int, str]]]) -> dict
             if covered[i] and ch.isalnum():
                 redacted[owner[i]] += 1
                 personal[owner[i]] += masked[i]
+                in_any += annotated[i]
     all_redacted = sum(redacted.values())
     return {
         "personal_share": sum(personal.values()) / all_redacted if all_redacted else 1.0,
+        "annotated_share": in_any / all_redacted if all_redacted else 1.0,
         "recall": {c: (caught[c] / total[c], total[c]) for c in CLASSES if total[c]},
         "precision": {c: (personal[c] / redacted[c], redacted[c]) for c in CLASSES if redacted[c]},
         "redacted_chars": all_redacted,
@@ -136,6 +144,8 @@ def _report(name: str, docs: list[dict], result: dict) -> dict:
           f"peak {result['peak_mib']:,.0f} MiB")
     print(f"  personal share of what is redacted  {s['personal_share']:.3f}   (target >= {TARGET_PERSONAL_SHARE}; "
           f"{s['redacted_chars']:,} letters and digits redacted)")
+    print(f"  share inside any annotated mention  {s['annotated_share']:.3f}   (NO_MASK mentions too: courts, states, "
+          "public officials; the reading under which vanilla scores about 0.80)")
     print("  recall per class (strict)   " + ", ".join(f"{c} {r:.2f} (n={n})" for c, (r, n) in s["recall"].items()))
     print("  precision per class         " + ", ".join(f"{c} {p:.2f} ({n:,} chars)" for c, (p, n) in s["precision"].items()))
     return s
