@@ -73,8 +73,16 @@ def _labels_ticks_and_runs(dagster_home: Path) -> tuple[list, list]:
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         ticks = [tick for state in instance.all_instigator_state() if state.instigator_name == "labels_sensor"
                  for tick in instance.get_ticks(state.instigator_origin_id, state.selector_id)]
-        runs = list(instance.get_runs())
+        runs = list(instance.get_run_records())
     return ticks, runs
+
+
+def _created(record) -> float:
+    """When a run was created, epoch seconds (the run storage keeps naive UTC datetimes)."""
+    import datetime as dt
+
+    created = record.create_timestamp
+    return (created if created.tzinfo else created.replace(tzinfo=dt.timezone.utc)).timestamp()
 
 
 def _last_landed(data: Path) -> float | None:
@@ -241,7 +249,7 @@ def test_four_reviewers_label_through_the_api_while_the_loop_and_sensor_run(tmp_
         while True:
             ticks, runs = _labels_ticks_and_runs(data / "dagster")
             ticked_after_labels = any(t.timestamp > landed_at for t in ticks)
-            in_flight = [r for r in runs if not r.is_finished]
+            in_flight = [r for r in runs if not r.dagster_run.is_finished]
             if ticked_after_labels and not in_flight:
                 break
             if time.monotonic() > t0 + BUDGET_S and not in_flight:
@@ -289,7 +297,9 @@ def test_four_reviewers_label_through_the_api_while_the_loop_and_sensor_run(tmp_
           f"waiting to land at the end: {waiting}")
     print(f"  labels_sensor ticks: {[(t.status.value, round(t.timestamp - landed_at)) for t in ticks]} "
           f"(seconds from all landed); ticked after: {ticked_after_labels}")
-    print(f"  runs: {[(r.job_name, r.tags.get('dagster/partition'), r.status.value) for r in runs]}")
+    listed = [(r.dagster_run.job_name, r.dagster_run.tags.get("dagster/partition"), r.dagster_run.status.value)
+              for r in runs]
+    print(f"  runs: {listed}")
 
     assert not [u for u in reviewers.unexpected if not isinstance(u[2], int) or u[2] >= 500], \
         f"5xx or failed requests: {reviewers.unexpected[:10]}\nserve log:\n{_tail(data / 'serve.log')}"
@@ -308,5 +318,10 @@ def test_four_reviewers_label_through_the_api_while_the_loop_and_sensor_run(tmp_
     assert [t for t in ticks if t.status.value == "FAILURE"] == [], \
         [(t.status.value, t.error) for t in ticks if t.status.value == "FAILURE"]
     assert runs, "no run recorded in the instance"
-    bad = [(r.job_name, r.run_id, r.status.value) for r in runs if r.status != dg.DagsterRunStatus.SUCCESS]
+    # A fold-in the sensor launched after every label had landed may still be running when the test's
+    # budget ends (two loaded cores): cut off by the test, not failed. Any other run must have succeeded.
+    cut_off = [r for r in runs if not r.dagster_run.is_finished and r.dagster_run.job_name == "fold_in_job"
+               and _created(r) > landed_at]
+    bad = [(r.dagster_run.job_name, r.dagster_run.run_id, r.dagster_run.status.value) for r in runs
+           if r.dagster_run.status != dg.DagsterRunStatus.SUCCESS and r not in cut_off]
     assert not bad, f"runs that did not succeed: {bad}\ndaemon log:\n{_tail(data / 'daemon.log')}"
