@@ -218,8 +218,9 @@ def _from_title(text: str, start: int, end: int) -> int:
     return start
 
 
-_TITLE = re.compile(r"(?:Mr|Mrs|Ms|Miss|Dr|Prof|Sir|Dame|Lord|Lady)\b\.?")
-_TITLE_INSIDE = re.compile(r"(?<=\s)(?:Mr|Mrs|Ms|Miss|Dr|Prof)\b\.?(?=\s)")
+_TITLES = "Mr|Mrs|Ms|Miss|Dr|Prof"
+_TITLE = re.compile(rf"(?:{_TITLES}|Sir|Dame|Lord|Lady)\b\.?")
+_TITLE_INSIDE = re.compile(rf"(?<=\s)(?:{_TITLES})\b\.?(?=\s)")
 
 
 def _sentence_start(text: str, i: int) -> bool:
@@ -291,10 +292,9 @@ _CONNECTOR = re.compile(r" (?:of(?: the)?|for(?: the)?|de|del|des|du|di|der|and|
 def join_fragments(text: str, spans: list) -> list:
     """Adjacent name findings (NER layer) separated by one connector word, or a hyphen ("Weeks-Rivas"),
     become one span: ORGANIZATION when a piece is one, else the first piece's type. "and" and "&" join
-only when a piece is an organisation or follows the name of a public body ("Sarah and John" stay two
+    only when a piece is an organisation or follows the name of a public body ("Sarah and John" stay two
     people, "London and Paris" two places; "Convention for the Protection of Human Rights and Fundamental
-    Freedoms" is one instrument).
-    """
+    Freedoms" is one instrument)."""
     out = []
     for span in spans:
         prev = out[-1] if out else None
@@ -365,8 +365,8 @@ def name_around(text: str, start: int, end: int) -> tuple[int, int]:
 # Agency", "Baker Law", "Acme Legal Department"): the phrase is public only when every other word of
 # it is a common word too ("the Social Insurance Office", "the Parole Board").
 STRONG_HEADS = {
-    "court", "courts", "tribunal", "government", "ministry", "commission", "chamber", "parliament", "senate", "congress", "judiciary",
-    "gendarmerie", "prosecution", "prosecutor's", "ombudsman", "directorate", "inspectorate", "registry",
+    "court", "courts", "tribunal", "government", "ministry", "commission", "chamber", "parliament", "senate",
+    "congress", "judiciary", "gendarmerie", "prosecution", "prosecutor's", "ombudsman", "directorate", "inspectorate", "registry",
     "act", "convention", "constitution", "protocol", "treaty", "regulation", "regulations", "decree",
     "directive", "statute", "ordinance", "article", "articles",
 }
@@ -387,11 +387,15 @@ _DETERMINER_AT = re.compile(r"(?:the|The|THE)\s+")  # for match(text, pos): "^" 
 _HEAD_CUT = re.compile(r"\s(?:of|for)\s")
 
 
+def _head_phrase(value: str) -> str:
+    """A capitalised phrase up to "of"/"for", without its "the" or bracketed tail ("the President of the
+    Chamber (Rule 21" -> "President")."""
+    return _HEAD_CUT.split(_DETERMINER.sub("", value.split("(")[0].strip()), maxsplit=1)[0]
+
+
 def head_word(value: str) -> str:
-    """The head of a capitalised phrase: its last word before "of"/"for", lower case, no possessive or
-    bracketed tail ("the President of the Chamber (Rule 21" -> "president")."""
-    phrase = _HEAD_CUT.split(_DETERMINER.sub("", value.split("(")[0].strip()), maxsplit=1)[0]
-    return _last_word(phrase)
+    """The head of a capitalised phrase: the last word of its head phrase, lower case, no possessive."""
+    return _last_word(_head_phrase(value))
 
 
 def _last_word(phrase: str) -> str:
@@ -408,12 +412,12 @@ def public_body(value: str, kind: str) -> bool:
     words = _DETERMINER.sub("", value).split()
     if len(words) > 1 and words[0].lower().strip(".") in REFERENCE_WORDS and words[1][:1].isdigit():
         return True  # "Articles 44", "Rule 21": a reference to a text
-    heads = {head_word(value)} if kind == PERSON else {head_word(value), _last_word(value.split("(")[0])}
+    phrase = _head_phrase(value)  # "Mayor" of "Mayor of Warsaw"
+    heads = {_last_word(phrase)} if kind == PERSON else {_last_word(phrase), _last_word(value.split("(")[0])}
     if not heads & PUBLIC_HEADS:
         return False
     if kind != PERSON and heads & STRONG_HEADS:
         return True
-    phrase = _HEAD_CUT.split(_DETERMINER.sub("", value.split("(")[0]), maxsplit=1)[0]  # "Mayor" of "Mayor of Warsaw"
     return all(w.lower() in PUBLIC_HEADS | _STOP or is_common_noun(w) or w[:1].isdigit() for w in phrase.split())
 
 
