@@ -41,13 +41,14 @@ class EchoScrubber:
             yield [ScrubbedText(text) for text in conversation]
 
 
-def fill(conn, week: dt.datetime, n: int, tag: str) -> None:
+def fill(conn, week: dt.datetime, n: int, tag: str, intent: str | None = "billing") -> None:
     """n traces over the week; every 10th tripped a guardrail (an anomaly: its week always takes it)."""
+    intent_sql = "NULL" if intent is None else f"'{intent}'"
     conn.execute(
         f"""INSERT INTO raw.traces (sample_key, trace_id, timestamp, messages, cohort, intent, judge_score, turns,
                                    guardrail_tripped, retried, handed_off)
             SELECT md5_number('{tag}-' || i), '{tag}-' || i, TIMESTAMP '{week}' + to_seconds(i * 600000 // {n}),
-                   [{{'role': 'user', 'content': 'question ' || i}}], 'smb', 'billing', 0.95, 2,
+                   [{{'role': 'user', 'content': 'question ' || i}}], 'smb', {intent_sql}, 0.95, 2,
                    i % 10 = 0, false, false
             FROM range({n}) t(i)"""
     )
@@ -191,3 +192,22 @@ def test_a_warehouse_with_duplicates_from_before_queues_the_earliest_week_only(w
     assert not set(queue.review_queue(conn, FOCUS)["trace_ref"]) & {ref(i) for i in already}
     run_week(conn, FOCUS)  # the rerun the fix asks for: the focus week's partition loses its copies
     _assert_each_trace_once(conn, tmp_path)
+
+
+def test_a_week_without_intents_does_not_fix_the_scrub_tables_column_types(tmp_path):
+    """The first week's traces carry no intent, the next week's do: the anonymized rows keep the
+    sample's types, so the table made from the first week takes the second (a column of nulls inferred
+    from the rows was stored as INTEGER and refused "billing")."""
+    first, second = dt.datetime(2026, 3, 2), dt.datetime(2026, 3, 9)
+    with connect(tmp_path / "w.duckdb") as conn:
+        ensure_raw_tables(conn)
+        fill(conn, first, 20, "w1", intent=None)
+        fill(conn, second, 20, "w2")
+        run_week(conn, first)
+        run_week(conn, second)
+        types = dict(conn.execute("SELECT column_name, data_type FROM information_schema.columns "
+                                  "WHERE table_name = 'anonymized_traces'").fetchall())
+        intents = conn.execute("SELECT DISTINCT intent FROM scrub.anonymized_traces WHERE week_start = ?",
+                               [second]).fetchall()
+    assert types["intent"] == "VARCHAR" and types["customer_ref"] == "VARCHAR"
+    assert intents == [("billing",)]

@@ -87,21 +87,22 @@ def scrub_sample(
         })
         if progress:
             progress(1)
-    anonymized_df = pl.DataFrame(anonymized, schema_overrides={"messages": MESSAGE_TYPE}, infer_schema_length=None)
+    # The sample's own types, never inferred from the rows: a week whose traces all lack an intent would
+    # give a column of nulls, stored as INTEGER, which the next week's "billing" cannot be inserted into.
+    anonymized_df = pl.DataFrame(anonymized, schema=_anonymized_schema(sample))
     report_df = pl.DataFrame(report, schema_overrides={"entity_counts": COUNT_TYPE}, infer_schema_length=None)
     if sample.is_empty():
-        anonymized_df = _empty_anonymized(sample)
         report_df = pl.DataFrame(schema={"week_start": pl.Datetime("us"), "trace_ref": pl.String,
                                          "scrubber_version": pl.String, "total_spans": pl.Int64,
                                          "entity_counts": COUNT_TYPE})
     return anonymized_df, report_df
 
 
-def _empty_anonymized(sample: pl.DataFrame) -> pl.DataFrame:
+def _anonymized_schema(sample: pl.DataFrame) -> dict:
     schema = {"week_start": pl.Datetime("us"), "trace_ref": pl.String, "customer_ref": pl.String}
     schema.update({k: sample.schema[k] for k in CARRIED})
     schema.update({"messages": MESSAGE_TYPE, "scrubber_version": pl.String})
-    return pl.DataFrame(schema=schema)
+    return schema
 
 
 def report_totals(report: pl.DataFrame) -> dict[str, dict[str, int]]:
