@@ -19,6 +19,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
+
 # Far beyond any conversation cell a labels export writes, far below what a stray 50 MB cell costs.
 CSV_FIELD_LIMIT = 16 * 1024 * 1024
 DELIMITERS = (",", ";", "\t")
@@ -98,15 +100,31 @@ def _has_lone_surrogate(value) -> bool:
     return False
 
 
-def parse_object(text: str) -> dict | str:
-    """One JSON object from a text, or the problem: not JSON, or a list or scalar where an object belongs."""
+def loads(text: str | bytes):
+    """json.loads, through orjson first: 3 to 4 times faster on trace-sized documents (a 150 MB OTLP
+    export spends most of its reading here). What orjson refuses (NaN, Infinity, a lone surrogate,
+    broken JSON) goes to json, which reads it or raises its own error naming the column. One
+    difference: an integer beyond 64 bits comes back as a float (no field of a trace or a label is
+    such a number)."""
     try:
-        value = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        return json_problem(exc)
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+def parse_object(text: str) -> dict | str:
+    """One JSON object from a text, or the problem: not JSON, or a list or scalar where an object belongs.
+    Read as `loads` reads: orjson first, json for what orjson refuses."""
+    try:
+        value, whole_characters = orjson.loads(text), True  # orjson refuses lone surrogates itself
+    except orjson.JSONDecodeError:
+        try:
+            value, whole_characters = json.loads(text), "\\u" not in text
+        except (ValueError, RecursionError) as exc:
+            return json_problem(exc)
     if not isinstance(value, dict):
         return f"{json_kind(value)} where a JSON object belongs"
-    if "\\u" in text and _has_lone_surrogate(value):
+    if not whole_characters and _has_lone_surrogate(value):
         return "a \\u escape stands for half a character (a lone surrogate), not text"
     return value
 

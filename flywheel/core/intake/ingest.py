@@ -22,6 +22,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import threading
 from collections import Counter, deque
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -282,12 +284,28 @@ def _records_to_chunks(records: Iterable[tuple[int, dict | Rejected]], batch: in
             rejected.append(record)
         else:
             lines.append(line)
-            texts.append(json.dumps(record, default=_json_default, ensure_ascii=False))
+            texts.append(_record_text(record))
         if len(lines) + len(rejected) >= batch:
             yield Chunk(_batched(pa.table({"line": pa.array(lines, pa.int64()), "text": pa.array(texts, pa.large_string())})), rejected)
             lines, texts, rejected = [], [], []
     if lines or rejected:
         yield Chunk(_batched(pa.table({"line": pa.array(lines, pa.int64()), "text": pa.array(texts, pa.large_string())})), rejected)
+
+
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME  # datetimes through _json_default
+
+
+def _record_text(record: dict) -> str:
+    """A record as the JSON text the contract's query reads. orjson writes it in a third of json's time
+    (this runs inside the load, for every record another source gave); json writes what orjson cannot
+    as json always did: an integer beyond 64 bits, and a top-level NaN or infinity, which the query
+    then names as not a finite number (orjson would write null, and the value would pass as missing)."""
+    if not any(type(v) is float and not math.isfinite(v) for v in record.values()):
+        try:
+            return orjson.dumps(record, default=_json_default, option=_ORJSON_OPTIONS).decode()
+        except orjson.JSONEncodeError:
+            pass
+    return json.dumps(record, default=_json_default, ensure_ascii=False)
 
 
 def _json_default(value):

@@ -13,6 +13,8 @@ places to look, first match wins:
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +36,8 @@ class Mapping:
     sources: dict[str, tuple[str, ...]]
 
     def __post_init__(self):
-        # Each place parsed once: apply() runs for every conversation of an ingest.
-        parsed = {name: tuple((place, *place.partition(":")[::2]) for place in places)
+        # Each place turned into its reader once: apply() runs for every conversation of an ingest.
+        parsed = {name: tuple((place, _reader(*place.partition(":")[::2])) for place in places)
                   for name, places in self.sources.items()}
         object.__setattr__(self, "_parsed", parsed)
 
@@ -70,48 +72,56 @@ class Mapping:
     def apply(self, calls: list[Call]) -> tuple[dict, dict]:
         """(fields, where each came from) for one conversation's calls; the latest call wins."""
         values, used = {}, {}
+        latest_first = calls[::-1]
         for name, places in self._parsed.items():
-            for place, kind, key in places:
-                found = _lookup(kind, key, calls)
-                if found is not None:
-                    coerced = _coerce(name, found)
-                    if coerced is not None:
-                        values[name], used[name] = coerced, place
+            for place, read in places:
+                for call in latest_first:
+                    found = read(call)
+                    if found is not None and found != "":
+                        coerced = _coerce(name, found)
                         break
+                else:
+                    continue
+                if coerced is not None:
+                    values[name], used[name] = coerced, place
+                    break
         return values, used
 
 
-def _lookup(kind: str, name: str, calls: list[Call]):
-    for call in reversed(calls):
-        value = _one(kind, name, call)
-        if value is not None and value != "":
-            return value
-    return None
-
-
-def _one(kind: str, name: str, call: Call):
+def _reader(kind: str, name: str) -> Callable[[Call], object]:
+    """What one place reads from a call (None when the call does not have it)."""
     if kind == "user":
-        return call.user
+        return lambda call: call.user
     if kind == "attribute":
-        if name.startswith("resource.") and name not in call.attributes:
-            return call.resource.get(name[len("resource."):])
-        return call.attributes.get(name)
+        if name.startswith("resource."):
+            resource_name = name[len("resource."):]
+            return lambda call: call.attributes[name] if name in call.attributes else call.resource.get(resource_name)
+        return lambda call: call.attributes.get(name)
     if kind == "metadata":
-        value = call.metadata
-        for part in name.split("."):
-            if not isinstance(value, dict):
-                return None
-            value = value.get(part)
-        return value
+        return functools.partial(_metadata, name.split("."))
     if kind == "score":
-        return call.scores.get(name)
+        return lambda call: call.scores.get(name)
     if kind == "tag":
-        for tag in call.tags:
-            for sep in (":", "="):
-                if tag.startswith(name + sep):
-                    return tag[len(name) + 1:]
-            if tag == name:
-                return True
+        return functools.partial(_tag, name)
+    return lambda call: None
+
+
+def _metadata(path: list[str], call: Call):
+    value = call.metadata
+    for part in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _tag(name: str, call: Call):
+    for tag in call.tags:
+        for sep in (":", "="):
+            if tag.startswith(name + sep):
+                return tag[len(name) + 1:]
+        if tag == name:
+            return True
     return None
 
 

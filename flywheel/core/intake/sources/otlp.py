@@ -51,6 +51,8 @@ def any_value(value):
     bytes; an empty AnyValue -> None."""
     if not isinstance(value, dict):
         return value
+    if "stringValue" in value:  # nearly every attribute: no loop over the other kinds
+        return value["stringValue"]
     for key in ("stringValue", "string_value"):
         if key in value:
             return value[key]
@@ -87,10 +89,15 @@ def any_value(value):
 def attributes(pairs) -> dict:
     """A list of OTLP KeyValue as a dict (later keys win, as in the SDKs)."""
     out = {}
-    for pair in pairs or []:
-        if isinstance(pair, dict) and isinstance(pair.get("key"), str):
-            out[pair["key"]] = any_value(pair.get("value"))
+    for pair in pairs or ():
+        if isinstance(pair, dict):
+            key = pair.get("key")
+            if isinstance(key, str):
+                out[key] = any_value(pair.get("value"))
     return out
+
+
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 def span_id(value, hex_length: int, what: str = "id") -> str | None:
@@ -101,12 +108,8 @@ def span_id(value, hex_length: int, what: str = "id") -> str | None:
     if not isinstance(value, str):
         raise OtlpError(f"{what} must be a string, got {type(value).__name__}")
     text = value.strip()
-    if len(text) == hex_length:
-        try:
-            bytes.fromhex(text)
-            return text.lower()
-        except ValueError:
-            pass
+    if len(text) == hex_length and _HEX_DIGITS.issuperset(text):
+        return text.lower()
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):

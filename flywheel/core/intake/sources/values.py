@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+from flywheel.core.common.records import loads
+
 ROLES = {
     "user": "user", "human": "user", "humanmessage": "user", "humanmessagechunk": "user",
     "assistant": "assistant", "ai": "assistant", "aimessage": "assistant", "aimessagechunk": "assistant",
@@ -21,7 +23,7 @@ def maybe_json(value):
         text = value.strip()
         if text[:1] in ("{", "[") and text[-1:] in ("}", "]"):
             try:
-                return json.loads(text)
+                return loads(text)
             except (json.JSONDecodeError, RecursionError):
                 return value
     return value
