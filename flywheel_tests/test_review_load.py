@@ -20,6 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import httpx
+import pytest
 
 from flywheel_tests.test_ui import _free_port
 
@@ -29,7 +30,7 @@ WEEK1, WEEK2 = "2026-03-02", "2026-03-09"
 REVIEWERS = ("r1", "r2", "r3", "r4")
 THINK_S = (1.0, 2.5)  # seconds a scripted reviewer "reads" a trace before labelling it
 LABELLING_S = 60  # the labelling phase, at most (the week's queue is usually done in half of it)
-BUDGET_S = 95  # the whole test, roughly: waits after labelling give up on what is optional by then
+BUDGET_S = 85  # the whole test, roughly: waits after labelling give up on what is optional by then
 SENSOR_S = 15  # the labels_sensor's interval in this test (60 s by default)
 FAILURES = [  # (code from data/reference/taxonomy.yaml, expected behaviour, "contains" criterion)
     ("missed_escalation", "Hand the customer to a person as soon as they ask for one.", "colleague"),
@@ -155,6 +156,7 @@ class Reviewers:
                     self.answered_unlanded += not body["landed"]
 
 
+@pytest.mark.solo  # timed phases on two cores: `make test` runs it after the others, alone
 def test_four_reviewers_label_through_the_api_while_the_loop_and_sensor_run(tmp_path):
     t0 = time.monotonic()
     data, gen = tmp_path / "data", tmp_path / "gen"
