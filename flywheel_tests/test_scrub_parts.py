@@ -47,6 +47,21 @@ def test_name_runs_alias_like_persons_but_stay_their_own_type():
     assert (a.text, b.text) == ("[NAME_1]", "thanks [NAME_1]")
 
 
+def test_a_lone_first_name_taken_for_a_place_is_the_person_already_named():
+    numbering = Placeholders()
+    a = replace("I'm Marta Kowalski", [Span(4, 18, "PERSON", "ner")], numbering)
+    b = replace("Thanks Marta, and Lisbon?", [Span(7, 12, "LOCATION", "ner"), Span(18, 24, "LOCATION", "ner")], numbering)
+    assert (a.text, b.text) == ("I'm [PERSON_1]", "Thanks [PERSON_1], and [LOCATION_1]?")
+
+
+def test_a_courtesy_before_a_name_is_no_part_of_it():
+    from flywheel.core.scrub import rules
+
+    for text, name in [("Sorry Marta", "Marta"), ("Thanks, Lukas", "Lukas"), ("hi hello Ana Ruiz", "Ana Ruiz"),
+                       ("Okayama Ito", "Okayama Ito"), ("Sorry", "Sorry")]:
+        assert text[rules.without_courtesy(text, 0, len(text)):] == name
+
+
 def test_known_customers_are_not_numbered_and_their_first_name_follows():
     numbering = Placeholders()
     a = replace("Sarah Connor from Acme", [Span(0, 12, CUSTOMER, "lookup"), Span(18, 22, CUSTOMER_ORG, "lookup")], numbering)

@@ -67,6 +67,14 @@ def test_a_conversation_keeps_its_placeholders_across_turns(real_scrubber):
     assert "Sarah" not in first + second and "Margaret" not in first + second
 
 
+def test_a_reply_to_a_customer_keeps_its_courtesy_and_her_placeholder(real_scrubber):
+    [turns] = list(real_scrubber.scrub_conversations([[
+        "Hi, I'm Marta Kowalski and my invoice is wrong.", "Sorry Marta, I have fixed it.",
+        "Thanks Marta, anything else?", "Sorry Lukas, the export failed again."]]))
+    assert [t.text for t in turns] == ["Hi, I'm [PERSON_1] and my invoice is wrong.", "Sorry [PERSON_1], I have fixed it.",
+                                       "Thanks [PERSON_1], anything else?", "Sorry [PERSON_2], the export failed again."]
+
+
 def test_no_network_is_attempted(real_scrubber, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError(f"network attempted: {args}")

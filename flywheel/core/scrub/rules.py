@@ -27,9 +27,11 @@ PROPER_NOUN = "PROPER_NOUN"
 
 # Capitalised words the tagger calls proper nouns but that name nobody: greetings, form labels and
 # help-desk vocabulary. Short on purpose; labels followed by ":" are skipped anyway.
-NOT_NAMES = {
-    "hi", "hello", "hey", "dear", "thanks", "thank", "thx", "cheers", "regards", "best", "sir", "madam",
-    "ma'am", "cool", "ok", "okay", "yes", "no", "please", "sorry", "email", "e-mail", "ticket", "address",
+# Greetings and courtesies: the words a reply puts before a name ("Sorry Marta", "Thanks Lukas").
+COURTESIES = {"hi", "hello", "hey", "dear", "thanks", "thank", "thx", "cheers", "regards", "best", "cool", "ok",
+              "okay", "yes", "no", "please", "sorry"}
+NOT_NAMES = COURTESIES | {
+    "sir", "madam", "ma'am", "email", "e-mail", "ticket", "address",
     "phone", "mobile", "fax", "desk", "office", "name", "date", "account", "order", "invoice", "support",
     "team", "customer", "user", "users", "username", "bot", "admin", "st", "st.",
     # Dates are not names.
@@ -419,6 +421,17 @@ def public_body(value: str, kind: str) -> bool:
     if kind != PERSON and heads & STRONG_HEADS:
         return True
     return all(w.lower() in PUBLIC_HEADS | _STOP or is_common_noun(w) or w[:1].isdigit() for w in phrase.split())
+
+
+_COURTESY_AT = re.compile(r"(?:(?:" + "|".join(sorted(COURTESIES, key=len, reverse=True)) + r")\b[\s,!]*)+",
+                          re.IGNORECASE)
+
+
+def without_courtesy(text: str, start: int, end: int) -> int:
+    """Where a name finding starts once a greeting or courtesy before it is left out: "Sorry Marta" names
+    Marta, and the reader keeps the "Sorry" ("Sorry [PERSON_1]")."""
+    m = _COURTESY_AT.match(text, start, end)
+    return m.end() if m and m.end() < end else start
 
 
 def without_determiner(text: str, start: int, end: int) -> int:

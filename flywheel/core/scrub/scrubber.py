@@ -127,6 +127,8 @@ def _tidy(text: str, span: Span) -> Span | None:
             end += 1
             while end < len(text) and text[end].isalnum():
                 end += 1
+    if span.layer == "ner" and span.entity_type in _NAME_TYPES + ("PERSON",):
+        start = rules.without_courtesy(text, start, end)
     if span.layer == "ner" and span.entity_type in _NAME_TYPES:
         start = rules.without_determiner(text, start, end)
     if end <= start:
@@ -139,6 +141,7 @@ class Placeholders:
 
     # Stems whose values are names: a bare first name joins the full name it belongs to.
     NAME_LIKE = {"PERSON", "NAME"}
+    MISTAKEN_FOR_PLACES = {"LOCATION"}
 
     def __init__(self) -> None:
         self._numbers: dict[tuple[str, str], int] = {}
@@ -157,12 +160,27 @@ class Placeholders:
             self._customer_words.append(set(vocab_mod.WORD.findall(vocab_mod.normalize(value))))
         if stem in self.NAME_LIKE and self._is_known_customer(value):
             return "[CUSTOMER]"
+        if stem in self.MISTAKEN_FOR_PLACES:
+            person = self._person_named(value)
+            if person is not None:
+                return person
         if stem in UNNUMBERED:
             return f"[{stem}]"
         key = (stem, vocab_mod.normalize(value))
         if key not in self._numbers:
             self._numbers[key] = self._name_alias(stem, key[1]) or self._next(stem)
         return f"[{stem}_{self._numbers[key]}]"
+
+    def _person_named(self, value: str) -> str | None:
+        """The placeholder of the person a one-word place finding names: spaCy's small model often tags a
+        lone first name as a place ("Thanks Marta" after "Marta Kowalski" was a person)."""
+        words = set(vocab_mod.WORD.findall(vocab_mod.normalize(value)))
+        if len(words) != 1:
+            return None
+        if self._is_known_customer(value):
+            return "[CUSTOMER]"
+        number = next((n for stem, known, n in self._name_words if stem == "PERSON" and words <= known), None)
+        return None if number is None else f"[PERSON_{number}]"
 
     def _next(self, stem: str) -> int:
         self._counts[stem] = self._counts.get(stem, 0) + 1
