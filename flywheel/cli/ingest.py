@@ -170,5 +170,16 @@ def _dry_run(paths: tuple[Path, ...], source_format: str, mapping, timestamp: st
         click.echo("Not LLM calls, would be counted and left out:")
         for reason, n in read.skipped.most_common():
             click.echo(f"  {n:>7}  {reason}")
-    records = sum(len(v) for v in read.prepared.values())
-    click.echo(f"Dry run: {records} record(s) from {len(read.prepared)} file(s) of other sources; nothing loaded.")
+    # What the load would quarantine, by file and line; the reasons never quote the record.
+    bad = [(name, line, record.reason) for name, items in read.prepared.items()
+           for line, record in items if not isinstance(record, dict)]
+    if bad:
+        click.echo("-" * 72)
+        click.echo(f"Would be quarantined: {len(bad)}")
+        for name, line, reason in bad[:shown * 3]:
+            click.echo(f"  {name}:{line}: {reason}")
+        if len(bad) > shown * 3:
+            click.echo(f"  and {len(bad) - shown * 3} more")
+    traces = sum(len(v) for v in read.prepared.values()) - len(bad)
+    click.echo(f"Dry run: {traces} trace(s) and {len(bad)} bad record(s) from {len(read.prepared)} file(s) of other "
+               "sources; nothing loaded.")
