@@ -62,6 +62,17 @@ def test_a_courtesy_before_a_name_is_no_part_of_it():
         assert text[rules.without_courtesy(text, 0, len(text)):] == name
 
 
+def test_who_introduces_themself_is_a_person():
+    from flywheel.core.scrub import rules
+
+    found = {text: [text[a:b] for a, b, _ in rules.self_introductions(text)] for text in [
+        "Sorry, I forgot my password, I'm Lukas Meyer", "I am Anna, the admin", "I\u2019m Lukas.",
+        "I'm locked out", "I'm Sorry", "I'm not sure", "I am Settings"]}
+    assert found == {"Sorry, I forgot my password, I'm Lukas Meyer": ["Lukas Meyer"], "I am Anna, the admin": ["Anna"],
+                     "I\u2019m Lukas.": ["Lukas"], "I'm locked out": [], "I'm Sorry": [], "I'm not sure": [],
+                     "I am Settings": []}
+
+
 def test_known_customers_are_not_numbered_and_their_first_name_follows():
     numbering = Placeholders()
     a = replace("Sarah Connor from Acme", [Span(0, 12, CUSTOMER, "lookup"), Span(18, 22, CUSTOMER_ORG, "lookup")], numbering)

@@ -70,9 +70,12 @@ def test_a_conversation_keeps_its_placeholders_across_turns(real_scrubber):
 def test_a_reply_to_a_customer_keeps_its_courtesy_and_her_placeholder(real_scrubber):
     [turns] = list(real_scrubber.scrub_conversations([[
         "Hi, I'm Marta Kowalski and my invoice is wrong.", "Sorry Marta, I have fixed it.",
-        "Thanks Marta, anything else?", "Sorry Lukas, the export failed again."]]))
+        "Thanks Marta, anything else?", "Sorry, I forgot my password, I'm Lukas Meyer",
+        "Sorry Lukas, the export failed again."]]))
     assert [t.text for t in turns] == ["Hi, I'm [PERSON_1] and my invoice is wrong.", "Sorry [PERSON_1], I have fixed it.",
-                                       "Thanks [PERSON_1], anything else?", "Sorry [PERSON_2], the export failed again."]
+                                       "Thanks [PERSON_1], anything else?",
+                                       "Sorry, I forgot my password, I'm [PERSON_2]",
+                                       "Sorry [PERSON_2], the export failed again."]
 
 
 def test_no_network_is_attempted(real_scrubber, monkeypatch):

@@ -38,7 +38,7 @@ from flywheel.core.scrub import vocabulary as vocab_mod
 
 # The scrubber's own version (here, not in scrubber.py, so that reading it imports no Presidio); bump it
 # when what the scrubber redacts changes.
-SCRUBBER_VERSION = "7"  # 7: courtesies before a name ("Sorry Marta") stay readable; 6: public bodies, calendar dates, reference lists (5: common nouns with a capital, references, headings; 4: any-TLD emails)
+SCRUBBER_VERSION = "7"  # 7: courtesies before a name stay readable, "I'm X" names a person; 6: public bodies, calendar dates, reference lists (5: common nouns with a capital, references, headings; 4: any-TLD emails)
 PLACEHOLDER = re.compile(r"\[[A-Z][A-Z0-9_]*\]")
 DEFAULT_MIN_CUSTOMERS = 5
 

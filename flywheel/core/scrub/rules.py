@@ -177,6 +177,25 @@ def cued_persons(text: str) -> list[tuple[int, int, str]]:
     return spans
 
 
+# "I'm Lukas Meyer": who writes introduces themself. Only capitalised name-like words count, so "I'm
+# locked out", "I'm Sorry" and "I'm not sure" name nobody.
+_SELF_INTRODUCTION = re.compile(rf"\bI(?:['’]m|\s+am)\s+({_NAME_WORD}(?:\s+{_NAME_WORD})?)")
+
+
+def self_introductions(text: str) -> list[tuple[int, int, str]]:
+    spans = []
+    for m in _SELF_INTRODUCTION.finditer(text):
+        words = list(re.finditer(r"\S+", m.group(1)))
+        keep = []
+        for w in words:
+            if not _name_like(w.group().rstrip(".,;:!?")):
+                break
+            keep.append(w)
+        if keep:
+            spans.append((m.start(1) + keep[0].start(), m.start(1) + keep[-1].end(), PERSON))
+    return spans
+
+
 # Words that never start or continue a name when extending a span ("The", "and", "of"...).
 _STOP = {"the", "a", "an", "and", "or", "of", "in", "on", "at", "to", "for", "from", "by", "with", "is", "was",
          "my", "your", "his", "her", "our", "their", "this", "that", "i", "we", "you", "he", "she", "they", "it"}

@@ -354,6 +354,7 @@ class Scrubber:
             widened.append(s)
         widened += [Span(s, e, kind, "ner") for s, e, kind in rules.proper_noun_runs(doc)]
         widened += [Span(s, e, kind, "ner") for s, e, kind in rules.cued_persons(text)]
+        widened += [Span(s, e, kind, "ner") for s, e, kind in rules.self_introductions(text)]
         widened += [Span(s, e, kind, "ner") for s, e, kind in rules.speaker_labels(text)]
         persons = [(s.start, s.end) for s in widened if s.entity_type == "PERSON"]
         widened += [Span(s, e, kind, "ner") for s, e, kind in rules.list_persons(text, persons)]
