@@ -30,7 +30,7 @@ WEEK1, WEEK2 = "2026-03-02", "2026-03-09"
 REVIEWERS = ("r1", "r2", "r3", "r4")
 THINK_S = (1.0, 2.5)  # seconds a scripted reviewer "reads" a trace before labelling it
 LABELLING_S = 60  # the labelling phase, at most (the week's queue is usually done in half of it)
-BUDGET_S = 85  # the whole test, roughly: waits after labelling give up on what is optional by then
+BUDGET_S = 80  # the whole test, roughly: waits after labelling give up on what is optional by then
 SENSOR_S = 15  # the labels_sensor's interval in this test (60 s by default)
 FAILURES = [  # (code from data/reference/taxonomy.yaml, expected behaviour, "contains" criterion)
     ("missed_escalation", "Hand the customer to a person as soon as they ask for one.", "colleague"),
