@@ -127,7 +127,7 @@ def _tidy(text: str, span: Span) -> Span | None:
             end += 1
             while end < len(text) and text[end].isalnum():
                 end += 1
-    if span.layer == "ner" and span.entity_type in _NAME_TYPES + ("PERSON",):
+    if span.layer == "ner" and span.entity_type == "PERSON":  # not firms: "Best Buy" keeps its "Best"
         start = rules.without_courtesy(text, start, end)
     if span.layer == "ner" and span.entity_type in _NAME_TYPES:
         start = rules.without_determiner(text, start, end)

@@ -53,9 +53,8 @@ def any_value(value):
         return value
     if "stringValue" in value:  # nearly every attribute: no loop over the other kinds
         return value["stringValue"]
-    for key in ("stringValue", "string_value"):
-        if key in value:
-            return value[key]
+    if "string_value" in value:
+        return value["string_value"]
     for key in ("boolValue", "bool_value"):
         if key in value:
             return bool(value[key])
