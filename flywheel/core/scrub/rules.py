@@ -188,7 +188,7 @@ def self_introductions(text: str) -> list[tuple[int, int, str]]:
         words = list(re.finditer(r"\S+", m.group(1)))
         keep = []
         for w in words:
-            if not _name_like(w.group().rstrip(".,;:!?")):
+            if not _name_like(w.group()):  # the pattern's words hold no punctuation
                 break
             keep.append(w)
         if keep:
