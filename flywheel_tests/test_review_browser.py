@@ -9,12 +9,15 @@ Skipped without Chromium or Playwright, except under CI (FLYWHEEL_REQUIRE_BROWSE
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -73,7 +76,7 @@ def served(tmp_path_factory):
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
             yield {"base": base, "env": env, "data": data, "browser": browser, "alice": alice, "bob": bob,
-                   "log": root / "serve.log"}
+                   "log": root / "serve.log", "pid": server.pid}
             browser.close()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -118,11 +121,31 @@ def _submit_and_wait(page, url: str) -> None:
     page.wait_for_url(lambda u: u != url, timeout=60_000)
 
 
+@contextlib.contextmanager
+def _server_shown_on_failure(served):
+    """A step that fails (a page that never came) fails with what the server was doing: its log, and
+    every thread's stack, which `flywheel serve` prints on SIGUSR1."""
+    try:
+        yield
+    except Exception as exc:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(served["pid"], signal.SIGUSR1)
+        time.sleep(2)
+        log = served["log"].read_text(errors="replace")
+        raise AssertionError(f"{exc}\n--- flywheel serve's log, with its threads' stacks at the failure:\n"
+                             f"{log[-20_000:]}") from exc
+
+
 def _ref(page) -> str:
     return re.search(r"/trace/([^/?]+)", page.url).group(1)
 
 
 def test_a_reviewer_labels_by_keyboard_alone_and_finds_the_rows_after_fold_in(served):
+    with _server_shown_on_failure(served):
+        _label_by_keyboard_then_fold_in(served)
+
+
+def _label_by_keyboard_then_fold_in(served) -> None:
     base, browser = served["base"], served["browser"]
     context, page = _sign_in(browser, base, "alice", served["alice"][0])
     before = _reviewed(page)
@@ -248,4 +271,54 @@ def test_posts_without_a_csrf_token_or_a_session_are_refused(served):
     assert api.status == 401
     with connect(served["data"] / "flywheel.duckdb", read_only=True) as conn:
         assert conn.execute("SELECT count(*) FROM label.labels WHERE trace_ref = ?", [ref]).fetchone()[0] == 0
+    context.close()
+
+
+def test_an_answer_about_the_field_before_the_last_keystroke_never_holds_back_the_enter(served):
+    """The criterion is checked by the server as the reviewer types. Its answer about the field as it
+    was before the last keystroke ("a contains criterion needs a value", asked when `n` was pressed)
+    may arrive after that keystroke and before the next question leaves, 150 ms later: it must not
+    mark the field invalid again, or the browser silently refuses the Enter (the new failure never
+    submitted; under load this is how the keyboard test once waited two minutes). The page's clock is
+    paused and the first answer held, so the order is the same on every run."""
+    base, browser = served["base"], served["browser"]
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.clock.install()
+    held = []
+    page.route("**/api/criterion?*", lambda route: held.append(route))
+    page.goto(base + "/")
+    page.wait_for_selector("input[name=name]:focus")
+    page.keyboard.type("bob")
+    page.keyboard.press("Tab")
+    page.keyboard.type(served["bob"][0])
+    page.keyboard.press("Enter")
+    page.wait_for_url(QUEUE)
+    page.goto(f"{base}/next?week={WEEK}")
+    _on_trace(page)
+    page.clock.pause_at(dt.datetime.now() + dt.timedelta(hours=1))
+    page.keyboard.press("n")
+    page.clock.run_for(200)  # the question about the empty field leaves
+    deadline = time.monotonic() + 30
+    while not held:
+        assert time.monotonic() < deadline, "the criterion was never checked"
+        page.wait_for_timeout(50)
+    for text in ("stale_answer_probe", "Stale answer probe", "The field is marked invalid by a stale answer. The Enter does nothing."):
+        page.keyboard.type(text)
+        page.keyboard.press("Tab")
+    page.keyboard.type("State it")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    page.keyboard.type("limit")  # the next question waits 150 ms on the paused clock
+    asked = urllib.parse.parse_qs(urllib.parse.urlsplit(held[0].request.url).query, keep_blank_values=True)
+    assert asked["value"] == [""]
+    with page.expect_response("**/api/criterion?*") as answer:
+        held.pop(0).continue_()
+    assert answer.value.json()["ok"] is False  # the stale answer: the field was empty when asked
+    page.wait_for_timeout(300)  # its handler has run
+    assert page.evaluate("document.getElementById('criterion_value').validity.valid")
+    assert page.locator("#criterion-check").inner_text() == ""
+    page.keyboard.press("Enter")
+    page.wait_for_url(SIBLINGS, timeout=60_000)
+    page.unroute_all(behavior="ignoreErrors")
     context.close()

@@ -27,7 +27,8 @@ def serve(host: str, port: int, reviewers_per_trace: int | None, reservation_min
 
     Sign in with a reviewer made by `flywheel users add NAME`. Keyboard first: press ? on any page. The
     app keeps serving while the weekly loop, the sensors and other verbs run: labels go to a side store
-    (<data>/review/) and reach the warehouse when it is free.
+    (<data>/review/) and reach the warehouse when it is free. A page that hangs: `kill -USR1 <pid>` prints
+    what every thread of the app is doing to its stderr (code locations only, no data).
     """
     from flywheel.settings import review_settings
 
@@ -61,7 +62,18 @@ def serve(host: str, port: int, reviewers_per_trace: int | None, reservation_min
     if not loopback:
         click.echo(f"warning: listening on {host}, not loopback: anyone who reaches this address can try to sign in; "
                    "serve it behind TLS.", err=True)
+    _stacks_on_sigusr1()
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _stacks_on_sigusr1() -> None:
+    """SIGUSR1 prints every thread's stack (file, line, function: never a value) to stderr, so a hang can be
+    seen without a debugger."""
+    import faulthandler
+    import signal
+
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def _seed_readable_or_fail(paths) -> None:

@@ -48,13 +48,17 @@
     const value = document.getElementById("criterion_value");
     const said = document.getElementById("criterion-check");
     let pending = null;
-    let asked = 0;  // only the answer to the latest question counts: answers can arrive out of order
+    // Only the answer to the latest question counts. A question is numbered when it is asked, not when
+    // its request leaves 150 ms later: an answer still on its way about what the field said before the
+    // last keystroke ("needs a value") would otherwise mark the field invalid again, and the browser
+    // would silently refuse the Enter that follows.
+    let asked = 0;
     const check = () => {
       clearTimeout(pending);
+      const mine = ++asked;
       const failure = form.dataset.bucket === "known_failure" || form.dataset.bucket === "new_failure";
-      if (!failure) { asked += 1; value.setCustomValidity(""); said.textContent = ""; return; }
+      if (!failure) { value.setCustomValidity(""); said.textContent = ""; return; }
       pending = setTimeout(async () => {
-        const mine = ++asked;
         const url = "/api/criterion?" + new URLSearchParams({ type: kind.value, value: value.value });
         try {
           const got = await (await fetch(url, { credentials: "same-origin" })).json();
