@@ -109,3 +109,10 @@ def test_status_tells_the_story_from_the_warehouse(data_dir):
         ensure_raw_tables(conn)
     early = CliRunner().invoke(main, ["status"])
     assert early.exit_code == 0 and "Station 1: nothing yet." in early.stdout
+
+
+def test_ingest_of_nothing_that_exists_is_one_line_and_creates_no_warehouse(data_dir, tmp_path):
+    result = CliRunner().invoke(main, ["ingest", str(tmp_path / "typo.jsonl")])
+    assert result.exit_code == 1
+    assert "typo.jsonl: no such file or folder" in result.stderr and "Ingested" not in result.stdout
+    assert not (data_dir / "flywheel.duckdb").exists()

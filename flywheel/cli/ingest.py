@@ -45,6 +45,7 @@ def ingest(paths: tuple[Path, ...], source_format: str, dry_run: bool, timestamp
     or does not add up.
     """
     paths_ = paths_for(data_dir, need_warehouse=False)
+    _some_path_exists_or_fail(paths)
     mapping = _mapping(paths_)
     if timestamp:
         _check_timestamp(timestamp)
@@ -70,6 +71,14 @@ def ingest(paths: tuple[Path, ...], source_format: str, dry_run: bool, timestamp
     for error in report.errors:
         click.echo(f"Error: {error['error']}", err=True)
     sys.exit(1 if report.errors else 0)
+
+
+def _some_path_exists_or_fail(paths: tuple[Path, ...]) -> None:
+    """Nothing to read at all is a typo: named before a warehouse is created or a summary of nothing
+    printed. (Of several paths, the missing ones are reported after the others load.)"""
+    if not any(p.exists() for p in paths):
+        shown = ", ".join(str(p) for p in paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+        raise click.ClickException(f"{shown}: no such file or folder (give trace files, or folders of them)")
 
 
 def _summary(report, paths_) -> None:
