@@ -27,11 +27,12 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 demo: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/flywheel demo run
 
-# Two workers (one per core), a test file's tests on one worker so its module fixtures are built once;
-# torch one thread per worker, or two workers' thread pools fight over the two cores. Then the tests
-# that time themselves, alone. A subset: $(BIN)/python -m pytest flywheel_tests/test_sources.py
+# Two workers (one per core), a test file's tests on one worker so its module fixtures are built once,
+# the slowest files first (flywheel_tests/conftest.py); torch one thread per worker, or two workers'
+# thread pools fight over the two cores. Then the tests that time themselves, alone.
+# A subset: $(BIN)/python -m pytest flywheel_tests/test_sources.py
 test: setup
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not solo"
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not solo"
 	$(BIN)/python -m pytest -q -m solo
 
 # The Dagster UI (lineage, runs, schedules) and the review app side by side; Ctrl-C stops both.
