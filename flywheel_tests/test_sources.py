@@ -241,7 +241,7 @@ def test_collector_files_with_bad_lines_and_bad_spans_quarantine_by_line(data_di
     path = tmp_path / "traces.json"
     lines = [
         json.dumps(_otlp_doc("0a" * 16, [_chat_span("01" * 8, "hello", "hi", **{"app.intent": "greeting"})])),
-        "{cut short",
+        '{"resourceSpans": [',  # cut short
         json.dumps(_otlp_doc("0b" * 16, [_chat_span("02" * 8, "a", "b"), {"spanId": "not an id", "name": "x"}])),
         json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "0c" * 16, "spanId": "03" * 8,
                                                                   "name": "db.query", "kind": 3}]}]}]}),
@@ -252,6 +252,7 @@ def test_collector_files_with_bad_lines_and_bad_spans_quarantine_by_line(data_di
     assert traces[0]["intent"] == "greeting"
     reasons = [r for _, r in quarantine]
     assert reasons[0].startswith("line 2:") and "JSON" in reasons[0]
+    assert "column 20" in reasons[0]  # just after where the line ends, not column 1 of the line after it
     assert reasons[1].startswith("line 3:") and "spanId" in reasons[1] and "not an id" not in reasons[1]
     assert report.skipped_spans == {"no GenAI or OpenInference attributes (not an LLM call)": 1}
 

@@ -69,8 +69,9 @@ def objects(path: Path) -> Iterator[tuple[int, dict | Bad]]:
         if len(line) > MAX_LINE_BYTES:
             yield number, Bad(f"line longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB", line[:2000])
             continue
+        line = line.rstrip("\r\n")  # else a line cut short is "wrong at column 1" of the line after it
         found = parse_object(line)
-        yield number, found if isinstance(found, dict) else Bad(found, line.rstrip("\n")[:2000])
+        yield number, found if isinstance(found, dict) else Bad(found, line[:2000])
 
 
 def read_bytes(path: Path) -> bytes:
