@@ -257,6 +257,22 @@ def test_collector_files_with_bad_lines_and_bad_spans_quarantine_by_line(data_di
     assert report.skipped_spans == {"no GenAI or OpenInference attributes (not an LLM call)": 1}
 
 
+def test_reading_other_sources_reports_progress_record_by_record(data_dir, tmp_path):
+    """`flywheel ingest` shows a bar while other sources are read and mapped (seconds on a large OTLP
+    export), before the one of the load: every line read is heard of once, a bad one too."""
+    path = tmp_path / "traces.json"
+    lines = [json.dumps(_otlp_doc(f"{i:032x}", [_chat_span(f"{i:016x}", "hello", "hi")])) for i in range(1, 600)]
+    path.write_text("\n".join([*lines, "{cut short"]) + "\n")
+    (tmp_path / "contract.jsonl").write_text(json.dumps({"trace_id": "c1", "timestamp": "2026-03-02T10:00:00Z",
+                                                         "messages": [{"role": "user", "content": "hi"}]}) + "\n")
+    read, loaded = [], []
+    with connect(data_dir / "flywheel.duckdb") as conn:
+        report = ingest_paths(conn, [tmp_path], source_format="auto", mapping=MAPPING, on_read=read.append,
+                              on_progress=loaded.append)
+    assert sum(read) == 600 and len(read) >= 3  # in steps, the contract's own file not among them
+    assert report.ingested == 600 and sum(loaded) == 601  # 599 conversations, the bad line, the contract's
+
+
 def test_openinference_spans_with_the_conventions_own_names(data_dir, tmp_path):
     from google.protobuf.json_format import MessageToJson
     from openinference.semconv.trace import MessageAttributes, OpenInferenceSpanKindValues, SpanAttributes

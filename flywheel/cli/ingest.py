@@ -56,9 +56,19 @@ def ingest(paths: tuple[Path, ...], source_format: str, dry_run: bool, timestamp
     from flywheel.core.intake.ingest import ingest_paths
 
     settings = IntakeSettings(max_line_bytes=max_line_bytes)
-    with connect(paths_.warehouse) as conn, progress("ingest", unit="rec") as bar:
-        report = ingest_paths(conn, paths, settings, on_progress=bar.update, source_format=source_format,
-                              mapping=mapping, timestamp=timestamp)
+    with connect(paths_.warehouse) as conn, progress("ingest" if source_format == "flywheel" else "read", unit="rec") as bar:
+        # One bar: the other sources' records as they are read and mapped, then the records loaded.
+        loading = []
+
+        def loaded(n: int) -> None:
+            if not loading:
+                loading.append(True)
+                bar.reset()
+                bar.set_description_str("ingest")
+            bar.update(n)
+
+        report = ingest_paths(conn, paths, settings, on_progress=loaded, on_read=bar.update,
+                              source_format=source_format, mapping=mapping, timestamp=timestamp)
     for batch in report.recovered:
         click.echo(f"note: {batch.file}: {batch.rows} traces an interrupted ingest loaded are now in the manifest.",
                    err=True)

@@ -462,7 +462,7 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def _read_sources(conn, files: list[Path], report: IngestReport, source_format: str, mapping, timestamp,
-                  skip_known: bool) -> tuple[list[Path], dict, dict[Path, str]]:
+                  skip_known: bool, on_read: Callable[[int], None] | None = None) -> tuple[list[Path], dict, dict[Path, str]]:
     """Detect each file's source and map the non-native ones to the contract (all files together: a
     conversation may span them). Files already in the manifest are left out first, as the loading
     would skip them; files whose source cannot be told are reported as errors."""
@@ -476,7 +476,7 @@ def _read_sources(conn, files: list[Path], report: IngestReport, source_format: 
             hashed = {f: file_sha256(f) for f in files if f.is_file()}
             files = [f for f in files if (str(f), hashed.get(f)) not in known]
     readable = [f for f in files if f.is_file()]
-    read = reader.read(readable, source_format, mapping or Mapping({}), timestamp=timestamp)
+    read = reader.read(readable, source_format, mapping or Mapping({}), timestamp=timestamp, on_read=on_read)
     report.formats.update(read.formats)
     report.skipped_spans.update(read.skipped)
     report.mapped.update(read.mapped)
@@ -998,21 +998,24 @@ def _settle_failed_batch(stream: _BatchStream, exc: Exception, pending: deque, r
 def ingest_paths(
     conn: duckdb.DuckDBPyConnection, paths: Iterable[str | Path], settings: IntakeSettings | None = None,
     *, skip_known: bool = False, on_progress: Callable[[int], None] | None = None, source_format: str = "flywheel",
-    mapping=None, timestamp: str | None = None,
+    mapping=None, timestamp: str | None = None, on_read: Callable[[int], None] | None = None,
 ) -> IngestReport:
     """Load trace files into raw.traces. `source_format` is `flywheel` (the contract), `auto` (decided
     per file) or one source (flywheel.core.intake.sources.files.FORMATS); other sources are mapped to
     the contract first, with `mapping` (a sources.mapping.Mapping) for the fields only flywheel has.
+    `on_read(n)` hears of the other sources' records (lines, elements, rows) as they are read, before
+    the loading's `on_progress(n)` hears of the contract records loaded.
 
     One ingest at a time: the single file's lock sees to it; on DuckLake a PostgreSQL advisory lock
     does, since two inserts of the same new traces would both commit (an insert conflicts with no
     other insert) and the id would be stored twice."""
     with lake.one_at_a_time(conn, "ingest"):
         return _ingest_paths(conn, paths, settings, skip_known=skip_known, on_progress=on_progress,
-                             source_format=source_format, mapping=mapping, timestamp=timestamp)
+                             source_format=source_format, mapping=mapping, timestamp=timestamp, on_read=on_read)
 
 
-def _ingest_paths(conn, paths, settings, *, skip_known, on_progress, source_format, mapping, timestamp) -> IngestReport:
+def _ingest_paths(conn, paths, settings, *, skip_known, on_progress, source_format, mapping, timestamp,
+                  on_read) -> IngestReport:
     settings = settings or IntakeSettings()
     if settings.max_line_bytes < 1:
         raise ValueError(f"max_line_bytes must be at least 1, got {settings.max_line_bytes}")
@@ -1023,7 +1026,8 @@ def _ingest_paths(conn, paths, settings, *, skip_known, on_progress, source_form
     files = expand_paths(paths)
     prepared, hashed = None, None
     if source_format != "flywheel":
-        files, prepared, hashed = _read_sources(conn, files, report, source_format, mapping, timestamp, skip_known)
+        files, prepared, hashed = _read_sources(conn, files, report, source_format, mapping, timestamp, skip_known,
+                                                on_read)
     with setting(conn, "checkpoint_threshold", "16GB"):
         _ingest_in_batches(conn, files, report, settings, skip_known, on_progress, prepared, hashed)
     if not lake.on_lake(conn):  # a DuckLake commit writes its Parquet files whole: nothing to checkpoint

@@ -10,7 +10,9 @@ Spans or runs that are not LLM calls are counted by reason, never silently dropp
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,19 +53,27 @@ class SourceRead:
 
 
 def read(paths: list[Path], fmt: str, mapping: Mapping, *, timestamp: str | None = None,
-         keep_groups: int = 0) -> SourceRead:
+         keep_groups: int = 0, on_read: Callable[[int], None] | None = None) -> SourceRead:
+    """Every file's calls, grouped into conversations and mapped to the contract. `on_read(n)` hears of
+    the records read (lines, elements, rows) as they are read."""
     import gc
 
     # Millions of small objects, none of them garbage until the read ends: the collector's passes over
     # them cost 40% of the read (measured on 200,000 spans).
     gc.disable()
     try:
-        return _read(paths, fmt, mapping, timestamp, keep_groups)
+        return _read(paths, fmt, mapping, timestamp, keep_groups, on_read or (lambda n: None))
     finally:
         gc.enable()
 
 
-def _read(paths: list[Path], fmt: str, mapping: Mapping, timestamp: str | None, keep_groups: int) -> SourceRead:
+# on_read is called every READ_TICK records or READ_TICK_S seconds, whichever comes first: a progress
+# bar keeps moving, and a call per record would cost.
+READ_TICK, READ_TICK_S = 256, 0.2
+
+
+def _read(paths: list[Path], fmt: str, mapping: Mapping, timestamp: str | None, keep_groups: int,
+          on_read: Callable[[int], None]) -> SourceRead:
     out = SourceRead()
     calls: list[tuple[str, Call]] = []
     problems: dict[str, dict[int, Problem]] = {}  # file -> line -> what is wrong with it (one per line)
@@ -81,9 +91,14 @@ def _read(paths: list[Path], fmt: str, mapping: Mapping, timestamp: str | None, 
         if chosen == "flywheel" and path.suffix.lower() != ".gz":
             continue  # the intake reads its own contract itself
         when = timestamp or _mtime(path)
+        unreported, next_tick = 0, time.monotonic() + READ_TICK_S
         try:
             for line, record in source_files.objects(path):
                 last_line[name] = line
+                unreported += 1
+                if unreported >= READ_TICK or time.monotonic() >= next_tick:  # an OTLP line can hold 256 spans
+                    on_read(unreported)
+                    unreported, next_tick = 0, time.monotonic() + READ_TICK_S
                 if chosen == "flywheel":  # a gzipped file of the contract: its records as they are
                     native_gz.setdefault(name, []).append(
                         (line, record if isinstance(record, dict) else Problem(record.reason, record.text)))
@@ -99,6 +114,8 @@ def _read(paths: list[Path], fmt: str, mapping: Mapping, timestamp: str | None, 
             problems.pop(name, None)
             native_gz.pop(name, None)
             calls = [(f, c) for f, c in calls if c.file != name]
+        if unreported:
+            on_read(unreported)
     for _, call in calls:
         call.scores.update(scores.get(call.trace_id, {}))
     by_format: dict[str, list[Call]] = {}
