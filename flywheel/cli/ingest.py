@@ -56,7 +56,8 @@ def ingest(paths: tuple[Path, ...], source_format: str, dry_run: bool, timestamp
     from flywheel.core.intake.ingest import ingest_paths
 
     settings = IntakeSettings(max_line_bytes=max_line_bytes)
-    with connect(paths_.warehouse) as conn, progress("ingest" if source_format == "flywheel" else "read", unit="rec") as bar:
+    first_bar = "ingest" if source_format == "flywheel" else "read"
+    with connect(paths_.warehouse) as conn, progress(first_bar, unit="rec") as bar:
         # One bar: the other sources' records as they are read and mapped, then the records loaded.
         loading = []
 

@@ -462,7 +462,8 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def _read_sources(conn, files: list[Path], report: IngestReport, source_format: str, mapping, timestamp,
-                  skip_known: bool, on_read: Callable[[int], None] | None = None) -> tuple[list[Path], dict, dict[Path, str]]:
+                  skip_known: bool, on_read: Callable[[int], None] | None = None,
+                  ) -> tuple[list[Path], dict, dict[Path, str]]:
     """Detect each file's source and map the non-native ones to the contract (all files together: a
     conversation may span them). Files already in the manifest are left out first, as the loading
     would skip them; files whose source cannot be told are reported as errors."""
