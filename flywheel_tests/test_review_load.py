@@ -1,6 +1,7 @@
 """Four reviewers label through the JSON API of `flywheel serve` while the weekly loop runs on the next
 week and the daemon's labels_sensor folds labels in: no 5xx, every label answered 201 lands in
-label.labels exactly once, no trace is served to two reviewers, and every Dagster run succeeds.
+label.labels exactly once, no trace is served to two reviewers, and every Dagster run that finishes
+before the test's end succeeds (a fold-in the end cuts off is reported as such).
 
 A fresh data directory set up with the CLI, as a user would; the real scrubber and embedder."""
 
@@ -252,6 +253,9 @@ def test_four_reviewers_label_through_the_api_while_the_loop_and_sensor_run(tmp_
             ticks, runs = _labels_ticks_and_runs(data / "dagster")
             ticked_after_labels = any(t.timestamp > landed_at for t in ticks)
             in_flight = [r for r in runs if not r.dagster_run.is_finished]
+            # What the stop below cuts off (killed with the daemon, such a run is then marked FAILURE): these,
+            # and any the daemon starts after this look.
+            in_flight_at_stop, last_look = {r.dagster_run.run_id for r in in_flight}, time.time()
             if ticked_after_labels and not in_flight:
                 break
             if time.monotonic() > t0 + BUDGET_S and not in_flight:
@@ -320,10 +324,15 @@ def test_four_reviewers_label_through_the_api_while_the_loop_and_sensor_run(tmp_
     assert [t for t in ticks if t.status.value == "FAILURE"] == [], \
         [(t.status.value, t.error) for t in ticks if t.status.value == "FAILURE"]
     assert runs, "no run recorded in the instance"
-    # A fold-in the sensor launched after every label had landed may still be running when the test's
-    # budget ends (two loaded cores): cut off by the test, not failed. Any other run must have succeeded.
-    cut_off = [r for r in runs if not r.dagster_run.is_finished and r.dagster_run.job_name == "fold_in_job"
-               and _created(r) > landed_at]
+    # A fold-in the sensor launched may still be running when the test's budget ends (a fold-in also
+    # retrains the suggestions; two loaded cores): cut off by the test, not failed, though stopping the
+    # daemon kills its steps and the run may then be marked FAILURE. Every run that finished before
+    # the stop must have succeeded. (Whether a fold-in finishes in the budget depends on the machine: on
+    # two loaded cores here the sensor's fold-ins often queue behind the week-2 run until the end.)
+    cut_off = [r for r in runs if r.dagster_run.job_name == "fold_in_job"
+               and (not r.dagster_run.is_finished or r.dagster_run.run_id in in_flight_at_stop
+                    or _created(r) > last_look)]
+    print(f"  cut off by the test's end: {[(r.dagster_run.job_name, r.dagster_run.status.value) for r in cut_off]}")
     bad = [(r.dagster_run.job_name, r.dagster_run.run_id, r.dagster_run.status.value) for r in runs
            if r.dagster_run.status != dg.DagsterRunStatus.SUCCESS and r not in cut_off]
     assert not bad, f"runs that did not succeed: {bad}\ndaemon log:\n{_tail(data / 'daemon.log')}"
