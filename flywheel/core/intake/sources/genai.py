@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 
 from flywheel.core.intake.sources.otlp import Span
-from flywheel.core.intake.sources.values import maybe_json, role, text_of, tool_call_text
+from flywheel.core.intake.sources.values import label, listed, mapping_of, maybe_json, role, text_of, tool_call_text
 
 LLM_OPERATIONS = {"chat", "text_completion", "generate_content", "completion"}
 CONTAINER_OPERATIONS = {"invoke_agent", "invoke_workflow", "create_agent"}
@@ -44,9 +44,9 @@ def skip_reason(span: Span) -> str | None:
     if operation in LLM_OPERATIONS or kind == "LLM":
         return None
     if operation:
-        return f"gen_ai.operation.name {operation} (not an LLM call)"
+        return f"gen_ai.operation.name {label(operation)} (not an LLM call)"
     if kind:
-        return f"openinference.span.kind {kind} (not an LLM call)"
+        return f"openinference.span.kind {label(kind)} (not an LLM call)"
     if _has_messages(span):
         return None
     return "no GenAI or OpenInference attributes (not an LLM call)"
@@ -85,13 +85,13 @@ def _chat_messages(value) -> list[dict]:
     if isinstance(value, dict):
         value = [value]
     out = []
-    for m in value or []:
+    for m in listed(value):
         if not isinstance(m, dict):
             continue
         r = role(m.get("role")) or "user"
         if "parts" in m:
             text = _parts_text(m.get("parts"))
-            if any(isinstance(p, dict) and p.get("type") == "tool_call_response" for p in m.get("parts") or []):
+            if any(isinstance(p, dict) and p.get("type") == "tool_call_response" for p in listed(m.get("parts"))):
                 r = "tool"
         else:
             text = _openai_content(m)
@@ -114,9 +114,9 @@ def _parts_text(parts) -> str:
 
 def _openai_content(m: dict) -> str:
     text = text_of(m.get("content"))
-    calls = [tool_call_text((c.get("function") or {}).get("name") or c.get("name"),
-                            (c.get("function") or {}).get("arguments", c.get("args", c.get("arguments"))))
-             for c in (maybe_json(m.get("tool_calls")) or []) if isinstance(c, dict)]
+    calls = [tool_call_text(mapping_of(c.get("function")).get("name") or c.get("name"),
+                            mapping_of(c.get("function")).get("arguments", c.get("args", c.get("arguments"))))
+             for c in listed(maybe_json(m.get("tool_calls"))) if isinstance(c, dict)]
     return "\n".join(x for x in [text, *calls] if x)
 
 
@@ -124,7 +124,7 @@ def _openai_messages(value) -> list[dict]:
     if isinstance(value, dict):
         value = value.get("messages") or [value.get("message", value)]
     return [{"role": role(m.get("role")) or "user", "content": _openai_content(m)}
-            for m in (value or []) if isinstance(m, dict)]
+            for m in listed(value) if isinstance(m, dict)]
 
 
 def _indexed(a: dict) -> dict[str, list[dict]]:

@@ -16,7 +16,7 @@ import json
 
 from flywheel.core.intake.sources import messages
 from flywheel.core.intake.sources.assemble import Call
-from flywheel.core.intake.sources.values import iso, maybe_json, sort_key
+from flywheel.core.intake.sources.values import iso, label, listed, maybe_json, sort_key
 
 
 def _io(value):
@@ -77,11 +77,11 @@ def calls(record: dict, file: str, line: int, skipped: Counter) -> list[Call] | 
     group = str(field(record, "sessionId") or trace_id)
     start = iso(record.get("timestamp")) or ""
     found = []
-    for i, obs in enumerate(maybe_json(record.get("observations")) or []):
+    for i, obs in enumerate(listed(maybe_json(record.get("observations")))):
         if not isinstance(obs, dict):
             continue
         if str(obs.get("type") or "").upper() != "GENERATION":
-            skipped[f"Langfuse observation type {str(obs.get('type') or '?').upper()} (not an LLM call)"] += 1
+            skipped[f"Langfuse observation type {label(str(obs.get('type') or '?').upper())} (not an LLM call)"] += 1
             continue
         obs_start = iso(field(obs, "startTime")) or start
         found.append(Call(group=group, trace_id=trace_id, start=obs_start, order=sort_key(obs_start, line * 1000 + i),
@@ -100,7 +100,7 @@ def calls(record: dict, file: str, line: int, skipped: Counter) -> list[Call] | 
 def _observation(record: dict, file: str, line: int, skipped: Counter) -> list[Call]:
     kind = str(record.get("type") or "").upper()
     if kind != "GENERATION":
-        skipped[f"Langfuse observation type {kind} (not an LLM call)"] += 1
+        skipped[f"Langfuse observation type {label(kind)} (not an LLM call)"] += 1
         return []
     trace_id = str(field(record, "traceId"))
     start = iso(field(record, "startTime")) or ""
@@ -121,7 +121,7 @@ def _scores(value) -> dict:
     out = {}
     if isinstance(value, dict):
         value = [{"name": k, "value": v} for k, v in value.items()]
-    for s in value or []:
+    for s in listed(value):
         if isinstance(s, dict) and s.get("name") is not None and isinstance(s.get("value"), (int, float)):
             out[str(s["name"])] = float(s["value"])
     return out

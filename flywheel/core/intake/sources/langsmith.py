@@ -13,7 +13,7 @@ from collections import Counter
 
 from flywheel.core.intake.sources import messages
 from flywheel.core.intake.sources.assemble import Call
-from flywheel.core.intake.sources.values import iso, maybe_json, sort_key
+from flywheel.core.intake.sources.values import iso, label, listed, mapping_of, maybe_json, sort_key
 
 THREAD_KEYS = ("thread_id", "session_id", "conversation_id")
 
@@ -29,15 +29,14 @@ def call(record: dict, file: str, line: int, skipped: Counter) -> Call | str | N
     run_type = str(record.get("run_type") or "").lower()
     root = not record.get("parent_run_id")
     if run_type != "llm" and not root:
-        skipped[f"LangSmith run_type {run_type or '?'} (not an LLM call)"] += 1
+        skipped[f"LangSmith run_type {label(run_type or '?')} (not an LLM call)"] += 1
         return None
-    extra = maybe_json(record.get("extra")) or {}
-    metadata = maybe_json(extra.get("metadata")) if isinstance(extra, dict) else {}
-    metadata = metadata if isinstance(metadata, dict) else {}
+    extra = mapping_of(maybe_json(record.get("extra")))
+    metadata = mapping_of(maybe_json(extra.get("metadata")))
     inputs = messages.many(maybe_json(record.get("inputs")), "user")
     outputs = messages.many(maybe_json(record.get("outputs")), "assistant")
     if not inputs and not outputs:
-        skipped[f"LangSmith {run_type or 'run'} run without messages"] += 1
+        skipped[f"LangSmith {label(run_type or 'run')} run without messages"] += 1
         return None
     trace = str(record.get("trace_id") or record["id"])
     group = next((str(metadata[k]) for k in THREAD_KEYS if metadata.get(k)), trace)
@@ -45,8 +44,8 @@ def call(record: dict, file: str, line: int, skipped: Counter) -> Call | str | N
     feedback = maybe_json(record.get("feedback_stats")) or {}
     scores = {k: float(v["avg"]) for k, v in feedback.items()
               if isinstance(v, dict) and isinstance(v.get("avg"), (int, float))} if isinstance(feedback, dict) else {}
-    model = _reported_model(maybe_json(record.get("outputs")) or {}) or metadata.get("ls_model_name") or (
-        (extra.get("invocation_params") or {}).get("model") if isinstance(extra, dict) else None)
+    model = (_reported_model(maybe_json(record.get("outputs"))) or metadata.get("ls_model_name")
+             or mapping_of(extra.get("invocation_params")).get("model"))
     tags = maybe_json(record.get("tags")) or []
     return Call(group=group, trace_id=trace, start=start, order=sort_key(start, line), inputs=inputs, outputs=outputs,
                 model=model, user=metadata.get("user_id"), metadata=metadata,
@@ -62,9 +61,9 @@ def _reported_model(outputs) -> str | None:
     llm_output = outputs.get("llm_output") if isinstance(outputs.get("llm_output"), dict) else {}
     found = llm_output.get("model_name") or outputs.get("model")
     if not found:
-        for batch in outputs.get("generations") or []:
+        for batch in listed(outputs.get("generations")):
             for generation in batch if isinstance(batch, list) else [batch]:
-                message = (generation or {}).get("message") or {}
+                message = mapping_of(generation).get("message") or {}
                 kwargs = message.get("kwargs") if isinstance(message, dict) else None
                 metadata = (kwargs or message).get("response_metadata") if isinstance(kwargs or message, dict) else None
                 if isinstance(metadata, dict) and metadata.get("model_name"):

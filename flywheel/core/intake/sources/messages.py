@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from flywheel.core.intake.sources.values import maybe_json, role, text_of, tool_call_text
+from flywheel.core.intake.sources.values import listed, mapping_of, maybe_json, role, text_of, tool_call_text
 
 
 def one(m, default_role: str) -> dict | None:
@@ -16,13 +16,14 @@ def one(m, default_role: str) -> dict | None:
         return None
     if m.get("lc") and isinstance(m.get("kwargs"), dict):  # LangChain's dumpd(): class name gives the role
         kwargs = m["kwargs"]
-        name = (m.get("id") or ["", default_role])[-1]
+        path = listed(m.get("id"))
+        name = path[-1] if path else default_role
         r = role(kwargs.get("role")) if name == "ChatMessage" else role(name) or role(kwargs.get("type"))
         return {"role": r or default_role, "content": _with_tool_calls(kwargs.get("content"), kwargs.get("tool_calls"))}
     if "message" in m and isinstance(m["message"], dict) and "content" not in m:  # a choice or a generation
         return one(m["message"], default_role)
     r = role(m.get("role")) or role(m.get("type")) or default_role
-    calls = m.get("tool_calls") or (m.get("additional_kwargs") or {}).get("tool_calls")
+    calls = m.get("tool_calls") or mapping_of(m.get("additional_kwargs")).get("tool_calls")
     content = m.get("content", m.get("text"))
     if "parts" in m and content is None:
         content = m["parts"]
@@ -32,9 +33,9 @@ def one(m, default_role: str) -> dict | None:
 def _with_tool_calls(content, calls) -> str:
     text = text_of(content)
     rendered = []
-    for c in maybe_json(calls) or []:
+    for c in listed(maybe_json(calls)):
         if isinstance(c, dict):
-            fn = c.get("function") or {}
+            fn = mapping_of(c.get("function"))
             rendered.append(tool_call_text(fn.get("name") or c.get("name"), fn.get("arguments", c.get("args", c.get("arguments")))))
     return "\n".join(x for x in [text, *rendered] if x)
 
@@ -51,11 +52,12 @@ def many(value, default_role: str) -> list[dict]:
             if key in value and value[key] not in (None, "", []):
                 return many(value[key], default_role)
         if "choices" in value:
-            return [m for c in value["choices"] or [] if (m := one(c, "assistant"))]
+            return [m for c in listed(value["choices"]) if (m := one(c, "assistant"))]
         if "generations" in value:
             gens = value["generations"]
-            flat = [g for batch in gens for g in (batch if isinstance(batch, list) else [batch])]
-            return [m for g in flat if (m := one(g.get("message") or {"content": g.get("text")}, "assistant"))]
+            flat = [g for batch in listed(gens) for g in (batch if isinstance(batch, list) else [batch])]
+            return [m for g in flat if isinstance(g, dict)
+                    and (m := one(g.get("message") or {"content": g.get("text")}, "assistant"))]
         for key in ("output", "answer", "response", "result", "text", "completion"):
             if key in value and value[key] not in (None, ""):
                 return many(value[key], default_role)

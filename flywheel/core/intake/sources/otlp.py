@@ -16,6 +16,8 @@ import binascii
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from flywheel.core.intake.sources.values import listed, mapping_of
+
 
 class OtlpError(ValueError):
     """A document that is not OTLP trace data."""
@@ -62,20 +64,20 @@ def any_value(value):
         if key in value:
             try:
                 return int(value[key])
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 return value[key]
     for key in ("doubleValue", "double_value"):
         if key in value:
             try:
                 return float(value[key])
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 return value[key]
     for key in ("arrayValue", "array_value"):
         if key in value:
-            return [any_value(v) for v in (value[key] or {}).get("values", [])]
+            return [any_value(v) for v in listed(mapping_of(value[key]).get("values"))]
     for key in ("kvlistValue", "kvlist_value"):
         if key in value:
-            return attributes((value[key] or {}).get("values", []))
+            return attributes(mapping_of(value[key]).get("values"))
     for key in ("bytesValue", "bytes_value"):
         if key in value:
             try:
@@ -88,7 +90,7 @@ def any_value(value):
 def attributes(pairs) -> dict:
     """A list of OTLP KeyValue as a dict (later keys win, as in the SDKs)."""
     out = {}
-    for pair in pairs or ():
+    for pair in listed(pairs):
         if isinstance(pair, dict):
             key = pair.get("key")
             if isinstance(key, str):
@@ -121,7 +123,7 @@ def span_id(value, hex_length: int, what: str = "id") -> str | None:
 def _int(value, default: int = 0) -> int:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return default
 
 
@@ -138,14 +140,14 @@ def spans(doc: dict) -> Iterator[Span | OtlpError]:
     comes out as the OtlpError saying why (its id in the message when it has one)."""
     if not is_otlp(doc):
         raise OtlpError('not OTLP trace data: no "resourceSpans"')
-    for resource_spans in _get(doc, "resourceSpans") or []:
+    for resource_spans in listed(_get(doc, "resourceSpans")):
         if not isinstance(resource_spans, dict):
             yield OtlpError("a resourceSpans entry is not an object")
             continue
-        resource = attributes((_get(resource_spans, "resource") or {}).get("attributes"))
-        scopes = _get(resource_spans, "scopeSpans") or _get(resource_spans, "instrumentationLibrarySpans") or []
-        for scope in scopes:
-            for raw in (scope or {}).get("spans") or []:
+        resource = attributes(mapping_of(_get(resource_spans, "resource")).get("attributes"))
+        scopes = _get(resource_spans, "scopeSpans") or _get(resource_spans, "instrumentationLibrarySpans")
+        for scope in listed(scopes):
+            for raw in listed(mapping_of(scope).get("spans")):
                 yield _span(raw, resource)
 
 
@@ -162,7 +164,8 @@ def _span(raw, resource: dict) -> Span | OtlpError:
         return OtlpError(f"a span has no {'traceId' if not trace else 'spanId'}")
     kind = _get(raw, "kind", default=0)
     events = [(str(_get(e, "name") or ""), _int(_get(e, "timeUnixNano")), attributes(_get(e, "attributes")))
-              for e in (_get(raw, "events") or []) if isinstance(e, dict)]
-    return Span(trace, sid, parent, str(_get(raw, "name") or ""), _KINDS.get(kind, _int(kind)),
+              for e in listed(_get(raw, "events")) if isinstance(e, dict)]
+    kind = _KINDS.get(kind, 0) if isinstance(kind, str) else _int(kind)
+    return Span(trace, sid, parent, str(_get(raw, "name") or ""), kind,
                 _int(_get(raw, "startTimeUnixNano")), _int(_get(raw, "endTimeUnixNano")),
                 attributes(_get(raw, "attributes")), events, resource)

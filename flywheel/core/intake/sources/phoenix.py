@@ -57,4 +57,7 @@ def _ns(value) -> int:
             return int((moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)).timestamp() * 1e9)
         except ValueError:
             return 0
-    return int(value or 0)
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError, OverflowError):  # not a time: NaN, infinite, an object
+        return 0

@@ -126,7 +126,10 @@ def _read(paths: list[Path], fmt: str, mapping: Mapping, timestamp: str | None, 
         for key, group in group_calls(members).items():
             for wrapper in wrappers_left_out(group):
                 out.skipped[f"{_NAMES.get(chosen, chosen)} root run around LLM calls (the calls are read instead)"] += 1
-            record = _record(chosen, key, group, mapping, out.mapped)
+            try:
+                record = _record(chosen, key, group, mapping, out.mapped)
+            except _UNUSABLE as exc:
+                record = Problem(f"line {group[0].line}: {unusable(exc, _NAMES.get(chosen, chosen))}")
             first = group[0]
             placed.setdefault(first.file, []).append((first.line, record))
             if len(out.groups) < keep_groups:
@@ -139,7 +142,8 @@ def _read(paths: list[Path], fmt: str, mapping: Mapping, timestamp: str | None, 
     return out
 
 
-_NAMES = {"langsmith": "LangSmith", "langfuse": "Langfuse", "otel": "OpenTelemetry", "openinference": "OpenInference"}
+_NAMES = {"langsmith": "LangSmith", "langfuse": "Langfuse", "otel": "OpenTelemetry", "openinference": "OpenInference",
+          "openai-chat": "chat log"}
 
 
 def _add_problem(by_line: dict[int, Problem], line: int, problem: Problem) -> None:
@@ -183,13 +187,35 @@ def _calls(chosen: str, record, file: str, line: int, when: str, skipped: Counte
            scores: dict[str, dict[str, float]]) -> list[Call | Problem]:
     if isinstance(record, source_files.Bad):
         return [Problem(f"line {line}: {record.reason}", record.text)]
-    found = _calls_of(chosen, record, file, line, when, skipped, scores)
+    counted = Counter()  # into `skipped` only when the whole record was read
+    try:
+        found = _calls_of(chosen, record, file, line, when, counted, scores)
+    except _UNUSABLE as exc:
+        found = [Problem(f"line {line}: {unusable(exc, _NAMES.get(chosen, chosen))}")]
+    else:
+        skipped.update(counted)
     if any(isinstance(f, Problem) for f in found):  # the excerpt only when something is wrong: a batch line is large
         excerpt = json.dumps(record, ensure_ascii=False, default=str)[:EXCERPT]
         for f in found:
             if isinstance(f, Problem) and not f.excerpt:
                 f.excerpt = excerpt
     return found
+
+
+# What a field of an unexpected type raises where a reader did not look before it leapt (a number
+# where a list belongs, an infinite time). The readers check the shapes they know; this keeps one
+# record they did not foresee from failing the whole ingest: it is quarantined instead.
+_UNUSABLE = (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError, RecursionError)
+
+
+def unusable(exc: BaseException, source: str) -> str:
+    """Why a record could not be read, naming the reader's step and never a value (an exception's
+    message can quote one, and every field of a trace may hold customer data)."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "/sources/" in f.filename]
+    where = f" ({Path(frames[-1].filename).stem}.{frames[-1].name}: {type(exc).__name__})" if frames else ""
+    return f"a field of this {source} record has a type or value the reader cannot use{where}"
 
 
 def _calls_of(chosen: str, record: dict, file: str, line: int, when: str, skipped: Counter,

@@ -29,6 +29,32 @@ def maybe_json(value):
     return value
 
 
+def listed(value) -> list:
+    """A value that should be a list, as one: anything else (a number, a string, an object where a
+    list belongs in a hostile or broken record) holds no items."""
+    return value if isinstance(value, list) else []
+
+
+def mapping_of(value) -> dict:
+    """A value that should be an object, as one (an empty one when it is anything else)."""
+    return value if isinstance(value, dict) else {}
+
+
+# The kinds of span or run each source's conventions name (OpenTelemetry GenAI v1.41 operation names,
+# OpenInference span kinds, LangSmith run types, Langfuse observation types), lower case.
+KNOWN_KINDS = frozenset({
+    "chat", "text_completion", "generate_content", "completion", "embeddings", "execute_tool", "invoke_agent",
+    "create_agent", "invoke_workflow", "retrieval", "llm", "chain", "tool", "agent", "retriever", "embedding",
+    "reranker", "guardrail", "evaluator", "prompt", "parser", "span", "generation", "event", "unknown", "?", "run"})
+
+
+def label(value) -> str:
+    """A kind or type a source gave, fit to name in a report (counted skips are printed and kept in run
+    metadata): one the conventions name as it is; any other not repeated, as it could be customer text."""
+    text = str(value)
+    return text if text.lower() in KNOWN_KINDS else "(a value outside the conventions)"
+
+
 def role(name) -> str | None:
     """The contract's role for a source's role name (human -> user, ai -> assistant ...), or None."""
     if not isinstance(name, str):
@@ -71,8 +97,9 @@ def _part_text(part: dict) -> str | None:
     """The text of a message part, or None when the object is not a part (plain data)."""
     kind = str(part.get("type", "") or "").lower()
     if kind in ("tool_call", "tool_use", "function_call"):
-        return tool_call_text(part.get("name") or (part.get("function") or {}).get("name"),
-                              part.get("arguments", part.get("input", (part.get("function") or {}).get("arguments"))))
+        function = mapping_of(part.get("function"))
+        return tool_call_text(part.get("name") or function.get("name"),
+                              part.get("arguments", part.get("input", function.get("arguments"))))
     if kind in ("tool_call_response", "tool_result"):
         return text_of(part.get("response", part.get("result", part.get("content"))))
     if kind in ("image", "image_url", "blob", "file", "uri", "audio", "video", "input_image", "document"):
@@ -87,11 +114,14 @@ def epoch_ns_to_iso(value) -> str | None:
     """OTLP's nanoseconds since the epoch (a number or a decimal string) as ISO 8601 UTC."""
     try:
         ns = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite float
         return None
     if ns <= 0:
         return None
-    return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    try:
+        return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    except (ValueError, OverflowError, OSError):  # past the year 9999, or the platform's time_t
+        return None
 
 
 def iso(value) -> str | None:
@@ -102,7 +132,10 @@ def iso(value) -> str | None:
         return (value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)).isoformat()
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = value / 1e9 if value > 1e17 else value / 1e3 if value > 1e11 else value
-        return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc).isoformat()
+        try:
+            return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc).isoformat()
+        except (ValueError, OverflowError, OSError):  # NaN, infinite, past the year 9999
+            return None
     return str(value)
 
 
