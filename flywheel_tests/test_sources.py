@@ -201,11 +201,21 @@ def test_the_endpoint_refuses_what_it_cannot_take(endpoint, data_dir):
     # Small on the wire, large once inflated: refused too (a gzip bomb must not fill the inbox).
     bomb = gzip.compress(b'{"resourceSpans": [' + b" " * 2_000_000 + b"]}")
     assert httpx.post(f"{url}/v1/traces", content=bomb, headers={**good, "Content-Encoding": "gzip"}).status_code == 413
+    deep = b'{"resourceSpans": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert httpx.post(f"{url}/v1/traces", content=deep, headers=good).status_code == 400
+    # A wrong kind inside is no server error: the request holds no span the intake could read.
+    for odd in ({"resourceSpans": [{"scopeSpans": 5}]}, {"resourceSpans": [{"scopeSpans": [{"spans": 7}]}]}):
+        assert httpx.post(f"{url}/v1/traces", json=odd, headers=good).status_code == 200
     assert not otlp_inbox.folder(Paths(data_dir).inbox_traces).exists()  # nothing refused was written
     ok = httpx.post(f"{url}/v1/traces", content=gzip.compress(json.dumps(doc).encode()),
                     headers={**good, "Content-Encoding": "gzip"})
     assert ok.status_code == 200 and ok.json() == {} and ok.headers["content-type"].startswith("application/json")
     assert len(list(otlp_inbox.folder(Paths(data_dir).inbox_traces).glob("*.jsonl"))) == 1
+    # snake_case keys, as some exporters write them, are kept too (the intake reads them).
+    snake = {"resource_spans": [{"scope_spans": [{"spans": doc["resourceSpans"][0]["scopeSpans"][0]["spans"]}]}]}
+    assert httpx.post(f"{url}/v1/traces", json=snake, headers=good).status_code == 200
+    (hour,) = otlp_inbox.folder(Paths(data_dir).inbox_traces).glob("*.jsonl")
+    assert len(hour.read_text().splitlines()) == 2
 
 
 def test_an_open_hour_of_the_endpoint_waits_for_the_next_run(tmp_path):

@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from flywheel.core.common import clock
 from flywheel.core.intake import otlp_inbox
+from flywheel.core.intake.sources.otlp import count_spans
 from flywheel.web import auth
 
 MAX_BODY = 16 * 1024 * 1024
@@ -90,11 +91,6 @@ def _decode(data: bytes, content_type: str) -> dict:
     return MessageToDict(request, use_integers_for_enums=True)
 
 
-def _spans(doc: dict) -> int:
-    return sum(len(scope.get("spans") or []) for rs in doc.get("resourceSpans") or [] if isinstance(rs, dict)
-               for scope in (rs.get("scopeSpans") or []) if isinstance(scope, dict))
-
-
 async def receive(request: Request) -> Response:
     review = request.app.state.review
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -115,9 +111,11 @@ async def receive(request: Request) -> Response:
     except _TooLarge:
         return _status(413, f"the body is over {limit // (1024 * 1024)} MiB (after decompression too); send smaller "
                        "batches", known)
+    except RecursionError:
+        return _status(400, "not OTLP trace data: nested too deeply", known)
     except (ValueError, zlib.error, UnicodeDecodeError) as exc:
         return _status(400, f"not OTLP trace data: {str(exc)[:200]}", known)
-    if _spans(doc):
+    if count_spans(doc):
         await run_in_threadpool(otlp_inbox.append, review.paths.inbox_traces, doc, clock.now())
     if known == PROTOBUF:
         return Response(b"", media_type=PROTOBUF)

@@ -135,6 +135,20 @@ def is_otlp(doc) -> bool:
     return isinstance(doc, dict) and ("resourceSpans" in doc or "resource_spans" in doc)
 
 
+def count_spans(doc: dict) -> int:
+    """The spans a document holds, in any of the shapes spans() reads; an entry that is not an object
+    counts as one (the intake quarantines it, where it can be seen)."""
+    count = 0
+    for resource_spans in listed(_get(doc, "resourceSpans")):
+        if not isinstance(resource_spans, dict):
+            count += 1
+            continue
+        scopes = _get(resource_spans, "scopeSpans") or _get(resource_spans, "instrumentationLibrarySpans")
+        count += sum(len(listed(mapping_of(scope).get("spans"))) if isinstance(scope, dict) else 1
+                     for scope in listed(scopes))
+    return count
+
+
 def spans(doc: dict) -> Iterator[Span | OtlpError]:
     """Every span of one OTLP traces document ({"resourceSpans": [...]}); a span that cannot be read
     comes out as the OtlpError saying why (its id in the message when it has one)."""
