@@ -32,6 +32,8 @@ def world(tmp_path_factory):
     files["jsonl"].write_text(json.dumps(TRACE) + "\n")
     files["bot"].write_text("def echo(messages):\n    return messages[-1]['content']\n")
     files["list"].write_text("[1, 2, 3]\n")
+    (root / "notes").mkdir()
+    (root / "notes" / "todo.txt").write_text("not traces\n")
     data = root / "data"
     env = {"FLYWHEEL_DATA": str(data), "DAGSTER_HOME": str(data / "dagster"), "FLYWHEEL_SECRET": "test-secret"}
     runner = CliRunner(env=env)
@@ -101,6 +103,7 @@ MISTAKES = [
     ("ingest", "--format", "zipkin", "{traces}"),
     ("ingest", "--timestamp", "yesterday", "{traces}"),
     ("ingest", "--dry-run", "{root}/missing.jsonl"),
+    ("ingest", "{root}/notes"),  # a folder without a trace file
     # the review app and its reviewers
     ("serve", "--data-dir", "{root}/typo"),
     ("serve", "--port", "70000"),

@@ -503,6 +503,17 @@ def test_dry_run_shows_the_mapping_without_customer_text_and_loads_nothing(data_
     assert not (data_dir / "flywheel.duckdb").exists()
 
 
+def test_dry_run_never_calls_what_a_reader_consumes_unmapped(tmp_path):
+    from flywheel.core.intake.sources import reader
+
+    path = tmp_path / "runs.jsonl"
+    path.write_text("".join(r.model_dump_json() + "\n" for r in _langsmith_runs()))
+    read = reader.read([path], "auto", MAPPING, keep_groups=1)
+    ((calls, _),) = read.groups
+    # thread_id groups the conversation, user_id is the user, ls_model_name the model.
+    assert reader.unmapped_keys(calls, MAPPING) == []
+
+
 def test_phoenix_spans_dataframe_rows(data_dir, tmp_path):
     """Rows as Phoenix's get_spans_dataframe() returns them (arize-phoenix src/phoenix/trace/dsl/query.py):
     context.* columns and attributes.* columns, the message list as dicts keyed "message.role"."""

@@ -85,11 +85,16 @@ def ingest(paths: tuple[Path, ...], source_format: str, dry_run: bool, timestamp
 
 
 def _some_path_exists_or_fail(paths: tuple[Path, ...]) -> None:
-    """Nothing to read at all is a typo: named before a warehouse is created or a summary of nothing
-    printed. (Of several paths, the missing ones are reported after the others load.)"""
+    """Nothing to read at all is a typo (or the wrong folder): named before a warehouse is created or a
+    summary of nothing printed. (Of several paths, the missing ones are reported after the others load.)"""
+    shown = ", ".join(str(p) for p in paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
     if not any(p.exists() for p in paths):
-        shown = ", ".join(str(p) for p in paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
         raise click.ClickException(f"{shown}: no such file or folder (give trace files, or folders of them)")
+    from flywheel.core.intake.ingest import SUFFIXES, expand_paths
+
+    if not expand_paths(paths):  # only folders, and no trace file in them
+        kinds = ", ".join(sorted(SUFFIXES))
+        raise click.ClickException(f"{shown}: no trace file in it (flywheel reads {kinds} files, and .gz of them)")
 
 
 def _summary(report, paths_) -> None:

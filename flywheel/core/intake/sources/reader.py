@@ -31,6 +31,10 @@ CONSUMED_ATTRIBUTES = ("gen_ai.input.messages", "gen_ai.output.messages", "gen_a
                        "user.id", "session.id", "llm.model_name", "openinference.span.kind", "gen_ai.provider.name",
                        "gen_ai.system")
 
+# Metadata keys a reader consumes itself: LangSmith's thread keys group the conversation, its user_id
+# is the user and ls_model_name the model (never "unmapped", though the mapping file does not name them).
+CONSUMED_METADATA = frozenset({*langsmith.THREAD_KEYS, "user_id", "ls_model_name"})
+
 
 @dataclass
 class Problem:
@@ -311,7 +315,7 @@ def unmapped_keys(calls: list[Call], mapping: Mapping) -> list[str]:
     for call in calls:
         keys |= {f"attribute:{k}" for k in call.attributes
                  if not k.startswith(CONSUMED_ATTRIBUTES) and not k.startswith("resource.")}
-        keys |= {f"metadata:{k}" for k in call.metadata}
+        keys |= {f"metadata:{k}" for k in call.metadata if k not in CONSUMED_METADATA}
         keys |= {f"tag:{t.split(':', 1)[0].split('=', 1)[0]}" for t in call.tags}
         keys |= {f"score:{k}" for k in call.scores}
     return sorted(keys - used)
