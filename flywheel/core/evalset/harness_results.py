@@ -47,7 +47,7 @@ def detect(path: Path) -> str:
     if head == "{":
         try:
             doc = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             doc = None
         if isinstance(doc, dict):
             if "samples" in doc and "eval" in doc:
@@ -56,7 +56,7 @@ def detect(path: Path) -> str:
                 return "promptfoo"
         try:
             first = json.loads(text.lstrip().splitlines()[0]) if text.strip() else {}
-        except ValueError:
+        except (ValueError, RecursionError):
             first = None  # not JSON on its first line: the results import says where and why
         if isinstance(first, dict) and "testCase" in first and "success" in first:
             return "promptfoo"
@@ -76,23 +76,24 @@ def _promptfoo(path: Path) -> Converted:
     try:
         doc = json.loads(text)
         rows, when = doc["results"]["results"], doc["results"].get("timestamp")
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         try:  # --output results.jsonl: one row a line, no envelope
             rows, when = [json.loads(line) for line in text.splitlines() if line.strip()], None
-        except ValueError as exc:
-            raise HarnessResultsError(f"{path}: not promptfoo output (results.json or .jsonl): {exc}") from None
+        except (ValueError, RecursionError) as exc:
+            raise HarnessResultsError(f"{path}: not promptfoo output (results.json or .jsonl): "
+                                      f"{exc if isinstance(exc, ValueError) else 'nested too deeply'}") from None
+    rows = rows if isinstance(rows, list) else []
     if not any(isinstance(r, dict) and ("testCase" in r or "success" in r) for r in rows):
         raise HarnessResultsError(f"{path}: not promptfoo output: no result rows (write it with promptfoo eval "
                                   "--output results.json)")
     out = Converted()
     run_at = _iso(when) or _iso(dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.timezone.utc))
-    for i, row in sorted(enumerate(rows), key=lambda item: (item[1].get("testIdx", item[0]) if isinstance(item[1], dict)
-                                                            else item[0])):
-        position = f"result {row.get('testIdx', i) + 1 if isinstance(row, dict) else i + 1}"
+    for i, row in sorted(enumerate(rows), key=lambda item: _test_index(*item)):
+        position = f"result {_test_index(i, row) + 1}"
         if not isinstance(row, dict):
             out.skipped.append({"position": position, "reason": "not a result object"})
             continue
-        meta = {**(row.get("metadata") or {}), **((row.get("testCase") or {}).get("metadata") or {})}
+        meta = {**_mapping(row.get("metadata")), **_mapping(_mapping(row.get("testCase")).get("metadata"))}
         if meta.get("row_id") is None or meta.get("eval_version") is None:
             out.skipped.append({"position": position, "reason": "no row_id and eval_version in its metadata: not a test "
                                 "exported by flywheel"})
@@ -100,12 +101,16 @@ def _promptfoo(path: Path) -> Converted:
         # failureReason 2 is an error (the provider or a grader failed); 1 is an assertion that failed,
         # which also carries its reason in `error`. Older promptfoo versions have no failureReason.
         if row.get("failureReason") == 2 or ("failureReason" not in row and not row.get("gradingResult")):
-            error = str(row.get("error") or "error").splitlines()[0][:160]
+            error = (_text(row.get("error") or "error") or "error").strip().splitlines()[0][:160] or "error"
             out.skipped.append({"position": position, "reason": f"row {meta['row_id']}: promptfoo could not judge it "
                                 f"({error})"})
             continue
-        provider = row.get("provider") or {}
-        model = provider.get("label") or provider.get("id") or "promptfoo"
+        provider = row.get("provider")  # {id, label}; a plain id in older versions
+        model = _text((provider.get("label") or provider.get("id")) if isinstance(provider, dict) else provider)
+        if model is None and provider:
+            out.skipped.append({"position": position, "reason": "its provider's name is not text"})
+            continue
+        model = model or "promptfoo"
         out.model_versions.add(model)
         out.records.append({"row_id": meta["row_id"], "eval_version": meta["eval_version"], "model_version": model,
                             "passed": bool(row.get("success")), "score": row.get("score"), "run_at": run_at})
@@ -118,20 +123,23 @@ def _inspect(path: Path) -> Converted:
     if not isinstance(log, dict) or "eval" not in log:
         raise HarnessResultsError(f"{path}: not an Inspect eval log (no \"eval\"; write it with --log-format json)")
     out = Converted()
-    model = (log.get("eval") or {}).get("model") or "inspect"
-    run_at = _iso((log.get("stats") or {}).get("completed_at") or (log.get("eval") or {}).get("created"))
+    model = _text(_mapping(log.get("eval")).get("model")) or "inspect"
+    run_at = _iso(_mapping(log.get("stats")).get("completed_at") or _mapping(log.get("eval")).get("created"))
     if (log.get("status") or "success") != "success":
         raise HarnessResultsError(f"{path}: the Inspect run ended with status {log.get('status')!r}, not success: "
                                   "its results are not complete")
-    for i, sample in enumerate(log.get("samples") or [], 1):
-        position = f"sample {i} (id {sample.get('id')})"
-        meta = sample.get("metadata") or {}
+    for i, sample in enumerate(log.get("samples") if isinstance(log.get("samples"), list) else [], 1):
+        if not isinstance(sample, dict):
+            out.skipped.append({"position": f"sample {i}", "reason": "not a sample object"})
+            continue
+        position = f"sample {i} (id {_text(sample.get('id'))})"
+        meta = _mapping(sample.get("metadata"))
         if meta.get("row_id") is None or meta.get("eval_version") is None:
             out.skipped.append({"position": position, "reason": "no row_id and eval_version in its metadata"})
             continue
-        score = (sample.get("scores") or {}).get(INSPECT_SCORER)
+        score = _mapping(sample.get("scores")).get(INSPECT_SCORER)
         value = score.get("value") if isinstance(score, dict) else None
-        passed = {"C": True, "I": False, True: True, False: False, 1: True, 0: False, 1.0: True, 0.0: False}.get(value)
+        passed = _INSPECT_VALUES.get(value) if isinstance(value, (str, int, float)) else None
         if passed is None:
             out.skipped.append({"position": position, "reason": f"row {meta['row_id']}: not scored by {INSPECT_SCORER} "
                                 "(a rubric without a grader, or an error)"})
@@ -143,6 +151,34 @@ def _inspect(path: Path) -> Converted:
     return out
 
 
+_INSPECT_VALUES = {"C": True, "I": False, True: True, False: False, 1: True, 0: False}  # 1.0 == 1 == True
+
+
+def _mapping(value) -> dict:
+    """A field that should hold an object, as one (an empty one when a hand-edited or other version's
+    file has anything else there)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value) -> str | None:
+    """A value to print and store as a name: None when it is missing or cannot be written as UTF-8 (a
+    lone surrogate from a \\u escape)."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return text
+
+
+def _test_index(position: int, row) -> int:
+    """promptfoo's testIdx of a row (its place in the file when it has none, or not a number)."""
+    index = row.get("testIdx") if isinstance(row, dict) else None
+    return index if isinstance(index, int) and not isinstance(index, bool) and index >= 0 else position
+
+
 def _inspect_log(path: Path) -> dict:
     """An Inspect log: `--log-format json`, or the `.eval` archive (a zip of JSON members, compressed
     with zstandard in current versions)."""
@@ -151,11 +187,19 @@ def _inspect_log(path: Path) -> dict:
             return json.loads(path.read_text(encoding="utf-8"))
         except ValueError as exc:
             raise HarnessResultsError(f"{path}: not an Inspect log: {exc}") from None
+        except RecursionError:
+            raise HarnessResultsError(f"{path}: not an Inspect log: nested too deeply") from None
     with zipfile.ZipFile(path) as archive:
         def member(name: str):
             info = archive.getinfo(name)
-            raw = archive.open(info).read() if info.compress_type != 93 else _zstd(archive, info)
-            return json.loads(raw)
+            try:
+                raw = archive.open(info).read() if info.compress_type != 93 else _zstd(archive, info)
+                return json.loads(raw)
+            except HarnessResultsError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - zip, zstandard and JSON each raise their own
+                raise HarnessResultsError(f"{path}: {name} in the .eval archive cannot be read "
+                                          f"({type(exc).__name__})") from None
 
         names = archive.namelist()
         header = member("header.json") if "header.json" in names else {}
