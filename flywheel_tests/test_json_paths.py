@@ -8,7 +8,7 @@ import math
 import pytest
 
 from flywheel.core.common.records import parse_object
-from flywheel.core.intake.ingest import _record_text
+from flywheel.core.intake.ingest import record_text
 from flywheel.core.intake.sources.values import maybe_json
 
 
@@ -37,10 +37,10 @@ def test_a_record_is_written_as_json_would_read_it():
 
     record = {"trace_id": "t1", "timestamp": dt.datetime(2026, 3, 2, 9, 30), "metadata": {1: "one", "b": b"x"},
               "messages": [{"role": "user", "content": "caf\u00e9"}], "csat": 4.0}
-    assert json.loads(_record_text(record)) == {"trace_id": "t1", "timestamp": "2026-03-02T09:30:00+00:00",
+    assert json.loads(record_text(record)) == {"trace_id": "t1", "timestamp": "2026-03-02T09:30:00+00:00",
                                                  "metadata": {"1": "one", "b": "x"},
                                                  "messages": [{"role": "user", "content": "caf\u00e9"}], "csat": 4.0}
     # What orjson cannot write as json did is written by json: the contract's query then names the
     # non-finite score, and keeps the 100-digit integer.
-    assert '"judge_score": NaN' in _record_text({"trace_id": "t2", "judge_score": math.nan})
-    assert str(10**100) in _record_text({"trace_id": "t3", "metadata": {"n": 10**100}})
+    assert '"judge_score": NaN' in record_text({"trace_id": "t2", "judge_score": math.nan})
+    assert str(10**100) in record_text({"trace_id": "t3", "metadata": {"n": 10**100}})
