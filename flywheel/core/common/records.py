@@ -82,6 +82,17 @@ def json_kind(value) -> str:
     return "a JSON number"
 
 
+def listed(value) -> list:
+    """A field that should hold a list, as one: anything else (a number, a string, an object where a
+    list belongs, in a hostile, hand-edited or other version's file) holds no items."""
+    return value if isinstance(value, list) else []
+
+
+def mapping_of(value) -> dict:
+    """A field that should hold an object, as one (an empty one when it holds anything else)."""
+    return value if isinstance(value, dict) else {}
+
+
 def json_problem(exc: Exception) -> str:
     """Why a JSON text did not parse, without its content."""
     if isinstance(exc, json.JSONDecodeError):

@@ -18,6 +18,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flywheel.core.common.records import mapping_of
+
 FORMATS = ("auto", "flywheel", "promptfoo", "inspect")
 INSPECT_SCORER = "flywheel_criterion"
 
@@ -93,7 +95,7 @@ def _promptfoo(path: Path) -> Converted:
         if not isinstance(row, dict):
             out.skipped.append({"position": position, "reason": "not a result object"})
             continue
-        meta = {**_mapping(row.get("metadata")), **_mapping(_mapping(row.get("testCase")).get("metadata"))}
+        meta = {**mapping_of(row.get("metadata")), **mapping_of(mapping_of(row.get("testCase")).get("metadata"))}
         if meta.get("row_id") is None or meta.get("eval_version") is None:
             out.skipped.append({"position": position, "reason": "no row_id and eval_version in its metadata: not a test "
                                 "exported by flywheel"})
@@ -123,8 +125,8 @@ def _inspect(path: Path) -> Converted:
     if not isinstance(log, dict) or "eval" not in log:
         raise HarnessResultsError(f"{path}: not an Inspect eval log (no \"eval\"; write it with --log-format json)")
     out = Converted()
-    model = _text(_mapping(log.get("eval")).get("model")) or "inspect"
-    run_at = _iso(_mapping(log.get("stats")).get("completed_at") or _mapping(log.get("eval")).get("created"))
+    model = _text(mapping_of(log.get("eval")).get("model")) or "inspect"
+    run_at = _iso(mapping_of(log.get("stats")).get("completed_at") or mapping_of(log.get("eval")).get("created"))
     if (log.get("status") or "success") != "success":
         raise HarnessResultsError(f"{path}: the Inspect run ended with status {log.get('status')!r}, not success: "
                                   "its results are not complete")
@@ -133,11 +135,11 @@ def _inspect(path: Path) -> Converted:
             out.skipped.append({"position": f"sample {i}", "reason": "not a sample object"})
             continue
         position = f"sample {i} (id {_text(sample.get('id'))})"
-        meta = _mapping(sample.get("metadata"))
+        meta = mapping_of(sample.get("metadata"))
         if meta.get("row_id") is None or meta.get("eval_version") is None:
             out.skipped.append({"position": position, "reason": "no row_id and eval_version in its metadata"})
             continue
-        score = _mapping(sample.get("scores")).get(INSPECT_SCORER)
+        score = mapping_of(sample.get("scores")).get(INSPECT_SCORER)
         value = score.get("value") if isinstance(score, dict) else None
         passed = _INSPECT_VALUES.get(value) if isinstance(value, (str, int, float)) else None
         if passed is None:
@@ -152,12 +154,6 @@ def _inspect(path: Path) -> Converted:
 
 
 _INSPECT_VALUES = {"C": True, "I": False, True: True, False: False, 1: True, 0: False}  # 1.0 == 1 == True
-
-
-def _mapping(value) -> dict:
-    """A field that should hold an object, as one (an empty one when a hand-edited or other version's
-    file has anything else there)."""
-    return value if isinstance(value, dict) else {}
 
 
 def _text(value) -> str | None:

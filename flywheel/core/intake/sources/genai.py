@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import re
 
+from flywheel.core.common.records import listed, mapping_of
 from flywheel.core.intake.sources.otlp import Span
-from flywheel.core.intake.sources.values import label, listed, mapping_of, maybe_json, role, text_of, tool_call_text
+from flywheel.core.intake.sources.values import label, maybe_json, role, text_of, tool_call_text
 
 LLM_OPERATIONS = {"chat", "text_completion", "generate_content", "completion"}
 CONTAINER_OPERATIONS = {"invoke_agent", "invoke_workflow", "create_agent"}

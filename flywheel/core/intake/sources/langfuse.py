@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections import Counter
 import json
 
+from flywheel.core.common.records import listed
 from flywheel.core.intake.sources import messages
 from flywheel.core.intake.sources.assemble import Call
-from flywheel.core.intake.sources.values import iso, label, listed, maybe_json, sort_key
+from flywheel.core.intake.sources.values import iso, label, maybe_json, sort_key
 
 
 def _io(value):

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+from flywheel.core.common.records import listed, mapping_of
 from flywheel.core.intake.sources import messages
 from flywheel.core.intake.sources.assemble import Call
-from flywheel.core.intake.sources.values import iso, label, listed, mapping_of, maybe_json, sort_key
+from flywheel.core.intake.sources.values import iso, label, maybe_json, sort_key
 
 THREAD_KEYS = ("thread_id", "session_id", "conversation_id")
 

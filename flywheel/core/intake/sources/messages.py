@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 
-from flywheel.core.intake.sources.values import listed, mapping_of, maybe_json, role, text_of, tool_call_text
+from flywheel.core.common.records import listed, mapping_of
+from flywheel.core.intake.sources.values import maybe_json, role, text_of, tool_call_text
 
 
 def one(m, default_role: str) -> dict | None:

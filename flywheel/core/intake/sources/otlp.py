@@ -16,7 +16,7 @@ import binascii
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from flywheel.core.intake.sources.values import listed, mapping_of
+from flywheel.core.common.records import listed, mapping_of
 
 
 class OtlpError(ValueError):

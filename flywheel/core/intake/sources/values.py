@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from flywheel.core.common.records import loads
+from flywheel.core.common.records import loads, mapping_of
 
 ROLES = {
     "user": "user", "human": "user", "humanmessage": "user", "humanmessagechunk": "user",
@@ -27,17 +27,6 @@ def maybe_json(value):
             except (json.JSONDecodeError, RecursionError):
                 return value
     return value
-
-
-def listed(value) -> list:
-    """A value that should be a list, as one: anything else (a number, a string, an object where a
-    list belongs in a hostile or broken record) holds no items."""
-    return value if isinstance(value, list) else []
-
-
-def mapping_of(value) -> dict:
-    """A value that should be an object, as one (an empty one when it is anything else)."""
-    return value if isinstance(value, dict) else {}
 
 
 # The kinds of span or run each source's conventions name (OpenTelemetry GenAI v1.41 operation names,
