@@ -138,8 +138,8 @@ SEEDS = {"otel": _otel, "openinference": _phoenix, "langsmith": _langsmith, "lan
 
 # Values of every JSON kind, and the troublesome ones of each: huge and infinite numbers, JSON text
 # inside strings, ids that are objects, lone surrogates, the OTLP AnyValue shapes with the wrong insides.
-WRONG = [None, True, False, 0, -1, 7, 10**30, -10**30, 1.5, 1e308, -1e308, float("nan"), float("inf"), "", "x", "0",
-         "99999999999999999999999", "-5", "[1,2]", '{"a":1}', "[", "{", "null", [], {}, [None], [1, "a"],
+WRONG = [None, True, False, 0, -1, 7, 10**30, -10**30, 10**400, 1.5, 1e308, -1e308, float("nan"), float("inf"),
+         "", "x", "0", "99999999999999999999999", "-5", "[1,2]", '{"a":1}', "[", "{", "null", [], {}, [None], [1, "a"],
          {"role": 5}, {"content": {"x": []}}, [[[]]], {"type": "text"}, {"type": "tool_call"}, {"parts": 3},
          "2026-13-45T99:99:99Z", "\x00", "\ud800x", [{"role": None, "content": None}], {"stringValue": 5},
          {"intValue": "abc"}, {"arrayValue": 5}, {"kvlistValue": {"values": 3}}, {"bytesValue": "!!"},

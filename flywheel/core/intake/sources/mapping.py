@@ -140,6 +140,6 @@ def _coerce(name: str, value):
     if kind == "number":
         try:
             return float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past any float
             return None
     return None if isinstance(value, (dict, list)) else str(value)
