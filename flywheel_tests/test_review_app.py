@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from flywheel.core.common import clock
 from flywheel.core.common.db import connect
 from flywheel.core.labeling import agreement, labels, review_store, reviewers, suggestions, taxonomy, unexplained
 from flywheel.paths import Paths
@@ -218,12 +219,18 @@ def test_skip_releases_the_trace_and_serves_it_last(site):
     assert client.get(f"/api/queue/next?week={WEEK}", headers=_bearer(made, "bob")).json()["trace_ref"] == first
 
 
-def test_an_expired_reservation_is_served_to_someone_else(site):
+def test_an_expired_reservation_is_served_to_someone_else(site, monkeypatch):
     make, refs, made = site
-    client = make(ReviewSettings(reservation_minutes=0.01))  # 0.6 s
+    # The clock is pinned and moved by hand: with a short real reservation, a slow machine let alice's
+    # expire before bob even asked.
+    start = clock.now()
+    monkeypatch.setenv(clock.ENV, start.isoformat())
+    client = make(ReviewSettings(reservation_minutes=5))
     first = client.get(f"/api/queue/next?week={WEEK}", headers=_bearer(made, "alice")).json()["trace_ref"]
     assert client.get(f"/api/queue/next?week={WEEK}", headers=_bearer(made, "bob")).json()["trace_ref"] != first
-    time.sleep(0.8)
+    assert client.post("/api/labels", headers=_bearer(made, "bob"),
+                       json={"trace_ref": first, "bucket": "not_a_bug"}).status_code == 409  # alice holds it
+    monkeypatch.setenv(clock.ENV, (start + dt.timedelta(minutes=6)).isoformat())
     client.post("/api/queue/skip", headers=_bearer(made, "bob"), json={"trace_ref": "none"})
     served = client.get(f"/api/queue/next?week={WEEK}", headers=_bearer(made, "bob")).json()["trace_ref"]
     # bob's own expired reservation came back to the pool too; either way alice's first trace is free again
