@@ -23,6 +23,10 @@ BAD_RECORDS = [
     ("bad timestamp", json.dumps(trace(timestamp="last tuesday")), 'field "timestamp" must be an ISO 8601 timestamp'),
     ("numeric timestamp", json.dumps(trace(timestamp=1767225600)), 'field "timestamp" must be an ISO 8601 timestamp'),
     ("impossible date", json.dumps(trace(timestamp="2026-02-30T10:00:00Z")), 'field "timestamp" must be an ISO 8601 timestamp'),
+    # DuckDB parses these, Python's datetime cannot hold them: stored, they failed `flywheel status`.
+    ("year 10000", json.dumps(trace(timestamp="10000-01-01T00:00:00Z")), "a time outside the years 1 to 9999"),
+    ("infinite time", json.dumps(trace(timestamp="infinity")), "a time outside the years 1 to 9999"),
+    ("year before Christ", json.dumps(trace(timestamp="0044-03-15 (BC)")), "a time outside the years 1 to 9999"),
     ("missing messages", json.dumps({k: v for k, v in trace().items() if k != "messages"}), 'missing required field "messages"'),
     ("messages not a list", json.dumps(trace(messages="hello")), 'field "messages" must be a list'),
     ("empty messages", json.dumps(trace(messages=[])), 'field "messages" must not be empty'),

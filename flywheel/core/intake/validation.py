@@ -82,6 +82,13 @@ def _wrong_kind(f: FieldSpec, kind: str) -> str:
     return f"{kind} <> '{single[f.kind]}'"
 
 
+def _beyond_python(timestamp: str) -> str:
+    """SQL that holds for a time DuckDB parses but Python cannot hold (the year 10000, infinity, BC):
+    stored, it would fail every later reader of the row (`flywheel status`, the stations)."""
+    return (f"({timestamp} < TIMESTAMPTZ '0001-01-01 00:00:00+00' "
+            f"OR {timestamp} >= TIMESTAMPTZ '10000-01-01 00:00:00+00')")
+
+
 def _type_check(f: FieldSpec) -> tuple[str, str] | None:
     """(condition that the present value is wrong, reason SQL) for one field's kind."""
     v = _value(f.name)
@@ -91,10 +98,12 @@ def _type_check(f: FieldSpec) -> tuple[str, str] | None:
     if f.kind == "string":
         return wrong, _sql_str(f"{label} must be a string") + " || " + _got(t)
     if f.kind == "timestamp":
+        parsed = _parsed(f.name)
         return (
-            f"{wrong} OR {_parsed(f.name)} IS NULL",
+            f"{wrong} OR {parsed} IS NULL OR {_beyond_python(parsed)}",
             _sql_str(f"{label} must be an ISO 8601 timestamp") + " || "
-            + _got(t, wrong, "text that is not a valid one"),
+            + f"', got ' || CASE WHEN {wrong} THEN {_kind_word(t)} WHEN {parsed} IS NULL "
+            + "THEN 'text that is not a valid one' ELSE 'a time outside the years 1 to 9999' END",
         )
     if f.kind in ("number", "integer"):
         # Out of the stored type's range: an integer past BIGINT would fail the cast that stores it
@@ -240,7 +249,7 @@ def _typed_faults(f: FieldSpec) -> list[str]:
         if f.required:
             wrong += f" OR {v} = ''"
     elif f.kind == "timestamp":
-        wrong += f" OR {v} IS NULL"
+        wrong += f" OR {v} IS NULL OR {_beyond_python(v)}"
     elif f.kind in ("number", "integer"):
         # NULL when out of the stored type's range (an integer past BIGINT); infinity past DOUBLE.
         wrong += f" OR {v} IS NULL"
