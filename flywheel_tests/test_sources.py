@@ -203,9 +203,12 @@ def test_the_endpoint_refuses_what_it_cannot_take(endpoint, data_dir):
     assert httpx.post(f"{url}/v1/traces", content=bomb, headers={**good, "Content-Encoding": "gzip"}).status_code == 413
     deep = b'{"resourceSpans": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     assert httpx.post(f"{url}/v1/traces", content=deep, headers=good).status_code == 400
-    # A wrong kind inside is no server error: the request holds no span the intake could read.
-    for odd in ({"resourceSpans": [{"scopeSpans": 5}]}, {"resourceSpans": [{"scopeSpans": [{"spans": 7}]}]}):
-        assert httpx.post(f"{url}/v1/traces", json=odd, headers=good).status_code == 200
+    # A container of the wrong kind is a bad request (400, which an exporter logs and does not retry),
+    # neither a server error nor an acknowledgement of spans no one could read.
+    for odd in ({"resourceSpans": "x"}, {"resourceSpans": [5]}, {"resourceSpans": [{"scopeSpans": 5}]},
+                {"resourceSpans": [{"scopeSpans": [{"spans": 7}]}]}):
+        refused = httpx.post(f"{url}/v1/traces", json=odd, headers=good)
+        assert refused.status_code == 400 and "not OTLP trace data" in refused.text, refused.text
     assert not otlp_inbox.folder(Paths(data_dir).inbox_traces).exists()  # nothing refused was written
     ok = httpx.post(f"{url}/v1/traces", content=gzip.compress(json.dumps(doc).encode()),
                     headers={**good, "Content-Encoding": "gzip"})

@@ -252,3 +252,95 @@ def test_a_record_no_reader_foresaw_is_quarantined_naming_the_step_not_the_value
     assert problem.reason == ("line 1: a field of this Langfuse record has a type or value the reader cannot use "
                               "(reader._calls_of: TypeError)")
     assert SECRET not in problem.reason
+
+
+# Cases a blind tester found that the fuzz cannot judge (they loaded, with the wrong values): each
+# is quarantined with the field and the kind named, and the record beside it loads.
+
+def _chat_at(span_id: str, **extra) -> dict:
+    said = json.dumps([{"role": "user", "parts": [{"type": "text", "content": f"hi {SECRET}"}]}])
+    answered = json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": "hello"}]}])
+    return _span(span_id, {"gen_ai.operation.name": "chat", "gen_ai.input.messages": said,
+                           "gen_ai.output.messages": answered, **extra})
+
+
+def _reasons(read, path) -> list[tuple[int, str]]:
+    return [(line, r.reason) for line, r in read.prepared[str(path)] if not isinstance(r, dict)]
+
+
+def _loaded(read, path) -> list[dict]:
+    return [r for _, r in read.prepared[str(path)] if isinstance(r, dict)]
+
+
+@pytest.mark.parametrize("attribute,value,named", [
+    ("gen_ai.conversation.id", [SECRET], "the conversation id is a JSON list"),
+    ("gen_ai.conversation.id", True, "the conversation id is JSON true"),  # every such span one conversation
+    ("gen_ai.response.model", [SECRET], "the model name is a JSON list"),
+    ("enduser.id", 1.5, "the user id is a JSON number that is not an integer"),
+])
+def test_an_id_of_the_wrong_kind_quarantines_its_span_not_its_repr(tmp_path, attribute, value, named):
+    bad = _chat_at("0b" * 8, **{attribute: value})
+    good = _chat_at("0c" * 8, **{"gen_ai.conversation.id": 42})  # an integer id is an id
+    good["traceId"] = "0d" * 16
+    path = tmp_path / "otel.jsonl"
+    _write(path, [{"resourceSpans": [{"scopeSpans": [{"spans": [bad, good]}]}]}])
+    read = reader.read([path], "auto", MAPPING)
+    assert _reasons(read, path) == [(1, f"line 1: span {'0b' * 8}: {named}, not a string or an integer")]
+    assert [r["trace_id"] for r in _loaded(read, path)] == ["42"]
+
+
+def test_otlp_containers_of_the_wrong_kind_are_quarantined_not_lost_uncounted(tmp_path):
+    path = tmp_path / "otel.jsonl"
+    _write(path, [{"resourceSpans": SECRET}, {"resourceSpans": [{"scopeSpans": SECRET}]},
+                  {"resourceSpans": [{"scopeSpans": [{"spans": {"a": SECRET}}]}]}, {"resourceSpans": [{"scopeSpans": [5]}]},
+                  {"resourceSpans": []}])  # an empty batch holds nothing to lose
+    with connect(tmp_path / "w.duckdb") as conn:
+        report = ingest_paths(conn, [path], source_format="otel", mapping=MAPPING)
+        stored = conn.execute("SELECT line, reason FROM raw.quarantine ORDER BY line").fetchall()
+    assert report.quarantined == 4 and report.ingested == 0
+    assert [line for line, _ in stored] == [1, 2, 3, 4]
+    assert ['"resourceSpans" is not a list' in stored[0][1], '"scopeSpans" is not a list' in stored[1][1],
+            '"spans" is not a list' in stored[2][1], "a scopeSpans entry is not an object" in stored[3][1]] == [True] * 4
+
+
+def test_a_role_no_convention_names_quarantines_a_missing_one_takes_its_place(tmp_path):
+    path = tmp_path / "chat.jsonl"
+    _write(path, [{"messages": [{"role": "user", "content": "a"}, {"role": f"wizard {SECRET}", "content": "b"}]},
+                  {"messages": [{"role": 5, "content": "a"}]},
+                  {"messages": [{"content": "where is my order"}, {"role": "assistant", "content": "here"}]},
+                  {"messages": [{"role": "Human", "content": "hi"}, {"role": "developer", "content": "be brief"}]}])
+    read = reader.read([path], "openai-chat", MAPPING, timestamp="2026-03-02T10:00:00Z")
+    assert [line for line, _ in _reasons(read, path)] == [1, 2]
+    assert all("a message has a role outside the conventions" in reason and SECRET not in reason
+               for _, reason in _reasons(read, path))
+    assert [[m["role"] for m in r["messages"]] for r in _loaded(read, path)] == [["user", "assistant"], ["user", "system"]]
+    (doc,) = _otel()  # the same in OpenTelemetry's message attributes, span by span
+    spans = doc["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    spans[0]["attributes"] = [a if a["key"] != "gen_ai.output.messages" else _kv(a["key"], json.dumps(
+        [{"role": "narrator", "parts": [{"type": "text", "content": SECRET}]}])) for a in spans[0]["attributes"]]
+    path = tmp_path / "otel.jsonl"
+    _write(path, [doc])
+    read = reader.read([path], "otel", MAPPING)
+    assert [reason for _, reason in _reasons(read, path)] == [
+        f"line 1: span {'01' * 8}: a message has a role outside the conventions (user, assistant, system, tool and "
+        "their other names: human, ai, developer, function ...)"]
+    assert _loaded(read, path), "the batch's other spans still load"
+
+
+def test_numbers_since_the_epoch_are_read_in_their_unit_and_1970_is_no_time(tmp_path):
+    rows = [{"context.span_id": f"s{i}", "context.trace_id": f"t{i}", "span_kind": "LLM", "start_time": start,
+             "attributes.llm.input_messages": [{"message.role": "user", "message.content": "hi"}]}
+            for i, start in enumerate([1_778_234_401_000, 1_778_234_401_000_000, 1_778_234_401_000_000_000,
+                                       1_778_234_401, 12345])]  # pandas' to_json milliseconds, then µs, ns, s; a count
+    path = tmp_path / "phoenix.jsonl"
+    _write(path, rows)
+    read = reader.read([path], "openinference", MAPPING)
+    assert [r["timestamp"][:19] for r in _loaded(read, path)] == ["2026-05-08T10:00:01"] * 4
+    ((line, reason),) = _reasons(read, path)
+    assert line == 5 and "has no timestamp (none given, or none that reads as a time after 2000)" in reason
+    path = tmp_path / "langfuse.jsonl"
+    _write(path, [{"id": "a", "timestamp": 12345, "input": "hi", "output": "hello"},
+                  {"id": "b", "timestamp": 1_778_234_401_000, "input": "hi", "output": "hello"}])
+    read = reader.read([path], "langfuse", MAPPING)
+    assert [line for line, _ in _reasons(read, path)] == [1]
+    assert [r["timestamp"][:19] for r in _loaded(read, path)] == ["2026-05-08T10:00:01"]

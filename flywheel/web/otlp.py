@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from flywheel.core.common import clock
 from flywheel.core.intake import otlp_inbox
-from flywheel.core.intake.sources.otlp import count_spans
+from flywheel.core.intake.sources.otlp import count_spans, shape_problem
 from flywheel.web import auth
 
 MAX_BODY = 16 * 1024 * 1024
@@ -115,6 +115,9 @@ async def receive(request: Request) -> Response:
         return _status(400, "not OTLP trace data: nested too deeply", known)
     except (ValueError, zlib.error, UnicodeDecodeError) as exc:
         return _status(400, f"not OTLP trace data: {str(exc)[:200]}", known)
+    problem = shape_problem(doc)
+    if problem:
+        return _status(400, f"not OTLP trace data: {problem}", known)
     if count_spans(doc):
         await run_in_threadpool(otlp_inbox.append, review.paths.inbox_traces, doc, clock.now())
     if known == PROTOBUF:

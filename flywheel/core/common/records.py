@@ -79,7 +79,11 @@ def json_kind(value) -> str:
         return "a JSON string"
     if isinstance(value, bool) or value is None:
         return f"JSON {json.dumps(value)}"
-    return "a JSON number"
+    if isinstance(value, dict):
+        return "a JSON object"
+    if isinstance(value, (int, float)):
+        return "a JSON number"
+    return f"a value of type {type(value).__name__}"  # bytes from an OTLP bytesValue, a Parquet date
 
 
 def listed(value) -> list:

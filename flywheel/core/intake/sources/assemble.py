@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from flywheel.core.intake.sources.values import identifier
+
 
 @dataclass
 class Call:
@@ -35,6 +37,13 @@ class Call:
     record_id: str = ""  # the trace id to give the conversation, when not its group key
     call_id: str = ""  # the span, run or observation id: a batch an exporter sent twice adds nothing
     fallback: bool = False  # a wrapper (a chain run, a trace's own input) used only when its group has no LLM call
+
+    def __post_init__(self):
+        # The ids as text, whatever kind the source gave (WrongKind for a list, an object, true ...).
+        self.group = identifier(self.group, "conversation id") or ""
+        self.trace_id = identifier(self.trace_id, "trace id") or ""
+        self.model = identifier(self.model, "model name")
+        self.user = identifier(self.user, "user id")
 
 
 def _same(a: dict, b: dict) -> bool:

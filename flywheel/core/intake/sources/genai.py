@@ -29,7 +29,7 @@ import re
 
 from flywheel.core.common.records import listed, mapping_of
 from flywheel.core.intake.sources.otlp import Span
-from flywheel.core.intake.sources.values import label, maybe_json, role, text_of, tool_call_text
+from flywheel.core.intake.sources.values import given_role, label, maybe_json, text_of, tool_call_text
 
 LLM_OPERATIONS = {"chat", "text_completion", "generate_content", "completion"}
 CONTAINER_OPERATIONS = {"invoke_agent", "invoke_workflow", "create_agent"}
@@ -89,7 +89,7 @@ def _chat_messages(value) -> list[dict]:
     for m in listed(value):
         if not isinstance(m, dict):
             continue
-        r = role(m.get("role")) or "user"
+        r = given_role(m.get("role"), "user")
         if "parts" in m:
             text = _parts_text(m.get("parts"))
             if any(isinstance(p, dict) and p.get("type") == "tool_call_response" for p in listed(m.get("parts"))):
@@ -124,7 +124,7 @@ def _openai_content(m: dict) -> str:
 def _openai_messages(value) -> list[dict]:
     if isinstance(value, dict):
         value = value.get("messages") or [value.get("message", value)]
-    return [{"role": role(m.get("role")) or "user", "content": _openai_content(m)}
+    return [{"role": given_role(m.get("role"), "user"), "content": _openai_content(m)}
             for m in listed(value) if isinstance(m, dict)]
 
 
@@ -145,7 +145,7 @@ def _indexed(a: dict) -> dict[str, list[dict]]:
 
 def _flat_message(fields: dict) -> dict | None:
     """One message from its flattened fields (OpenInference or OpenLLMetry suffixes)."""
-    r = role(fields.get("role")) or "user"
+    r = given_role(fields.get("role"), "user")
     text = text_of(fields.get("content")) if fields.get("content") not in (None, "") else ""
     if not text:
         parts = sorted((k for k in fields if k.startswith("contents.") and k.endswith("message_content.text")),
@@ -174,12 +174,12 @@ def _event_messages(span: Span) -> tuple[list[dict], list[dict]]:
         body = maybe_json(attrs[packed]) if packed else attrs
         body = body if isinstance(body, dict) else {"content": body}
         if name in MESSAGE_EVENTS:
-            r = role(body.get("role")) or MESSAGE_EVENTS[name]
+            r = given_role(body.get("role"), MESSAGE_EVENTS[name])
             inputs.append({"role": r, "content": _openai_content(body)})
         elif name == "gen_ai.choice":
             message = maybe_json(body.get("message")) if "message" in body else body
             message = message if isinstance(message, dict) else {"content": message}
-            outputs.append({"role": role(message.get("role")) or "assistant", "content": _openai_content(message)})
+            outputs.append({"role": given_role(message.get("role"), "assistant"), "content": _openai_content(message)})
         elif name == "gen_ai.content.prompt":
             inputs += _openai_messages(maybe_json(attrs.get("gen_ai.prompt")))
         elif name == "gen_ai.content.completion":

@@ -17,7 +17,7 @@ import json
 from flywheel.core.common.records import listed
 from flywheel.core.intake.sources import messages
 from flywheel.core.intake.sources.assemble import Call
-from flywheel.core.intake.sources.values import iso, label, maybe_json, sort_key
+from flywheel.core.intake.sources.values import identifier, iso, label, maybe_json, sort_key
 
 
 def _io(value):
@@ -69,13 +69,13 @@ def calls(record: dict, file: str, line: int, skipped: Counter) -> list[Call] | 
         return _observation(record, file, line, skipped)
     if not record.get("id"):
         return "a Langfuse trace needs an id"
-    trace_id = str(record["id"])
+    trace_id = identifier(record["id"], "trace id")
     metadata = maybe_json(record.get("metadata"))
     metadata = metadata if isinstance(metadata, dict) else {}
     tags = maybe_json(record.get("tags")) or []
     common = dict(user=field(record, "userId"), metadata=metadata, scores=_scores(record.get("scores")),
                   tags=[str(t) for t in tags] if isinstance(tags, list) else [], file=file, line=line)
-    group = str(field(record, "sessionId") or trace_id)
+    group = field(record, "sessionId") or trace_id
     start = iso(record.get("timestamp")) or ""
     found = []
     for i, obs in enumerate(listed(maybe_json(record.get("observations")))):
@@ -103,11 +103,11 @@ def _observation(record: dict, file: str, line: int, skipped: Counter) -> list[C
     if kind != "GENERATION":
         skipped[f"Langfuse observation type {label(kind)} (not an LLM call)"] += 1
         return []
-    trace_id = str(field(record, "traceId"))
+    trace_id = identifier(field(record, "traceId"), "trace id")
     start = iso(field(record, "startTime")) or ""
     metadata = maybe_json(record.get("metadata"))
     tags = maybe_json(record.get("tags")) or []
-    return [Call(group=str(field(record, "sessionId") or trace_id), trace_id=trace_id, start=start,
+    return [Call(group=field(record, "sessionId") or trace_id, trace_id=trace_id, start=start,
                  order=sort_key(start, line), inputs=messages.many(_io(record.get("input")), "user"),
                  outputs=messages.many(_io(record.get("output")), "assistant"),
                  model=record.get("model") or field(record, "providedModelName"),

@@ -39,8 +39,8 @@ def call(record: dict, file: str, line: int, skipped: Counter) -> Call | str | N
     if not inputs and not outputs:
         skipped[f"LangSmith {label(run_type or 'run')} run without messages"] += 1
         return None
-    trace = str(record.get("trace_id") or record["id"])
-    group = next((str(metadata[k]) for k in THREAD_KEYS if metadata.get(k)), trace)
+    trace = record.get("trace_id") or record["id"]
+    group = next((metadata[k] for k in THREAD_KEYS if metadata.get(k)), trace)
     start = iso(record.get("start_time")) or ""
     feedback = maybe_json(record.get("feedback_stats")) or {}
     scores = {k: float(v["avg"]) for k, v in feedback.items()

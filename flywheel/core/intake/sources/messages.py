@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from flywheel.core.common.records import listed, mapping_of
-from flywheel.core.intake.sources.values import maybe_json, role, text_of, tool_call_text
+from flywheel.core.intake.sources.values import given_role, maybe_json, role, text_of, tool_call_text
 
 
 def one(m, default_role: str) -> dict | None:
@@ -23,7 +23,7 @@ def one(m, default_role: str) -> dict | None:
         return {"role": r or default_role, "content": _with_tool_calls(kwargs.get("content"), kwargs.get("tool_calls"))}
     if "message" in m and isinstance(m["message"], dict) and "content" not in m:  # a choice or a generation
         return one(m["message"], default_role)
-    r = role(m.get("role")) or role(m.get("type")) or default_role
+    r = given_role(m.get("role"), role(m.get("type")) or default_role)
     calls = m.get("tool_calls") or mapping_of(m.get("additional_kwargs")).get("tool_calls")
     content = m.get("content", m.get("text"))
     if "parts" in m and content is None:

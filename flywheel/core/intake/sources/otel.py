@@ -7,7 +7,7 @@ from collections import Counter
 from flywheel.core.intake.sources import genai
 from flywheel.core.intake.sources.assemble import Call
 from flywheel.core.intake.sources.otlp import OtlpError, Span, spans
-from flywheel.core.intake.sources.values import epoch_ns_to_iso, maybe_json
+from flywheel.core.intake.sources.values import WrongKind, epoch_ns_to_iso, maybe_json
 
 NO_CONTENT = ("LLM call without recorded messages (content capture is off: set "
               "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true in the application)")
@@ -26,11 +26,14 @@ def calls(doc: dict, file: str, line: int, skipped: Counter) -> tuple[list[Call]
         if reason:
             skipped[reason] += 1
             continue
-        inputs, outputs = genai.messages(span)
-        if not inputs and not outputs:
-            skipped[NO_CONTENT] += 1
-            continue
-        found.append(_call(span, inputs, outputs, file, line))
+        try:
+            inputs, outputs = genai.messages(span)
+            if not inputs and not outputs:
+                skipped[NO_CONTENT] += 1
+                continue
+            found.append(_call(span, inputs, outputs, file, line))
+        except WrongKind as exc:  # this span only: the batch line's other spans are read
+            problems.append(f"span {span.span_id}: {exc}")
     return found, problems
 
 
@@ -40,7 +43,7 @@ def _call(span: Span, inputs: list[dict], outputs: list[dict], file: str, line: 
     metadata = maybe_json(a.get("metadata"))
     tags = a.get("tag.tags")
     return Call(
-        group=f"{group}", trace_id=span.trace_id, start=epoch_ns_to_iso(span.start_ns) or "",
+        group=group, trace_id=span.trace_id, start=epoch_ns_to_iso(span.start_ns) or "",
         order=span.start_ns, inputs=inputs, outputs=outputs,
         model=a.get("gen_ai.response.model") or a.get("gen_ai.request.model") or a.get("llm.model_name"),
         user=a.get("enduser.id") or a.get("user.id"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 from flywheel.core.intake.sources.otlp import Span
-from flywheel.core.intake.sources.values import maybe_json
+from flywheel.core.intake.sources.values import epoch_seconds, identifier, maybe_json
 
 
 def span(row: dict) -> Span | str:
@@ -32,7 +32,7 @@ def span(row: dict) -> Span | str:
             attributes[name] = value
     if row.get("span_kind") and "openinference.span.kind" not in attributes:
         attributes["openinference.span.kind"] = row["span_kind"]
-    return Span(str(trace_id), str(span_id), row.get("parent_id"), str(row.get("name") or ""), 0,
+    return Span(identifier(trace_id, "trace id"), identifier(span_id, "span id"), row.get("parent_id"), str(row.get("name") or ""), 0,
                 _ns(row.get("start_time")), _ns(row.get("end_time")), attributes)
 
 
@@ -57,7 +57,10 @@ def _ns(value) -> int:
             return int((moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)).timestamp() * 1e9)
         except ValueError:
             return 0
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError, OverflowError):  # not a time: NaN, infinite, an object
-        return 0
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = epoch_seconds(value)  # pandas' to_json writes milliseconds, OTLP nanoseconds
+        try:
+            return int(seconds * 1e9) if seconds is not None else 0
+        except (ValueError, OverflowError):  # infinite
+            return 0
+    return 0  # not a time: an object, a list, true

@@ -21,6 +21,7 @@ from flywheel.core.intake.sources import files as source_files
 from flywheel.core.intake.sources.assemble import Call, group_calls, merge, wrappers_left_out
 from flywheel.core.intake.sources.mapping import Mapping
 from flywheel.core.intake.sources.otlp import OtlpError
+from flywheel.core.intake.sources.values import WrongKind
 
 EXCERPT = 2000
 # Attributes the readers consume themselves (messages, ids, model, kind): never "unmapped".
@@ -194,6 +195,8 @@ def _calls(chosen: str, record, file: str, line: int, when: str, skipped: Counte
     counted = Counter()  # into `skipped` only when the whole record was read
     try:
         found = _calls_of(chosen, record, file, line, when, counted, scores)
+    except WrongKind as exc:
+        found = [Problem(f"line {line}: {exc}")]
     except _UNUSABLE as exc:
         found = [Problem(f"line {line}: {unusable(exc, _NAMES.get(chosen, chosen))}")]
     else:
@@ -280,7 +283,8 @@ def _record(chosen: str, key: str, group: list[Call], mapping: Mapping, mapped: 
         return Problem(f"line {first.line}: a conversation of {len(group)} LLM call(s) has no message text", "")
     start = min((c.start for c in group if c.start), default="")
     if not start:
-        return Problem(f"line {first.line}: a conversation of {len(group)} LLM call(s) has no timestamp", "")
+        return Problem(f"line {first.line}: a conversation of {len(group)} LLM call(s) has no timestamp "
+                       "(none given, or none that reads as a time after 2000)", "")
     fields, used = mapping.apply(group)
     for name, place in used.items():
         mapped[f"{name} <- {place}"] += 1

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 
-from flywheel.core.common.records import loads, mapping_of
+from flywheel.core.common.records import json_kind, loads, mapping_of
 
 ROLES = {
     "user": "user", "human": "user", "humanmessage": "user", "humanmessagechunk": "user",
@@ -44,11 +45,43 @@ def label(value) -> str:
     return text if text.lower() in KNOWN_KINDS else "(a value outside the conventions)"
 
 
+class WrongKind(ValueError):
+    """A value a reader needs is of the wrong kind: the message names the field and the kind, never the
+    value (it may be customer data)."""
+
+
+def identifier(value, what: str) -> str | None:
+    """An id (a conversation's, a trace's, a user's, a model's name) as text: a string, an integer or a
+    UUID; None when absent or empty. Anything else raises WrongKind: a list or an object would become
+    its Python repr, and `true` as a conversation id would make every span carrying it one conversation."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, uuid.UUID)) and not isinstance(value, bool):
+        return str(value)
+    kind = "a JSON number that is not an integer" if isinstance(value, float) else json_kind(value)
+    raise WrongKind(f"the {what} is {kind}, not a string or an integer")
+
+
 def role(name) -> str | None:
     """The contract's role for a source's role name (human -> user, ai -> assistant ...), or None."""
     if not isinstance(name, str):
         return None
     return ROLES.get(name.strip().lower().replace("_", ""))
+
+
+def given_role(name, default: str) -> str:
+    """The contract's role for a message's own role field: `default` when it has none (a plain string,
+    an input without roles); WrongKind for one no convention names ("wizard", 5), as the contract
+    quarantines it, rather than a guess that would put words in the customer's mouth."""
+    if name is None or name == "":
+        return default
+    found = role(name)
+    if found is None:
+        raise WrongKind("a message has a role outside the conventions (user, assistant, system, tool and "
+                        "their other names: human, ai, developer, function ...)")
+    return found
 
 
 def tool_call_text(name, arguments, call_id=None) -> str:
@@ -120,12 +153,32 @@ def iso(value) -> str | None:
     if isinstance(value, dt.datetime):
         return (value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)).isoformat()
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = value / 1e9 if value > 1e17 else value / 1e3 if value > 1e11 else value
+        seconds = epoch_seconds(value)
+        if seconds is None:
+            return None
         try:
             return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc).isoformat()
         except (ValueError, OverflowError, OSError):  # NaN, infinite, past the year 9999
             return None
     return str(value)
+
+
+# 2000-01-01T00:00:00Z: no LLM trace is older, and a number read in the wrong unit (milliseconds as
+# nanoseconds, a count where a time belongs) lands in 1970.
+EARLIEST_EPOCH_S = 946_684_800
+
+
+def epoch_seconds(value: float) -> float | None:
+    """A number since the epoch as seconds, its unit told by its size (nanoseconds, microseconds,
+    milliseconds or seconds, as exporters and dataframe writers use them: pandas' to_json writes
+    milliseconds); None for a time before 2000 whatever the unit, or not a number at all."""
+    try:
+        magnitude = abs(value)
+        seconds = (value / 1e9 if magnitude >= 1e17 else value / 1e6 if magnitude >= 1e14
+                   else value / 1e3 if magnitude >= 1e11 else float(value))
+    except (TypeError, OverflowError):
+        return None
+    return seconds if seconds >= EARLIEST_EPOCH_S else None  # NaN compares False: None
 
 
 def sort_key(timestamp: str | None, position: int) -> float:
