@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import gzip
 import json
@@ -448,6 +449,58 @@ def test_langfuse_api_traces_and_blob_export_rows(data_dir, tmp_path):
     assert traces[0]["intent"] == "billing"
 
 
+@pytest.mark.parametrize("suffix", ["jsonl", "csv"])
+def test_the_legacy_blob_export_joins_observations_to_their_traces_session(data_dir, tmp_path, suffix):
+    """Langfuse's blob storage export, legacy layout (docs "Blob Storage Export Field Reference"):
+    traces/, observations/ and scores/ apart, snake_case, observation rows without the session or user
+    of their trace; a manifests/ folder beside them. One session of two traces is one conversation."""
+    rows = {
+        "traces": [
+            {"id": "bt-1", "timestamp": "2026-05-13 10:00:00.000000", "name": "turn", "session_id": "bs-1",
+             "user_id": "cust-10", "input": "My card is blocked", "output": "I can unblock it.",
+             "metadata": json.dumps({"intent": "card_block"})},
+            {"id": "bt-2", "timestamp": "2026-05-13 10:02:00.000000", "name": "turn", "session_id": "bs-1",
+             "user_id": "cust-10", "input": "Please do", "output": "Done."}],
+        "observations": [
+            {"id": "ob-1", "trace_id": "bt-1", "type": "GENERATION", "start_time": "2026-05-13 10:00:00.300000",
+             "model": "gpt-4.1", "input": json.dumps([{"role": "system", "content": "Be brief."},
+                                                      {"role": "user", "content": "My card is blocked"}]),
+             "output": json.dumps({"role": "assistant", "content": "I can unblock it."})},
+            {"id": "ob-2", "trace_id": "bt-1", "type": "SPAN", "start_time": "2026-05-13 10:00:00.100000"},
+            {"id": "ob-3", "trace_id": "bt-2", "type": "GENERATION", "start_time": "2026-05-13 10:02:00.300000",
+             "model": "gpt-4.1", "input": json.dumps([{"role": "system", "content": "Be brief."},
+                                                      {"role": "user", "content": "My card is blocked"},
+                                                      {"role": "assistant", "content": "I can unblock it."},
+                                                      {"role": "user", "content": "Please do"}]),
+             "output": json.dumps({"role": "assistant", "content": "Done."})}],
+        "scores": [{"id": "sc-1", "timestamp": "2026-05-13 10:10:00.000000", "trace_id": "bt-1", "name": "judge_score",
+                    "value": 0.8, "source": "EVAL", "data_type": "NUMERIC"}],
+    }
+    export = tmp_path / "export"
+    for folder, records in rows.items():
+        (export / folder).mkdir(parents=True)
+        path = export / folder / f"2026-05-13.{suffix}"
+        if suffix == "jsonl":
+            path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        else:  # every cell text, as a CSV export has it (the score's value too)
+            columns = sorted({k for r in records for k in r})
+            with open(path, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, columns)
+                writer.writeheader()
+                writer.writerows(records)
+    (export / "manifests").mkdir()
+    (export / "manifests" / "2026-05-13.json").write_text(json.dumps({"files": ["traces/2026-05-13"], "at": 1}))
+    report, traces, quarantine = _ingest(data_dir, export)
+    assert not report.errors and quarantine == []
+    (trace,) = traces
+    assert (trace["trace_id"], trace["customer_id"], trace["model_version"], trace["judge_score"], trace["intent"]) == (
+        "bs-1", "cust-10", "gpt-4.1", 0.8, "card_block")
+    assert _roles(trace) == [("system", "Be brief."), ("user", "My card is blocked"), ("assistant", "I can unblock it."),
+                             ("user", "Please do"), ("assistant", "Done.")]
+    assert json.loads(trace["metadata"])["llm_calls"] == 2
+    assert report.skipped_spans["Langfuse export manifest (lists files, holds no trace)"] == 1
+
+
 # ---------------------------------------------------------------------------------------------
 # Chat logs, auto detection, the mapping file, the dry run
 # ---------------------------------------------------------------------------------------------
@@ -473,6 +526,11 @@ def test_auto_detection_leaves_flywheel_files_to_the_contract_and_names_unknown_
     report, traces, _ = _ingest(data_dir, ours, unknown)
     assert report.formats == {str(ours): "flywheel"} and [t["trace_id"] for t in traces] == ["t1"]
     assert len(report.errors) == 1 and "give --format" in report.errors[0]["error"]
+    # A CSV of the contract split by semicolons (a spreadsheet in a comma-decimal locale) is the contract too.
+    semicolons = tmp_path / "ours.csv"
+    semicolons.write_text('trace_id;timestamp;messages\nt2;2026-03-02T11:00:00Z;"[{""role"":""user"",""content"":""hi""}]"\n')
+    report, traces, _ = _ingest(data_dir, semicolons)
+    assert report.formats == {str(semicolons): "flywheel"} and [t["trace_id"] for t in traces] == ["t1", "t2"]
 
 
 def test_the_mapping_file_is_checked_and_names_its_line(tmp_path):

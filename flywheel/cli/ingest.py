@@ -103,7 +103,10 @@ def _summary(report, paths_) -> None:
         chosen.setdefault(fmt, []).append(name)
     if any(fmt != "flywheel" for fmt in chosen):
         for fmt, names in sorted(chosen.items()):
-            shown = ", ".join(Path(n).name for n in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            labels = [Path(n).name for n in names]
+            if len(set(labels)) < len(labels):  # an export's traces/, observations/ ... hold files of one name
+                labels = names
+            shown = ", ".join(labels[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
             click.echo(f"Read as {fmt}: {shown}")
     files = len(report.files) - len(report.errors)
     click.echo(f"Ingested {report.ingested} traces from {files} file(s): "
@@ -175,7 +178,9 @@ def _dry_run(paths: tuple[Path, ...], source_format: str, mapping, timestamp: st
         if not isinstance(record, dict):
             click.echo(f"quarantined: {record.reason}")
             continue
-        click.echo(f"trace from {len(calls)} LLM call(s), first at {Path(calls[0].file).name}:{calls[0].line}")
+        read_calls = [c for c in calls if not c.fallback] or calls  # a root run or trace row around them aside
+        click.echo(f"trace from {len(read_calls)} LLM call(s), first at {Path(read_calls[0].file).name}:"
+                   f"{read_calls[0].line}")
         click.echo(f"  timestamp      {record['timestamp']}")
         roles = ", ".join(f"{m['role']} ({len(m['content'])} chars)" for m in record["messages"])
         click.echo(f"  messages       {len(record['messages'])}: {roles}")

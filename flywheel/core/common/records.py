@@ -175,7 +175,7 @@ def _field_limit(limit: int) -> Iterator[None]:
         csv.field_size_limit(previous)
 
 
-def _delimiter(text: str) -> str:
+def header_delimiter(text: str) -> str:
     """Commas, unless the header (the first non-blank line) splits into more columns on semicolons or tabs."""
     header_line = re.split(r"\r\n|\r|\n", text.lstrip("\r\n"), maxsplit=1)[0]
     best, best_n = ",", 1
@@ -199,7 +199,7 @@ def csv_rows(path: str | Path) -> tuple[list[str], list[tuple[int, dict | str]]]
     rows: list[tuple[int, dict | str]] = []
     number = 0
     with _field_limit(CSV_FIELD_LIMIT):
-        delimiter = _delimiter(text)
+        delimiter = header_delimiter(text)
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
         try:
             for number, cells in enumerate(reader, 1):

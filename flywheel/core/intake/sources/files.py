@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from flywheel.core.common.records import RecordsError, csv_rows, parse_object
+from flywheel.core.common.records import RecordsError, csv_rows, header_delimiter, parse_object
 from flywheel.core.intake.sources import chatlog, langfuse, langsmith
 from flywheel.core.intake.sources.otlp import is_otlp
 from flywheel.core.intake.sources.values import maybe_json
@@ -165,7 +165,7 @@ def _head(path: Path, sample: int) -> Iterator[dict]:
     if suffix == ".csv":
         import csv
 
-        rows = csv.DictReader(io.StringIO(text))
+        rows = csv.DictReader(io.StringIO(text), delimiter=header_delimiter(text))  # as the reader splits it
         for i, row in enumerate(rows):
             if i >= sample:
                 break

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections import Counter
 import json
+import math
+from pathlib import Path
 
 from flywheel.core.common.records import listed
 from flywheel.core.intake.sources import messages
@@ -51,6 +53,17 @@ def is_score(record: dict) -> bool:
             and (field(record, "dataType") is not None or "source" in record) and "input" not in record)
 
 
+MANIFEST = "Langfuse export manifest (lists files, holds no trace)"
+EXPORT_FOLDERS = ("traces", "observations", "observations_v2", "scores")
+
+
+def in_export_manifests(path: Path) -> bool:
+    """A file in the blob export's manifests/ folder (beside its traces/, observations/ or scores/):
+    left out whatever it holds, as the manifests' shape is not documented."""
+    folder = path.parent
+    return folder.name == "manifests" and any((folder.parent / sibling).is_dir() for sibling in EXPORT_FOLDERS)
+
+
 def is_manifest(record: dict) -> bool:
     """The blob export's manifests/ files: which files an export wrote, no traces."""
     return isinstance(record.get("files"), list) and "status" in record and len(record) <= 6
@@ -59,7 +72,12 @@ def is_manifest(record: dict) -> bool:
 def score(record: dict) -> tuple[str, str, float] | None:
     """(trace id, name, value) of a numeric score row."""
     value = record.get("value")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, str):  # a CSV export's cell
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return str(field(record, "traceId")), str(record["name"]), float(value)
     return None
 
@@ -96,6 +114,23 @@ def calls(record: dict, file: str, line: int, skipped: Counter) -> list[Call] | 
         found.append(Call(group=group, trace_id=trace_id, start=start, order=sort_key(start, line), inputs=inputs,
                           outputs=outputs, model=None, call_id=trace_id, **common))
     return found
+
+
+def join_traces(calls: list[Call]) -> None:
+    """The blob export's legacy layout writes traces/ and observations/ apart, and an observation row
+    there has its trace's id but not its session or user: without this, a session of two traces came
+    out as three (the traces' own input and output, and each trace's generations on their own). A
+    trace row's call (its call_id is its own id, as calls() makes it) lends its session and user to
+    the GENERATION observations of that trace read in the same ingest, and steps back to a wrapper
+    (read only when its conversation has no LLM call), as a LangSmith root run does."""
+    own = {c.trace_id: c for c in calls if c.call_id == c.trace_id}
+    observed = {c.trace_id for c in calls if c.call_id != c.trace_id}
+    for call in calls:
+        if call.call_id == call.trace_id:
+            call.fallback = call.fallback or call.trace_id in observed
+        elif (trace := own.get(call.trace_id)) is not None and call.group == call.trace_id:
+            call.group = trace.group
+            call.user = call.user or trace.user
 
 
 def _observation(record: dict, file: str, line: int, skipped: Counter) -> list[Call]:

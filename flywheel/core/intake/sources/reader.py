@@ -87,6 +87,10 @@ def _read(paths: list[Path], fmt: str, mapping: Mapping, timestamp: str | None, 
     scores: dict[str, dict[str, float]] = {}
     for path in paths:
         name = str(path)
+        if fmt in ("auto", "langfuse") and langfuse.in_export_manifests(path):
+            out.formats[name] = "langfuse"
+            out.skipped[langfuse.MANIFEST] += 1
+            continue
         try:
             chosen = source_files.detect(path) if fmt == "auto" else fmt
         except (source_files.UnknownFormat, OSError) as exc:
@@ -121,6 +125,7 @@ def _read(paths: list[Path], fmt: str, mapping: Mapping, timestamp: str | None, 
             calls = [(f, c) for f, c in calls if c.file != name]
         if unreported:
             on_read(unreported)
+    langfuse.join_traces([call for chosen, call in calls if chosen == "langfuse"])
     for _, call in calls:
         call.scores.update(scores.get(call.trace_id, {}))
     by_format: dict[str, list[Call]] = {}
@@ -130,7 +135,8 @@ def _read(paths: list[Path], fmt: str, mapping: Mapping, timestamp: str | None, 
     for chosen, members in by_format.items():
         for key, group in group_calls(members).items():
             for wrapper in wrappers_left_out(group):
-                out.skipped[f"{_NAMES.get(chosen, chosen)} root run around LLM calls (the calls are read instead)"] += 1
+                out.skipped[_WRAPPERS.get(chosen, f"{_NAMES.get(chosen, chosen)} root run around LLM calls "
+                                                  "(the calls are read instead)")] += 1
             try:
                 record = _record(chosen, key, group, mapping, out.mapped)
             except _UNUSABLE as exc:
@@ -147,6 +153,7 @@ def _read(paths: list[Path], fmt: str, mapping: Mapping, timestamp: str | None, 
     return out
 
 
+_WRAPPERS = {"langfuse": "Langfuse trace rows' own input and output (their GENERATION observations are read instead)"}
 _NAMES = {"langsmith": "LangSmith", "langfuse": "Langfuse", "otel": "OpenTelemetry", "openinference": "OpenInference",
           "openai-chat": "chat log"}
 
@@ -239,7 +246,7 @@ def _calls_of(chosen: str, record: dict, file: str, line: int, when: str, skippe
         got = langsmith.call(record, file, line, skipped) if langsmith.is_run(record) else "not a LangSmith run"
     elif chosen == "langfuse":
         if langfuse.is_manifest(record):
-            skipped["Langfuse export manifest (lists files, holds no trace)"] += 1
+            skipped[langfuse.MANIFEST] += 1
             return []
         if langfuse.is_score(record):
             found = langfuse.score(record)
@@ -279,9 +286,10 @@ def _phoenix_row(record: dict, file: str, line: int, skipped: Counter) -> list[C
 def _record(chosen: str, key: str, group: list[Call], mapping: Mapping, mapped: Counter) -> dict | Problem:
     messages = merge(group)
     first = group[0]
+    calls = [c for c in group if not c.fallback] or group  # what merge() read
     if not messages:
         return Problem(f"line {first.line}: a conversation of {len(group)} LLM call(s) has no message text", "")
-    start = min((c.start for c in group if c.start), default="")
+    start = min((c.start for c in calls if c.start), default="")  # the first LLM call's, not a root run's
     if not start:
         return Problem(f"line {first.line}: a conversation of {len(group)} LLM call(s) has no timestamp "
                        "(none given, or none that reads as a time after 2000)", "")
@@ -294,7 +302,6 @@ def _record(chosen: str, key: str, group: list[Call], mapping: Mapping, mapped: 
     tags = sorted({t for c in group for t in c.tags})
     scores = {k: v for c in group for k, v in c.scores.items()}
     sources = sorted({c.trace_id for c in group})
-    calls = [c for c in group if not c.fallback] or group
     metadata.update({"source_format": chosen, "source_traces": sources[:50], "llm_calls": len(calls)})
     if tags:
         metadata["tags"] = tags
