@@ -495,8 +495,8 @@ def test_the_legacy_blob_export_joins_observations_to_their_traces_session(data_
     (trace,) = traces
     assert (trace["trace_id"], trace["customer_id"], trace["model_version"], trace["judge_score"], trace["intent"]) == (
         "bs-1", "cust-10", "gpt-4.1", 0.8, "card_block")
-    assert _roles(trace) == [("system", "Be brief."), ("user", "My card is blocked"), ("assistant", "I can unblock it."),
-                             ("user", "Please do"), ("assistant", "Done.")]
+    assert _roles(trace) == [("system", "Be brief."), ("user", "My card is blocked"),
+                             ("assistant", "I can unblock it."), ("user", "Please do"), ("assistant", "Done.")]
     assert json.loads(trace["metadata"])["llm_calls"] == 2
     assert report.skipped_spans["Langfuse export manifest (lists files, holds no trace)"] == 1
 
@@ -528,7 +528,8 @@ def test_auto_detection_leaves_flywheel_files_to_the_contract_and_names_unknown_
     assert len(report.errors) == 1 and "give --format" in report.errors[0]["error"]
     # A CSV of the contract split by semicolons (a spreadsheet in a comma-decimal locale) is the contract too.
     semicolons = tmp_path / "ours.csv"
-    semicolons.write_text('trace_id;timestamp;messages\nt2;2026-03-02T11:00:00Z;"[{""role"":""user"",""content"":""hi""}]"\n')
+    semicolons.write_text('trace_id;timestamp;messages\n'
+                          't2;2026-03-02T11:00:00Z;"[{""role"":""user"",""content"":""hi""}]"\n')
     report, traces, _ = _ingest(data_dir, semicolons)
     assert report.formats == {str(semicolons): "flywheel"} and [t["trace_id"] for t in traces] == ["t1", "t2"]
 

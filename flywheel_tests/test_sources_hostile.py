@@ -292,15 +292,16 @@ def test_an_id_of_the_wrong_kind_quarantines_its_span_not_its_repr(tmp_path, att
 def test_otlp_containers_of_the_wrong_kind_are_quarantined_not_lost_uncounted(tmp_path):
     path = tmp_path / "otel.jsonl"
     _write(path, [{"resourceSpans": SECRET}, {"resourceSpans": [{"scopeSpans": SECRET}]},
-                  {"resourceSpans": [{"scopeSpans": [{"spans": {"a": SECRET}}]}]}, {"resourceSpans": [{"scopeSpans": [5]}]},
-                  {"resourceSpans": []}])  # an empty batch holds nothing to lose
+                  {"resourceSpans": [{"scopeSpans": [{"spans": {"a": SECRET}}]}]},
+                  {"resourceSpans": [{"scopeSpans": [5]}]}, {"resourceSpans": []}])  # an empty batch holds nothing to lose
     with connect(tmp_path / "w.duckdb") as conn:
         report = ingest_paths(conn, [path], source_format="otel", mapping=MAPPING)
         stored = conn.execute("SELECT line, reason FROM raw.quarantine ORDER BY line").fetchall()
     assert report.quarantined == 4 and report.ingested == 0
     assert [line for line, _ in stored] == [1, 2, 3, 4]
-    assert ['"resourceSpans" is not a list' in stored[0][1], '"scopeSpans" is not a list' in stored[1][1],
-            '"spans" is not a list' in stored[2][1], "a scopeSpans entry is not an object" in stored[3][1]] == [True] * 4
+    expected = ['"resourceSpans" is not a list', '"scopeSpans" is not a list', '"spans" is not a list',
+                "a scopeSpans entry is not an object"]
+    assert all(words in reason for words, (_, reason) in zip(expected, stored, strict=True))
 
 
 def test_a_role_no_convention_names_quarantines_a_missing_one_takes_its_place(tmp_path):
@@ -313,7 +314,8 @@ def test_a_role_no_convention_names_quarantines_a_missing_one_takes_its_place(tm
     assert [line for line, _ in _reasons(read, path)] == [1, 2]
     assert all("a message has a role outside the conventions" in reason and SECRET not in reason
                for _, reason in _reasons(read, path))
-    assert [[m["role"] for m in r["messages"]] for r in _loaded(read, path)] == [["user", "assistant"], ["user", "system"]]
+    assert [[m["role"] for m in r["messages"]] for r in _loaded(read, path)] == [
+        ["user", "assistant"], ["user", "system"]]
     (doc,) = _otel()  # the same in OpenTelemetry's message attributes, span by span
     spans = doc["resourceSpans"][0]["scopeSpans"][0]["spans"]
     spans[0]["attributes"] = [a if a["key"] != "gen_ai.output.messages" else _kv(a["key"], json.dumps(
@@ -344,3 +346,26 @@ def test_numbers_since_the_epoch_are_read_in_their_unit_and_1970_is_no_time(tmp_
     read = reader.read([path], "langfuse", MAPPING)
     assert [line for line, _ in _reasons(read, path)] == [1]
     assert [r["timestamp"][:19] for r in _loaded(read, path)] == ["2026-05-08T10:00:01"]
+
+
+def test_a_message_list_that_cannot_be_read_quarantines_instead_of_loading_the_reply_alone(tmp_path):
+    cut = '[{"role":"user","parts":[{"type":"text","content":"' + SECRET  # JSON cut short
+    spans = [_chat_at("1a" * 8, **{"gen_ai.input.messages": 5}), _chat_at("1b" * 8, **{"gen_ai.input.messages": cut}),
+             _chat_at("1c" * 8, **{"gen_ai.input.messages": "where is my parcel"})]  # plain text: one message
+    for i, span in enumerate(spans):
+        span["traceId"] = f"{i + 1:032x}"
+    path = tmp_path / "otel.jsonl"
+    _write(path, [{"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]} for span in spans])
+    read = reader.read([path], "otel", MAPPING)
+    assert _reasons(read, path) == [
+        (1, f'line 1: span {"1a" * 8}: "gen_ai.input.messages" holds a JSON number, not a list of messages'),
+        (2, f'line 2: span {"1b" * 8}: "gen_ai.input.messages" holds JSON that does not parse, not a list of messages')]
+    assert [[(m["role"], m["content"]) for m in r["messages"]] for r in _loaded(read, path)] == [
+        [("user", "where is my parcel"), ("assistant", "hello")]]
+    path = tmp_path / "langsmith.jsonl"
+    run = {"id": "r1", "run_type": "llm", "start_time": "2026-03-03T09:00:00Z", "outputs": {"output": 42}}
+    _write(path, [{**run, "inputs": {"messages": 42}}, {**run, "id": "r2", "inputs": {"question": "why"}}])
+    read = reader.read([path], "langsmith", MAPPING)
+    assert _reasons(read, path) == [(1, "line 1: a JSON number where messages or text belong")]
+    assert [[(m["role"], m["content"]) for m in r["messages"]] for r in _loaded(read, path)] == [
+        [("user", "why"), ("assistant", "42")]]  # a model may answer a number

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import re
 
-from flywheel.core.common.records import listed, mapping_of
+from flywheel.core.common.records import json_kind, listed, mapping_of
 from flywheel.core.intake.sources.otlp import Span
-from flywheel.core.intake.sources.values import given_role, label, maybe_json, text_of, tool_call_text
+from flywheel.core.intake.sources.values import WrongKind, given_role, label, maybe_json, text_of, tool_call_text
 
 LLM_OPERATIONS = {"chat", "text_completion", "generate_content", "completion"}
 CONTAINER_OPERATIONS = {"invoke_agent", "invoke_workflow", "create_agent"}
@@ -66,8 +66,8 @@ def messages(span: Span) -> tuple[list[dict], list[dict]]:
     a = span.attributes
     system = _parts_messages(maybe_json(a.get("gen_ai.system_instructions")), default_role="system")
     if "gen_ai.input.messages" in a or "gen_ai.output.messages" in a:
-        return (system + _chat_messages(maybe_json(a.get("gen_ai.input.messages"))),
-                _chat_messages(maybe_json(a.get("gen_ai.output.messages"))))
+        return (system + _chat_messages(_message_list(a, "gen_ai.input.messages", "user")),
+                _chat_messages(_message_list(a, "gen_ai.output.messages", "assistant")))
     indexed = _indexed(a)
     if indexed:
         inputs = indexed.get("llm.input_messages") or indexed.get("gen_ai.prompt") or []
@@ -77,9 +77,22 @@ def messages(span: Span) -> tuple[list[dict], list[dict]]:
     if from_events[0] or from_events[1]:
         return (system + from_events[0], from_events[1])
     if "gen_ai.prompt" in a or "gen_ai.completion" in a:  # <= v1.27 span attributes, OpenAI-style JSON
-        return _openai_messages(maybe_json(a.get("gen_ai.prompt"))), _openai_messages(maybe_json(a.get("gen_ai.completion")))
+        return (_openai_messages(_message_list(a, "gen_ai.prompt", "user")),
+                _openai_messages(_message_list(a, "gen_ai.completion", "assistant")))
     return system, []
 
+
+def _message_list(attributes: dict, name: str, default_role: str):
+    """An attribute that holds a list of messages (a JSON string of one, or structured), None when
+    absent; plain text, as some instrumentations write it, is one message. WrongKind for JSON cut
+    short or a number: a call read without its input would load as a conversation never had."""
+    value = maybe_json(attributes.get(name))
+    if value is None or isinstance(value, (list, dict)):
+        return value
+    if isinstance(value, str) and value.strip()[:1] not in ("[", "{"):
+        return [{"role": default_role, "content": value}]
+    what = "JSON that does not parse" if isinstance(value, str) else json_kind(value)
+    raise WrongKind(f'"{name}" holds {what}, not a list of messages')
 
 def _chat_messages(value) -> list[dict]:
     """v1.37+ ChatMessage list: {role, parts: [...]}, or OpenAI-style {role, content}."""

@@ -105,10 +105,12 @@ def calls(record: dict, file: str, line: int, skipped: Counter) -> list[Call] | 
         obs_start = iso(field(obs, "startTime")) or start
         found.append(Call(group=group, trace_id=trace_id, start=obs_start, order=sort_key(obs_start, line * 1000 + i),
                           inputs=messages.many(_io(obs.get("input")), "user"),
-                          outputs=messages.many(_io(obs.get("output")), "assistant"), model=obs.get("model"),
+                          outputs=messages.many(_io(obs.get("output")), "assistant", strict=False),
+                          model=obs.get("model"),
                           call_id=str(obs.get("id") or f"{trace_id}/{i}"), **common))
     if not found:
-        inputs, outputs = messages.many(_io(record.get("input")), "user"), messages.many(_io(record.get("output")), "assistant")
+        inputs = messages.many(_io(record.get("input")), "user")
+        outputs = messages.many(_io(record.get("output")), "assistant", strict=False)
         if not inputs and not outputs:
             return "a Langfuse trace without input, output or GENERATION observations"
         found.append(Call(group=group, trace_id=trace_id, start=start, order=sort_key(start, line), inputs=inputs,
@@ -144,7 +146,7 @@ def _observation(record: dict, file: str, line: int, skipped: Counter) -> list[C
     tags = maybe_json(record.get("tags")) or []
     return [Call(group=field(record, "sessionId") or trace_id, trace_id=trace_id, start=start,
                  order=sort_key(start, line), inputs=messages.many(_io(record.get("input")), "user"),
-                 outputs=messages.many(_io(record.get("output")), "assistant"),
+                 outputs=messages.many(_io(record.get("output")), "assistant", strict=False),
                  model=record.get("model") or field(record, "providedModelName"),
                  user=field(record, "userId"), metadata=metadata if isinstance(metadata, dict) else {},
                  tags=[str(t) for t in tags] if isinstance(tags, list) else [], file=file, line=line,

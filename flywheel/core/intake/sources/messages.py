@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 
-from flywheel.core.common.records import listed, mapping_of
-from flywheel.core.intake.sources.values import given_role, maybe_json, role, text_of, tool_call_text
+from flywheel.core.common.records import json_kind, listed, mapping_of
+from flywheel.core.intake.sources.values import WrongKind, given_role, maybe_json, role, text_of, tool_call_text
 
 
 def one(m, default_role: str) -> dict | None:
@@ -41,17 +41,21 @@ def _with_tool_calls(content, calls) -> str:
     return "\n".join(x for x in [text, *rendered] if x)
 
 
-def many(value, default_role: str) -> list[dict]:
-    """Messages from any of the shapes above; unknown structures become one message of their JSON."""
+def many(value, default_role: str, *, strict: bool = True) -> list[dict]:
+    """Messages from any of the shapes above; unknown structures become one message of their JSON.
+    A number or true/false where the messages themselves belong (the whole input, or its "messages")
+    is WrongKind, not a message "42"; inside other keys (a chain's {"question": 42}) it is text."""
     value = maybe_json(value)
     if value is None or value == "" or value == [] or value == {}:
         return []
+    if strict and isinstance(value, (bool, int, float)):
+        raise WrongKind(f"{json_kind(value)} where messages or text belong")
     if isinstance(value, str):
         return [{"role": default_role, "content": value}]
     if isinstance(value, dict):
         for key in ("messages", "input", "prompt", "query", "question"):
             if key in value and value[key] not in (None, "", []):
-                return many(value[key], default_role)
+                return many(value[key], default_role, strict=key == "messages")
         if "choices" in value:
             return [m for c in listed(value["choices"]) if (m := one(c, "assistant"))]
         if "generations" in value:
@@ -61,7 +65,7 @@ def many(value, default_role: str) -> list[dict]:
                     and (m := one(g.get("message") or {"content": g.get("text")}, "assistant"))]
         for key in ("output", "answer", "response", "result", "text", "completion"):
             if key in value and value[key] not in (None, ""):
-                return many(value[key], default_role)
+                return many(value[key], default_role, strict=False)
         if "role" in value or "content" in value or value.get("lc"):
             m = one(value, default_role)
             return [m] if m else []

@@ -32,7 +32,8 @@ def span(row: dict) -> Span | str:
             attributes[name] = value
     if row.get("span_kind") and "openinference.span.kind" not in attributes:
         attributes["openinference.span.kind"] = row["span_kind"]
-    return Span(identifier(trace_id, "trace id"), identifier(span_id, "span id"), row.get("parent_id"), str(row.get("name") or ""), 0,
+    return Span(identifier(trace_id, "trace id"), identifier(span_id, "span id"),
+                row.get("parent_id"), str(row.get("name") or ""), 0,
                 _ns(row.get("start_time")), _ns(row.get("end_time")), attributes)
 
 
