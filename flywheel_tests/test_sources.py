@@ -30,6 +30,7 @@ from click.testing import CliRunner
 
 from flywheel.core.common.db import connect
 from flywheel.core.intake import otlp_inbox
+from flywheel.core.intake import ingest as ingest_module
 from flywheel.core.intake.ingest import ingest_paths
 from flywheel.core.intake.sources import files as source_files
 from flywheel.core.intake.sources.mapping import Mapping, MappingError
@@ -720,3 +721,24 @@ def test_batch_api_lines_empty_files_and_a_wrong_format_hint(data_dir, tmp_path)
     result = CliRunner().invoke(main, ["ingest", str(runs)])  # read again, rightly: the quarantine is replaced
     with connect(data_dir / "flywheel.duckdb", read_only=True) as conn:
         assert conn.execute("SELECT count(*) FROM raw.quarantine WHERE source_file = ?", [str(runs)]).fetchone() == (0,)
+
+
+def test_a_conversation_read_again_with_later_turns_is_quarantined_whole_not_a_duplicate(data_dir, tmp_path):
+    first, later = tmp_path / "hour-10.jsonl", tmp_path / "hour-11.jsonl"
+    turn = _chat_span("a1" * 8, "Where is my parcel?", "On its way.", **{"gen_ai.conversation.id": "conv-1"})
+    first.write_text(json.dumps(_otlp_doc("ab" * 16, [turn])) + "\n")
+    report, traces, _ = _ingest(data_dir, first)
+    assert report.ingested == 1
+    follow_up = _chat_span("a2" * 8, "Can I change the address?", "Yes.", **{"gen_ai.conversation.id": "conv-1"})
+    later.write_text(json.dumps(_otlp_doc("cd" * 16, [follow_up])) + "\n")
+    report, traces, quarantine = _ingest(data_dir, later)
+    assert (report.ingested, report.duplicates, report.quarantined) == (0, 0, 1)
+    assert quarantine == [(1, f"line 1: {ingest_module.CONTINUED}")]
+    with connect(data_dir / "flywheel.duckdb") as conn:
+        (kept,) = conn.execute("SELECT record FROM raw.quarantine").fetchone()
+    assert "Can I change the address?" in kept  # the later turn is kept, whole
+    assert _roles(traces[0]) == [("user", "Where is my parcel?"), ("assistant", "On its way.")]  # unchanged
+    again = tmp_path / "hour-10-again.jsonl"  # the same conversation, the same messages: a duplicate
+    again.write_text(first.read_text() + "\n")
+    report, _, _ = _ingest(data_dir, again)
+    assert (report.ingested, report.duplicates, report.quarantined) == (0, 1, 0)

@@ -483,7 +483,40 @@ def _read_sources(conn, files: list[Path], report: IngestReport, source_format: 
     report.mapped.update(read.mapped)
     for name, error in read.unreadable.items():
         _record_error(report, FileResult(name), error)
+    _quarantine_continuations(conn, read.prepared)
     return [f for f in files if str(f) not in read.unreadable], read.prepared, hashed
+
+
+CONTINUED = ("a conversation an earlier ingest loaded, read again with other messages (its later turns in a "
+             "later file?): kept here whole, as a loaded trace is not changed; ingest a conversation's files together")
+
+
+def _quarantine_continuations(conn, prepared: dict) -> None:
+    """A conversation is assembled from the files of one ingest. Read again later with other messages
+    (the endpoint's next hour, tomorrow's export holding its later turns), it would share the loaded
+    trace's id and be counted as a duplicate, its new turns lost: it is quarantined whole instead,
+    with the reason. The same messages again are a duplicate, as before."""
+    from flywheel.core.intake.sources.reader import Problem
+
+    ids = sorted({r["trace_id"] for items in prepared.values() for _, r in items if isinstance(r, dict)})
+    if not ids:
+        return
+    with _scan_once(conn, "read_ids", pa.table({"trace_id": pa.array(ids, pa.large_string())})):
+        stored = dict(conn.execute(
+            "SELECT t.trace_id, t.messages FROM raw.traces t SEMI JOIN read_ids r ON t.trace_id = r.trace_id"
+        ).fetchall())
+    if not stored:
+        return
+    for items in prepared.values():
+        for i, (line, record) in enumerate(items):
+            if isinstance(record, dict) and record["trace_id"] in stored and _said(record["messages"]) != _said(
+                    stored[record["trace_id"]]):
+                whole = json.dumps(record, ensure_ascii=False, default=str)
+                items[i] = (line, Problem(f"line {line}: {CONTINUED}", whole))
+
+
+def _said(messages) -> list[tuple]:
+    return [(m.get("role"), m.get("content")) for m in messages or []]
 
 
 # ---------------------------------------------------------------------------------------------
