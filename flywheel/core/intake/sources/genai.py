@@ -94,6 +94,7 @@ def _message_list(attributes: dict, name: str, default_role: str):
     what = "JSON that does not parse" if isinstance(value, str) else json_kind(value)
     raise WrongKind(f'"{name}" holds {what}, not a list of messages')
 
+
 def _chat_messages(value) -> list[dict]:
     """v1.37+ ChatMessage list: {role, parts: [...]}, or OpenAI-style {role, content}."""
     if isinstance(value, dict):

@@ -289,7 +289,8 @@ def _record(chosen: str, key: str, group: list[Call], mapping: Mapping, mapped: 
     calls = [c for c in group if not c.fallback] or group  # what merge() read
     if not messages:
         return Problem(f"line {first.line}: a conversation of {len(group)} LLM call(s) has no message text", "")
-    start = min((c.start for c in calls if c.start), default="")  # the first LLM call's, not a root run's
+    # The first LLM call's time, not a root run's around it (the root's only when no call has one).
+    start = min((c.start for c in calls if c.start), default="") or min((c.start for c in group if c.start), default="")
     if not start:
         return Problem(f"line {first.line}: a conversation of {len(group)} LLM call(s) has no timestamp "
                        "(none given, or none that reads as a time after 2000)", "")
