@@ -136,21 +136,9 @@ def is_otlp(doc) -> bool:
 
 
 def count_spans(doc: dict) -> int:
-    """The spans a document holds, in any of the shapes spans() reads; an entry that is not an object
-    counts as one (the intake quarantines it, where it can be seen)."""
-    resource_spans_list = _get(doc, "resourceSpans")
-    count = 0 if _list_or_absent(resource_spans_list) else 1
-    for resource_spans in listed(resource_spans_list):
-        if not isinstance(resource_spans, dict):
-            count += 1
-            continue
-        scopes = _get(resource_spans, "scopeSpans") or _get(resource_spans, "instrumentationLibrarySpans")
-        count += 0 if _list_or_absent(scopes) else 1
-        for scope in listed(scopes):
-            spans_list = scope.get("spans") if isinstance(scope, dict) else None
-            count += len(spans_list) if isinstance(spans_list, list) else 0 if _list_or_absent(spans_list) else 1
-            count += 0 if isinstance(scope, dict) else 1
-    return count
+    """The spans a document holds, in any of the shapes spans() reads; an entry or a container that is
+    not what it should be counts as one (the intake quarantines it, where it can be seen)."""
+    return sum(1 if isinstance(found, str) else len(found[1]) for found in _scopes(doc))
 
 
 def spans(doc: dict) -> Iterator[Span | OtlpError]:
@@ -159,45 +147,44 @@ def spans(doc: dict) -> Iterator[Span | OtlpError]:
     container of the wrong kind (spans in it could not be counted, so they are not lost unseen)."""
     if not is_otlp(doc):
         raise OtlpError('not OTLP trace data: no "resourceSpans"')
-    resource_spans_list = _get(doc, "resourceSpans")
-    if not _list_or_absent(resource_spans_list):
-        yield OtlpError('"resourceSpans" is not a list')
-    for resource_spans in listed(resource_spans_list):
-        if not isinstance(resource_spans, dict):
-            yield OtlpError("a resourceSpans entry is not an object")
+    last, resource = None, {}
+    for found in _scopes(doc):
+        if isinstance(found, str):
+            yield OtlpError(found)
             continue
-        resource = attributes(mapping_of(_get(resource_spans, "resource")).get("attributes"))
-        scopes = _get(resource_spans, "scopeSpans") or _get(resource_spans, "instrumentationLibrarySpans")
-        if not _list_or_absent(scopes):
-            yield OtlpError('a resourceSpans entry\'s "scopeSpans" is not a list')
-        for scope in listed(scopes):
-            if not isinstance(scope, dict):
-                yield OtlpError("a scopeSpans entry is not an object")
-                continue
-            if not _list_or_absent(scope.get("spans")):
-                yield OtlpError('a scopeSpans entry\'s "spans" is not a list')
-            for raw in listed(scope.get("spans")):
-                yield _span(raw, resource)
+        resource_spans, raw_spans = found
+        if resource_spans is not last:  # a resource's attributes once, however many scopes it has
+            last, resource = resource_spans, attributes(mapping_of(_get(resource_spans, "resource")).get("attributes"))
+        for raw in raw_spans:
+            yield _span(raw, resource)
 
 
 def shape_problem(doc: dict) -> str | None:
     """Why a document is not OTLP in shape (a container of the wrong kind, as no protobuf decoder
     would produce), or None: the endpoint answers 400 for it, as OTLP/HTTP says for a bad request."""
+    return next((found for found in _scopes(doc) if isinstance(found, str)), None)
+
+
+def _scopes(doc: dict) -> Iterator[tuple[dict, list] | str]:
+    """(its resourceSpans entry, its spans) for each scope of a document, in any shape spans() reads;
+    for a container of the wrong kind, why, in place of the spans it would have held."""
     resource_spans_list = _get(doc, "resourceSpans")
     if not _list_or_absent(resource_spans_list):
-        return '"resourceSpans" is not a list'
+        yield '"resourceSpans" is not a list'
     for resource_spans in listed(resource_spans_list):
         if not isinstance(resource_spans, dict):
-            return "a resourceSpans entry is not an object"
+            yield "a resourceSpans entry is not an object"
+            continue
         scopes = _get(resource_spans, "scopeSpans") or _get(resource_spans, "instrumentationLibrarySpans")
         if not _list_or_absent(scopes):
-            return 'a resourceSpans entry\'s "scopeSpans" is not a list'
+            yield 'a resourceSpans entry\'s "scopeSpans" is not a list'
         for scope in listed(scopes):
             if not isinstance(scope, dict):
-                return "a scopeSpans entry is not an object"
+                yield "a scopeSpans entry is not an object"
+                continue
             if not _list_or_absent(scope.get("spans")):
-                return 'a scopeSpans entry\'s "spans" is not a list'
-    return None
+                yield 'a scopeSpans entry\'s "spans" is not a list'
+            yield resource_spans, listed(scope.get("spans"))
 
 
 def _list_or_absent(value) -> bool:
