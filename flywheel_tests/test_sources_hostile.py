@@ -340,6 +340,8 @@ def test_numbers_since_the_epoch_are_read_in_their_unit_and_1970_is_no_time(tmp_
     assert [r["timestamp"][:19] for r in _loaded(read, path)] == ["2026-05-08T10:00:01"] * 4
     ((line, reason),) = _reasons(read, path)
     assert line == 5 and "has no timestamp (none given, or none that reads as a time after 2000)" in reason
+    (kept,) = [r.excerpt for _, r in read.prepared[str(path)] if not isinstance(r, dict)]
+    assert json.loads(kept)["messages"] == [{"role": "user", "content": "hi"}]  # the conversation, kept
     path = tmp_path / "langfuse.jsonl"
     _write(path, [{"id": "a", "timestamp": 12345, "input": "hi", "output": "hello"},
                   {"id": "b", "timestamp": 1_778_234_401_000, "input": "hi", "output": "hello"}])

@@ -291,12 +291,7 @@ def _record(chosen: str, key: str, group: list[Call], mapping: Mapping, mapped: 
         return Problem(f"line {first.line}: a conversation of {len(group)} LLM call(s) has no message text", "")
     # The first LLM call's time, not a root run's around it (the root's only when no call has one).
     start = min((c.start for c in calls if c.start), default="") or min((c.start for c in group if c.start), default="")
-    if not start:
-        return Problem(f"line {first.line}: a conversation of {len(group)} LLM call(s) has no timestamp "
-                       "(none given, or none that reads as a time after 2000)", "")
     fields, used = mapping.apply(group)
-    for name, place in used.items():
-        mapped[f"{name} <- {place}"] += 1
     metadata: dict = {}
     for call in group:
         metadata.update(call.metadata)
@@ -312,6 +307,12 @@ def _record(chosen: str, key: str, group: list[Call], mapping: Mapping, mapped: 
     model = next((c.model for c in reversed(group) if c.model), None)
     if model:
         record["model_version"] = str(model)
+    if not start:  # kept as assembled, so the conversation is in the quarantine, not lost
+        kept = json.dumps({k: v for k, v in record.items() if k != "timestamp"}, ensure_ascii=False, default=str)
+        return Problem(f"line {first.line}: a conversation of {len(group)} LLM call(s) has no timestamp "
+                       "(none given, or none that reads as a time after 2000)", kept)
+    for name, place in used.items():
+        mapped[f"{name} <- {place}"] += 1
     return record
 
 
