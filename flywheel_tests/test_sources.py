@@ -742,3 +742,17 @@ def test_a_conversation_read_again_with_later_turns_is_quarantined_whole_not_a_d
     again.write_text(first.read_text() + "\n")
     report, _, _ = _ingest(data_dir, again)
     assert (report.ingested, report.duplicates, report.quarantined) == (0, 1, 0)
+
+
+def test_openllmetry_association_properties_name_the_customer(data_dir, tmp_path):
+    """OpenLLMetry (traceloop-sdk): Traceloop.set_association_properties({"user_id": ...}) sets
+    traceloop.association.properties.user_id on the spans; the default mapping reads it."""
+    span = {"spanId": "e1" * 8, "name": "openai.chat", "kind": 3, "startTimeUnixNano": str(T0),
+            "endTimeUnixNano": str(T0 + 10**9), "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in {
+                "llm.request.type": "chat", "gen_ai.prompt.0.role": "user", "gen_ai.prompt.0.content": "Hi",
+                "gen_ai.completion.0.role": "assistant", "gen_ai.completion.0.content": "Hello",
+                "traceloop.association.properties.user_id": "cust-77"}.items()]}
+    path = tmp_path / "openllmetry.jsonl"
+    path.write_text(json.dumps(_otlp_doc("ef" * 16, [span])) + "\n")
+    _, traces, _ = _ingest(data_dir, path)
+    assert [(t["customer_id"], _roles(t)) for t in traces] == [("cust-77", [("user", "Hi"), ("assistant", "Hello")])]
