@@ -75,22 +75,17 @@ class Mapping:
         latest_first = calls[::-1]
         for name, places in self._parsed.items():
             for place, read in places:
-                found = _latest(read, latest_first)
-                if found is not None:
-                    coerced = _coerce(name, found)
-                    if coerced is not None:
-                        values[name], used[name] = coerced, place
+                for call in latest_first:  # the latest call that has a value (an empty string is none)
+                    found = read(call)
+                    if found is not None and found != "":
                         break
+                else:
+                    continue
+                coerced = _coerce(name, found)
+                if coerced is not None:
+                    values[name], used[name] = coerced, place
+                    break
         return values, used
-
-
-def _latest(read: Callable[[Call], object], latest_first: list[Call]):
-    """The value of the latest call that has one (an empty string is none)."""
-    for call in latest_first:
-        value = read(call)
-        if value is not None and value != "":
-            return value
-    return None
 
 
 def _reader(kind: str, name: str) -> Callable[[Call], object]:

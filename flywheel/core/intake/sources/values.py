@@ -68,7 +68,7 @@ def role(name) -> str | None:
     """The contract's role for a source's role name (human -> user, ai -> assistant ...), or None."""
     if not isinstance(name, str):
         return None
-    return ROLES.get(name.strip().lower().replace("_", ""))
+    return ROLES.get(name) or ROLES.get(name.strip().lower().replace("_", ""))
 
 
 def given_role(name, default: str) -> str:
@@ -117,7 +117,12 @@ def _json(value) -> str:
 
 def _part_text(part: dict) -> str | None:
     """The text of a message part, or None when the object is not a part (plain data)."""
-    kind = str(part.get("type", "") or "").lower()
+    kind = part.get("type")
+    if kind == "text":  # nearly every part: its text as it is (text_of would parse one that looks like JSON)
+        text = part.get("content")
+        if isinstance(text, str) and text[:1] not in ("[", "{"):
+            return text
+    kind = str(kind or "").lower()
     if kind in ("tool_call", "tool_use", "function_call"):
         function = mapping_of(part.get("function"))
         return tool_call_text(part.get("name") or function.get("name"),
