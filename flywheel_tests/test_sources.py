@@ -599,6 +599,11 @@ def test_phoenix_spans_dataframe_rows(data_dir, tmp_path):
     assert [(t["trace_id"], t["customer_id"], t["cohort"], _roles(t)) for t in traces] == [
         ("5f1a" * 8, "cust-50", "smb", [("user", "Is SSO included?"), ("assistant", "On Pro, yes.")])]
     assert report.skipped_spans == {"openinference.span.kind RETRIEVER (not an LLM call)": 1}
+    from flywheel.cli import main
+
+    # A user who knows the tool, not the convention: --format phoenix reads OpenInference.
+    result = CliRunner().invoke(main, ["ingest", "--dry-run", "--format", "phoenix", str(path)])
+    assert result.exit_code == 0 and "openinference" in result.output and "Is SSO included?" not in result.output
 
 
 def test_the_weekly_loop_reads_the_endpoints_closed_hours_from_the_inbox(data_dir, monkeypatch):

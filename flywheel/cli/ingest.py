@@ -18,12 +18,16 @@ from flywheel.cli.common import (
 from flywheel.settings import IntakeSettings
 
 FORMATS = ("auto", "flywheel", "otel", "openinference", "langfuse", "langsmith", "openai-chat")
+# The names a user may know a source by: Phoenix writes OpenInference, an OTLP file is OpenTelemetry.
+ALIASES = {"phoenix": "openinference", "otlp": "otel", "opentelemetry": "otel", "openai": "openai-chat"}
 
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--format", "source_format", type=click.Choice(FORMATS), default="auto", show_default=True,
-              help="Which source wrote the files: auto decides per file and says what it chose.")
+@click.option("--format", "source_format", type=click.Choice([*FORMATS, *ALIASES]), default="auto", show_default=True,
+              callback=lambda ctx, param, value: ALIASES.get(value, value),
+              help="Which source wrote the files: auto decides per file and says what it chose. phoenix is "
+                   "openinference, otlp and opentelemetry are otel, openai is openai-chat.")
 @click.option("--dry-run", is_flag=True, help="Show how the first records map onto the trace contract, and what "
               "was left unmapped; load nothing.")
 @click.option("--timestamp", help="For openai-chat logs, which carry no time: ISO 8601 (default: the file's time).")
