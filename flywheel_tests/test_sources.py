@@ -558,7 +558,7 @@ def test_dry_run_shows_the_mapping_without_customer_text_and_loads_nothing(data_
                     + '{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "secret-id", "spanId": "01"}]}]}]}\n')
     result = CliRunner().invoke(main, ["ingest", "--dry-run", str(path)])
     assert result.exit_code == 0, result.output
-    assert f"Would be quarantined: 1\n  {path}:2: line 2: a span: traceId is neither hex nor base64" in result.output
+    assert f"Would be quarantined: 1\n  {path}:2: a span: traceId is neither hex nor base64" in result.output
     assert "Dry run: 1 trace(s) and 1 bad record(s) from 1 file(s)" in result.output
     assert f"{path}: otel" in result.output and "cohort         smb  <- attribute:app.cohort" in result.output
     assert "user (18 chars), assistant (15 chars)" in result.output and "attribute:deployment" in result.output

@@ -121,7 +121,8 @@ def _summary(report, paths_) -> None:
         for reason, n in report.skipped_spans.most_common():
             click.echo(f"  {n:>7}  {reason}")
     for q in report.quarantine[:MAX_PRINTED_ERRORS]:
-        click.echo(f"  {q['file']}:{q['line']}: {q['reason']}", err=True)
+        reason = str(q["reason"]).removeprefix(f"line {q['line']}: ")  # the place is said once, before it
+        click.echo(f"  {q['file']}:{q['line']}: {reason}", err=True)
     if report.quarantined > MAX_PRINTED_ERRORS:
         click.echo(f"  ... and {report.quarantined - MAX_PRINTED_ERRORS} more, all in raw.quarantine.", err=True)
     if report.quarantined:
@@ -173,6 +174,12 @@ def _dry_run(paths: tuple[Path, ...], source_format: str, mapping, timestamp: st
     if missing:
         raise click.ClickException(f"{missing[0]}: no such file or folder")
     read = reader.read(files, source_format, mapping, timestamp=timestamp, keep_groups=shown)
+    bases = [Path(name).name for name in read.formats]
+    ambiguous = len(set(bases)) < len(bases)  # an export's traces/, observations/ ... hold files of one name
+
+    def place(file: str) -> str:
+        return file if ambiguous else Path(file).name
+
     for name, fmt in read.formats.items():
         click.echo(f"{name}: {fmt}" + (" (flywheel's own contract: loaded as it is)" if fmt == "flywheel" else ""))
     for name, error in read.unreadable.items():
@@ -183,8 +190,7 @@ def _dry_run(paths: tuple[Path, ...], source_format: str, mapping, timestamp: st
             click.echo(f"quarantined: {record.reason}")
             continue
         read_calls = [c for c in calls if not c.fallback] or calls  # a root run or trace row around them aside
-        click.echo(f"trace from {len(read_calls)} LLM call(s), first at {Path(read_calls[0].file).name}:"
-                   f"{read_calls[0].line}")
+        click.echo(f"trace from {len(read_calls)} LLM call(s), first at {place(read_calls[0].file)}:{read_calls[0].line}")
         click.echo(f"  timestamp      {record['timestamp']}")
         roles = ", ".join(f"{m['role']} ({len(m['content'])} chars)" for m in record["messages"])
         click.echo(f"  messages       {len(record['messages'])}: {roles}")
@@ -195,7 +201,8 @@ def _dry_run(paths: tuple[Path, ...], source_format: str, mapping, timestamp: st
                 value = "(present)" if name == "customer_id" else str(record[name])[:40]
                 click.echo(f"  {name:<14} {value}  <- {used.get(name, 'the model the call reports')}")
             else:
-                click.echo(f"  {name:<14} -  (none of: {', '.join(mapping.sources.get(name, ())) or 'no source'})")
+                places = ", ".join(mapping.sources.get(name, ()))
+                click.echo(f"  {name:<14} -  " + (f"(none of: {places})" if places else "(the source does not give one)"))
         left = reader.unmapped_keys(calls, mapping)
         if left:
             click.echo(f"  unmapped       {', '.join(left[:20])}" + (f" and {len(left) - 20} more" if len(left) > 20 else ""))
@@ -211,9 +218,11 @@ def _dry_run(paths: tuple[Path, ...], source_format: str, mapping, timestamp: st
         click.echo("-" * 72)
         click.echo(f"Would be quarantined: {len(bad)}")
         for name, line, reason in bad[:shown * 3]:
-            click.echo(f"  {name}:{line}: {reason}")
+            click.echo(f"  {name}:{line}: {reason.removeprefix(f'line {line}: ')}")
         if len(bad) > shown * 3:
             click.echo(f"  and {len(bad) - shown * 3} more")
     traces = sum(len(v) for v in read.prepared.values()) - len(bad)
     click.echo(f"Dry run: {traces} trace(s) and {len(bad)} bad record(s) from {len(read.prepared)} file(s) of other "
                "sources; nothing loaded.")
+    if read.unreadable:  # as the ingest itself would
+        sys.exit(1)

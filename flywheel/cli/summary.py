@@ -109,8 +109,9 @@ def label_summary(paths: Paths, labelled) -> str:
     siblings = labelled.get("sibling", 0)
     return (
         f"Station 3 - {looked} of {queued} scrubbed traces labelled ({reviewers_words(reviewers)}; "
-        f"{sum(labelled.values())} in this run): " + ", ".join(f"{k} {v}" for k, v in sorted(buckets.items()))
-        + f"; {share:.0%} of what was looked at is not a bug (the essay: about a third).\n"
+        f"{sum(labelled.values())} in this run)"
+        + (": " + ", ".join(f"{k} {v}" for k, v in sorted(buckets.items()))
+           + f"; {share:.0%} of what was looked at is not a bug (the essay: about a third).\n" if looked else ".\n")
         + markdown.table(["taxonomy code", "labels", "origin"],
                          [(c, n, "seed" if origin == "seed" else "new, found in review") for c, n, origin in codes])
         + (f"\nSiblings of the new failure mode accepted from the last 30 days (embedding search): {siblings}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
+import decimal
 import io
 import json
 import re
@@ -189,10 +190,11 @@ def header_delimiter(text: str) -> str:
     return best
 
 
-def csv_rows(path: str | Path) -> tuple[list[str], list[tuple[int, dict | str]]]:
+def csv_rows(path: str | Path, *, by_line: bool = False) -> tuple[list[str], list[tuple[int, dict | str]]]:
     """The header and (row number, row or problem) for each non-blank row, numbered as a spreadsheet
-    shows them (the header is row 1; a cell over several lines is still one row). A row with more
-    cells than the header has columns comes back as its problem."""
+    shows them (the header is row 1; a cell over several lines is still one row), or with `by_line` by
+    the line the row starts on (as trace files are named). A row with more cells than the header has
+    columns comes back as its problem."""
     path = Path(path)
     text = read_text(path)
     header: list[str] | None = None
@@ -202,7 +204,9 @@ def csv_rows(path: str | Path) -> tuple[list[str], list[tuple[int, dict | str]]]
         delimiter = header_delimiter(text)
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
         try:
+            ended = 0  # the line the previous row ended on
             for number, cells in enumerate(reader, 1):
+                at, ended = (ended + 1 if by_line else number), reader.line_num
                 if not any(c.strip() for c in cells):
                     continue  # a blank row, as spreadsheets leave them
                 if header is None:
@@ -210,10 +214,10 @@ def csv_rows(path: str | Path) -> tuple[list[str], list[tuple[int, dict | str]]]
                     _check_header(path, header, number)
                     continue
                 if any(c.strip() for c in cells[len(header):]):
-                    rows.append((number, f"{len(cells)} cells, but the header has {len(header)} columns (a "
+                    rows.append((at, f"{len(cells)} cells, but the header has {len(header)} columns (a "
                                          f"{DELIMITER_NAMES[delimiter][:-1]} in a cell that is not quoted?)"))
                     continue
-                rows.append((number, dict(zip(header, cells + [""] * (len(header) - len(cells))))))
+                rows.append((at, dict(zip(header, cells + [""] * (len(header) - len(cells))))))
         except csv.Error as exc:
             if "field larger than field limit" in str(exc):
                 why = (f"a cell is larger than {CSV_FIELD_LIMIT // (1024 * 1024)} MB, the limit for one cell; "
@@ -288,3 +292,23 @@ def parse_date(value) -> dt.date:
     if not EARLIEST.date() <= day < LATEST.date():
         raise ValueError(f"outside {TIMESTAMP_RANGE}")
     return day
+
+
+# A Parquet binary cell that is not UTF-8 text.
+NOT_UTF8 = object()
+
+
+def plain_parquet_value(value, *, integer: bool = False):
+    """A Parquet cell as the JSON value it stands for: binary as its UTF-8 text (NOT_UTF8 when it is
+    not text), a decimal as a number, and in an integer field a whole float as an integer (pandas
+    writes an integer column with a missing value as float64)."""
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return NOT_UTF8
+    if isinstance(value, decimal.Decimal):
+        return int(value) if integer and value.is_finite() and value == value.to_integral_value() else float(value)
+    if integer and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value

@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 
 from flywheel.core.common import clock, lake
 from flywheel.core.common.db import rollback_quietly, setting
+from flywheel.core.common.records import NOT_UTF8, plain_parquet_value
 from flywheel.contracts import TRACE_FIELDS, trace_table_columns
 from flywheel.core.intake import manifest
 from flywheel.core.intake.csv_records import BOM, CsvHeaderError, CsvRecord, read_csv_records
@@ -414,7 +415,14 @@ def _batch_rows(batch: pa.RecordBatch) -> Iterator[dict | str]:
 def _parquet_record(row: int, values: dict | str) -> dict | Rejected:
     if isinstance(values, str):
         return Rejected(row, f'column "{values}" is not valid UTF-8', "")
-    record = {k: v for k, v in values.items() if v is not None}
+    record = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        value = plain_parquet_value(value, integer=_KINDS.get(name) == "integer")
+        if value is NOT_UTF8:  # a binary column: decoded with replacement, two ids would become one
+            return Rejected(row, f'column "{name}" is not valid UTF-8', "")
+        record[name] = value
     for name in ("messages", "metadata"):
         if isinstance(record.get(name), str):
             try:

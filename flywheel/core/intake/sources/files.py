@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from flywheel.core.common.records import RecordsError, csv_rows, header_delimiter, parse_object
+from flywheel.core.common.records import (NOT_UTF8, RecordsError, csv_rows, header_delimiter, parse_object,
+                                          plain_parquet_value)
 from flywheel.core.intake.sources import chatlog, langfuse, langsmith
 from flywheel.core.intake.sources.otlp import is_otlp
 from flywheel.core.intake.sources.values import maybe_json
@@ -37,20 +39,28 @@ def objects(path: Path) -> Iterator[tuple[int, dict | Bad]]:
         return
     if suffix == ".csv":
         try:
-            _, rows = csv_rows(path) if path.suffix.lower() != ".gz" else _csv_rows_gz(path)
+            _, rows = csv_rows(path, by_line=True) if path.suffix.lower() != ".gz" else _csv_rows_gz(path)
         except RecordsError as exc:
             raise UnknownFormat(str(exc)) from None
         for number, row in rows:
             yield number, ({k: maybe_json(v) if v != "" else None for k, v in row.items()} if isinstance(row, dict)
                            else Bad(row))
         return
-    text = read_bytes(path).decode("utf-8")
+    data = read_bytes(path)
+    try:
+        text, broken = data.decode("utf-8-sig"), False
+    except UnicodeDecodeError:  # bytes that are not UTF-8 somewhere: kept as lone surrogates, found by line below
+        text, broken = data.decode("utf-8-sig", errors="surrogateescape"), True
     stripped = text.lstrip()
     if stripped.startswith("[") or (stripped.startswith("{") and "\n" in stripped.strip()):
         try:
             whole = json.loads(text)
         except (ValueError, RecursionError):
             whole = None
+        if broken and isinstance(whole, (list, dict)):  # one JSON document: no record of it stands apart
+            line = text.count("\n", 0, _NOT_UTF8.search(text).start()) + 1
+            raise UnknownFormat(f"{path}: line {line}: not UTF-8 text, in a file that is one JSON document; "
+                                "save it as UTF-8 and try again")
         if isinstance(whole, list):  # an API export: a list of records
             for i, item in enumerate(whole, 1):
                 yield i, item if isinstance(item, dict) else Bad(f"element {i} is not a JSON object", json.dumps(item)[:2000])
@@ -70,18 +80,35 @@ def objects(path: Path) -> Iterator[tuple[int, dict | Bad]]:
             yield number, Bad(f"line longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB", line[:2000])
             continue
         line = line.rstrip("\r\n")  # else a line cut short is "wrong at column 1" of the line after it
+        bad_byte = _NOT_UTF8.search(line) if broken else None
+        if bad_byte:  # this record only, as the contract's reader does
+            raw = line.encode("utf-8", errors="surrogateescape")
+            at = len(line[:bad_byte.start()].encode("utf-8", errors="surrogateescape")) + 1
+            yield number, Bad(f"not valid UTF-8 (byte {at})", raw[:2000].decode("utf-8", errors="replace"))
+            continue
         found = parse_object(line)
         yield number, found if isinstance(found, dict) else Bad(found, line[:2000])
 
 
-def read_bytes(path: Path) -> bytes:
-    """A file's bytes, gunzipped when it is a .gz (Langfuse's blob export can compress)."""
-    if path.suffix.lower() == ".gz":
-        import gzip
+# What surrogateescape makes of a byte that is not UTF-8.
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
 
+
+def read_bytes(path: Path, limit: int = -1) -> bytes:
+    """A file's bytes (its first `limit` when given), gunzipped when it is a .gz (Langfuse's blob export
+    can compress); UnknownFormat, naming the file, for a .gz cut short or damaged."""
+    if path.suffix.lower() != ".gz":
+        with open(path, "rb") as fh:
+            return fh.read(limit)
+    import gzip
+    import zlib
+
+    try:
         with gzip.open(path, "rb") as fh:
-            return fh.read()
-    return path.read_bytes()
+            return fh.read(limit)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        why = "cut short" if isinstance(exc, EOFError) else "damaged"
+        raise UnknownFormat(f"{path}: not a readable gzip file ({why}); copy or export it again") from None
 
 
 def kind(path: Path) -> str:
@@ -98,7 +125,7 @@ def _csv_rows_gz(path: Path):
     with tempfile.NamedTemporaryFile(suffix=".csv") as tmp:
         tmp.write(read_bytes(path))
         tmp.flush()
-        return csv_rows(tmp.name)
+        return csv_rows(tmp.name, by_line=True)
 
 
 def _parquet(path: Path) -> Iterator[tuple[int, dict | str]]:
@@ -113,7 +140,10 @@ def _parquet(path: Path) -> Iterator[tuple[int, dict | str]]:
     for batch in parquet.iter_batches(batch_size=20_000):
         for values in batch.to_pylist():
             row += 1
-            yield row, {k: maybe_json(v) for k, v in values.items() if v is not None}
+            record = {k: plain_parquet_value(v) for k, v in values.items() if v is not None}
+            not_text = next((k for k, v in record.items() if v is NOT_UTF8), None)
+            yield row, (Bad(f'column "{not_text}" is not valid UTF-8') if not_text is not None
+                        else {k: maybe_json(v) for k, v in record.items()})
 
 
 def classify(record: dict) -> str | None:
@@ -153,14 +183,7 @@ def _head(path: Path, sample: int) -> Iterator[dict]:
         for values in batch.to_pylist() if batch is not None else []:
             yield {k: maybe_json(v) for k, v in values.items() if v is not None}
         return
-    if path.suffix.lower() == ".gz":
-        import gzip
-
-        with gzip.open(path, "rb") as fh:
-            head = fh.read(HEAD_BYTES)
-    else:
-        with open(path, "rb") as fh:
-            head = fh.read(HEAD_BYTES)
+    head = read_bytes(path, HEAD_BYTES)
     text = head.decode("utf-8", errors="ignore")
     if suffix == ".csv":
         import csv
@@ -217,14 +240,34 @@ def is_empty(path: Path) -> bool:
         return False
 
 
+def holds_no_records(path: Path) -> bool:
+    """An empty file, gzipped or not, or a JSON document of no records: `[]`, or an API page with an
+    empty "data" list (a quiet window's export). Decided on its first bytes: a larger file holds some."""
+    if is_empty(path):
+        return True
+    head = read_bytes(path, HEAD_BYTES + 1)
+    if len(head) > HEAD_BYTES:
+        return False
+    text = head.decode("utf-8", errors="ignore").strip()
+    if not text or not text.startswith(("[", "{")):
+        return not text
+    try:
+        whole = json.loads(text)
+    except ValueError:
+        return False
+    return whole == [] or (isinstance(whole, dict) and whole.get("data") == [] and not is_otlp(whole))
+
+
 def detect(path: Path, sample: int = 20) -> str:
-    """The format of a file from its first records; UnknownFormat when none matches. An empty file is
-    flywheel's (it holds no record of any source)."""
+    """The format of a file from its first records; UnknownFormat when none matches. A file that holds
+    no record (holds_no_records) is flywheel's: it holds no record of any source."""
     if is_empty(path):
         return "flywheel"
     for record in _head(path, sample):
         found = classify(record)
         if found:
             return found
+    if holds_no_records(path):
+        return "flywheel"
     raise UnknownFormat(f"{path}: cannot tell which source wrote it (none of OTLP JSON, OpenInference, Langfuse, "
                         "LangSmith, OpenAI chat or flywheel's contract in its first records); give --format")

@@ -16,10 +16,10 @@ import json
 import math
 from pathlib import Path
 
-from flywheel.core.common.records import listed
+from flywheel.core.common.records import json_kind, listed
 from flywheel.core.intake.sources import messages
 from flywheel.core.intake.sources.assemble import Call
-from flywheel.core.intake.sources.values import identifier, iso, label, maybe_json, sort_key
+from flywheel.core.intake.sources.values import WrongKind, identifier, iso, label, maybe_json, sort_key
 
 
 def _io(value):
@@ -69,17 +69,50 @@ def is_manifest(record: dict) -> bool:
     return isinstance(record.get("files"), list) and "status" in record and len(record) <= 6
 
 
-def score(record: dict) -> tuple[str, str, float] | None:
-    """(trace id, name, value) of a numeric score row."""
+def score(record: dict) -> tuple[str, str, float | str | bool] | None:
+    """(trace id, name, value) of a score row."""
+    value = score_value(record)
+    return None if value is None else (str(field(record, "traceId")), str(record["name"]), value)
+
+
+def score_value(record: dict) -> float | str | bool | None:
+    """A score's value by its data type (Langfuse API `ScoreDataType`): a NUMERIC score's number, a
+    CATEGORICAL one's category (`stringValue`; its `value` is only an index), a BOOLEAN one's truth
+    (`value` 1 or 0). None when it has none of these."""
+    kind = str(field(record, "dataType") or "").upper()
     value = record.get("value")
+    if kind == "CATEGORICAL":
+        text = field(record, "stringValue")
+        return str(text) if text not in (None, "") else None
     if isinstance(value, str):  # a CSV export's cell
         try:
             value = float(value)
         except ValueError:
             return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return str(field(record, "traceId")), str(record["name"]), float(value)
-    return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return value if isinstance(value, bool) else None
+    return bool(value) if kind == "BOOLEAN" else float(value)
+
+
+def _metadata(value) -> dict:
+    """Metadata: an object as it is; Langfuse takes any JSON there, so anything else is kept under
+    "metadata" rather than dropped."""
+    value = maybe_json(value)
+    if value is None or value == "":
+        return {}
+    return value if isinstance(value, dict) else {"metadata": value}
+
+
+def _tags(value) -> list[str]:
+    """Tags: a list of strings (one tag for a lone string, as a hand-made export may write it)."""
+    value = maybe_json(value)
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list):
+        raise WrongKind(f'"tags" is {json_kind(value)}, not a list')
+    return [str(t) for t in value]
 
 
 def calls(record: dict, file: str, line: int, skipped: Counter) -> list[Call] | str:
@@ -88,11 +121,8 @@ def calls(record: dict, file: str, line: int, skipped: Counter) -> list[Call] | 
     if not record.get("id"):
         return "a Langfuse trace needs an id"
     trace_id = identifier(record["id"], "trace id")
-    metadata = maybe_json(record.get("metadata"))
-    metadata = metadata if isinstance(metadata, dict) else {}
-    tags = maybe_json(record.get("tags")) or []
-    common = dict(user=field(record, "userId"), metadata=metadata, scores=_scores(record.get("scores")),
-                  tags=[str(t) for t in tags] if isinstance(tags, list) else [], file=file, line=line)
+    common = dict(user=field(record, "userId"), metadata=_metadata(record.get("metadata")),
+                  scores=_scores(record.get("scores")), tags=_tags(record.get("tags")), file=file, line=line)
     group = field(record, "sessionId") or trace_id
     start = iso(record.get("timestamp")) or ""
     found = []
@@ -142,14 +172,12 @@ def _observation(record: dict, file: str, line: int, skipped: Counter) -> list[C
         return []
     trace_id = identifier(field(record, "traceId"), "trace id")
     start = iso(field(record, "startTime")) or ""
-    metadata = maybe_json(record.get("metadata"))
-    tags = maybe_json(record.get("tags")) or []
     return [Call(group=field(record, "sessionId") or trace_id, trace_id=trace_id, start=start,
                  order=sort_key(start, line), inputs=messages.many(_io(record.get("input")), "user"),
                  outputs=messages.many(_io(record.get("output")), "assistant", strict=False),
                  model=record.get("model") or field(record, "providedModelName"),
-                 user=field(record, "userId"), metadata=metadata if isinstance(metadata, dict) else {},
-                 tags=[str(t) for t in tags] if isinstance(tags, list) else [], file=file, line=line,
+                 user=field(record, "userId"), metadata=_metadata(record.get("metadata")),
+                 tags=_tags(record.get("tags")), file=file, line=line,
                  call_id=str(record.get("id") or ""))]
 
 
@@ -160,6 +188,6 @@ def _scores(value) -> dict:
     if isinstance(value, dict):
         value = [{"name": k, "value": v} for k, v in value.items()]
     for s in listed(value):
-        if isinstance(s, dict) and s.get("name") is not None and isinstance(s.get("value"), (int, float)):
-            out[str(s["name"])] = float(s["value"])
+        if isinstance(s, dict) and s.get("name") is not None and (found := score_value(s)) is not None:
+            out[str(s["name"])] = found
     return out

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from flywheel.core.common.records import listed, mapping_of
+from flywheel.core.common.records import json_kind, listed, mapping_of
 from flywheel.core.intake.sources import messages
 from flywheel.core.intake.sources.assemble import Call
-from flywheel.core.intake.sources.values import iso, label, maybe_json, sort_key
+from flywheel.core.intake.sources.values import WrongKind, iso, label, maybe_json, sort_key
 
 THREAD_KEYS = ("thread_id", "session_id", "conversation_id")
 
@@ -32,7 +32,10 @@ def call(record: dict, file: str, line: int, skipped: Counter) -> Call | str | N
     if run_type != "llm" and not root:
         skipped[f"LangSmith run_type {label(run_type or '?')} (not an LLM call)"] += 1
         return None
-    extra = mapping_of(maybe_json(record.get("extra")))
+    extra = maybe_json(record.get("extra"))
+    if extra is not None and not isinstance(extra, dict):  # its metadata groups the thread: not to be guessed
+        raise WrongKind(f'"extra" is {json_kind(extra)}, not an object')
+    extra = extra or {}
     metadata = mapping_of(maybe_json(extra.get("metadata")))
     inputs = messages.many(maybe_json(record.get("inputs")), "user")
     outputs = messages.many(maybe_json(record.get("outputs")), "assistant", strict=False)  # a model may answer "42"

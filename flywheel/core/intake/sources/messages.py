@@ -5,6 +5,7 @@ serialized messages ({"lc": 1, "id": [..., "HumanMessage"], "kwargs": {...}}) or
 from __future__ import annotations
 
 import json
+import re
 
 from flywheel.core.common.records import json_kind, listed, mapping_of
 from flywheel.core.intake.sources.values import WrongKind, given_role, maybe_json, role, text_of, tool_call_text
@@ -20,15 +21,27 @@ def one(m, default_role: str) -> dict | None:
         path = listed(m.get("id"))
         name = path[-1] if path else default_role
         r = role(kwargs.get("role")) if name == "ChatMessage" else role(name) or role(kwargs.get("type"))
-        return {"role": r or default_role, "content": _with_tool_calls(kwargs.get("content"), kwargs.get("tool_calls"))}
+        return {"role": r or default_role,
+                "content": _with_tool_calls(kwargs.get("content"), kwargs.get("tool_calls") or _function_call(kwargs))}
     if "message" in m and isinstance(m["message"], dict) and "content" not in m:  # a choice or a generation
         return one(m["message"], default_role)
     r = given_role(m.get("role"), role(m.get("type")) or default_role)
-    calls = m.get("tool_calls") or mapping_of(m.get("additional_kwargs")).get("tool_calls")
+    calls = m.get("tool_calls") or mapping_of(m.get("additional_kwargs")).get("tool_calls") or _function_call(m)
     content = m.get("content", m.get("text"))
     if "parts" in m and content is None:
         content = m["parts"]
     return {"role": r, "content": _with_tool_calls(content, calls)}
+
+
+def _function_call(m: dict) -> list | None:
+    """OpenAI's legacy `function_call` ({name, arguments}, before tool_calls), on the message or in
+    LangChain's additional_kwargs, as a list of one call."""
+    call = m.get("function_call") or mapping_of(m.get("additional_kwargs")).get("function_call")
+    return [call] if isinstance(call, dict) else None
+
+
+# Text that starts as a list of objects or an object with a key: JSON cut short, not a user's words.
+_CUT_JSON = re.compile(r'\s*(\[\s*\{|\{\s*")')
 
 
 def _with_tool_calls(content, calls) -> str:
@@ -51,6 +64,8 @@ def many(value, default_role: str, *, strict: bool = True) -> list[dict]:
     if strict and isinstance(value, (bool, int, float)):
         raise WrongKind(f"{json_kind(value)} where messages or text belong")
     if isinstance(value, str):
+        if strict and _CUT_JSON.match(value):  # read as the question, it would put words in the customer's mouth
+            raise WrongKind("JSON that does not parse where messages belong (cut short?)")
         return [{"role": default_role, "content": value}]
     if isinstance(value, dict):
         for key in ("messages", "input", "prompt", "query", "question"):
@@ -59,8 +74,13 @@ def many(value, default_role: str, *, strict: bool = True) -> list[dict]:
         if "choices" in value:
             return [m for c in listed(value["choices"]) if (m := one(c, "assistant"))]
         if "generations" in value:
-            gens = value["generations"]
+            gens = maybe_json(value["generations"])
+            if gens is not None and not isinstance(gens, list):
+                raise WrongKind(f'"generations" is {json_kind(gens)}, not a list')
             flat = [g for batch in listed(gens) for g in (batch if isinstance(batch, list) else [batch])]
+            # dumpd(ChatGeneration) wraps the generation's fields in LangChain's serialized form
+            flat = [g["kwargs"] if isinstance(g, dict) and g.get("lc") and isinstance(g.get("kwargs"), dict) else g
+                    for g in flat]
             return [m for g in flat if isinstance(g, dict)
                     and (m := one(g.get("message") or {"content": g.get("text")}, "assistant"))]
         for key in ("output", "answer", "response", "result", "text", "completion"):

@@ -98,9 +98,13 @@ def _read(paths: list[Path], fmt: str, mapping: Mapping, timestamp: str | None, 
             continue
         out.formats[name] = chosen
         if chosen == "flywheel" and path.suffix.lower() != ".gz":
+            if fmt == "auto" and path.suffix.lower() == ".json" and source_files.holds_no_records(path):
+                out.prepared[name] = []  # `[]`, or an API page of no records: nothing, not a bad line
             continue  # the intake reads its own contract itself
         when = timestamp or _mtime(path)
         unreported, next_tick = 0, time.monotonic() + READ_TICK_S
+        if chosen == "flywheel":
+            native_gz[name] = []  # an empty one holds no record, and is no error
         try:
             for line, record in source_files.objects(path):
                 last_line[name] = line
@@ -141,7 +145,7 @@ def _read(paths: list[Path], fmt: str, mapping: Mapping, timestamp: str | None, 
                 record = _record(chosen, key, group, mapping, out.mapped)
             except _UNUSABLE as exc:
                 record = Problem(f"line {group[0].line}: {unusable(exc, _NAMES.get(chosen, chosen))}")
-            first = group[0]
+            first = next((c for c in group if not c.fallback), group[0])  # its first call, a root run around it aside
             placed.setdefault(first.file, []).append((first.line, record))
             if len(out.groups) < keep_groups:
                 out.groups.append((group, record))

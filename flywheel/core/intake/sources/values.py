@@ -186,6 +186,15 @@ def epoch_seconds(value: float) -> float | None:
     return seconds if seconds >= EARLIEST_EPOCH_S else None  # NaN compares False: None
 
 
+def reads_as_time(text: str) -> bool:
+    """Whether a source's time (as iso() gives it) is an ISO 8601 time."""
+    try:
+        dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def sort_key(timestamp: str | None, position: int) -> float:
     """Epoch seconds of an ISO timestamp (ties and unreadable ones by position read)."""
     try:
