@@ -196,6 +196,8 @@ def test_the_endpoint_refuses_what_it_cannot_take(endpoint, data_dir):
     assert httpx.post(f"{url}/v1/traces", json=doc, headers={"Authorization": "Bearer fw_nope"}).status_code == 401
     assert httpx.post(f"{url}/v1/traces", content=b"x", headers={**good, "Content-Type": "text/plain"}).status_code == 415
     assert httpx.post(f"{url}/v1/traces", content=b"{not json", headers=good).status_code == 400
+    not_utf8 = httpx.post(f"{url}/v1/traces", content=b"\x00\xff{\x004", headers=good)  # no codec guessed, no byte quoted
+    assert not_utf8.status_code == 400 and not_utf8.json()["message"] == "not OTLP trace data: the body is not UTF-8 JSON"
     protobuf = {**good, "Content-Type": "application/x-protobuf"}
     assert httpx.post(f"{url}/v1/traces", content=b"\xff\xff\xff", headers=protobuf).status_code == 400
     huge = json.dumps(_otlp_doc("ab" * 16, [_chat_span("cd" * 8, "x" * 300_000, "y")])).encode()

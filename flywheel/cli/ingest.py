@@ -60,6 +60,7 @@ def ingest(paths: tuple[Path, ...], source_format: str, dry_run: bool, timestamp
     from flywheel.core.intake.ingest import ingest_paths
 
     settings = IntakeSettings(max_line_bytes=max_line_bytes)
+    paths = _without_open_endpoint_hours(paths)
     first_bar = "ingest" if source_format == "flywheel" else "read"
     with connect(paths_.warehouse) as conn, progress(first_bar, unit="rec") as bar:
         # One bar: the other sources' records as they are read and mapped, then the records loaded.
@@ -86,6 +87,23 @@ def ingest(paths: tuple[Path, ...], source_format: str, dry_run: bool, timestamp
     for error in report.errors:
         click.echo(f"Error: {error['error']}", err=True)
     sys.exit(1 if report.errors else 0)
+
+
+def _without_open_endpoint_hours(paths: tuple[Path, ...]) -> list[Path]:
+    """The files to read, less the endpoint's file of the hour still being written (`flywheel serve`
+    appends to it until its hour and five minutes are over): read now, its conversations' later turns
+    would come in a later read, and the same file read again as it grows. The weekly loop waits too."""
+    from flywheel.core.common import clock
+    from flywheel.core.intake import otlp_inbox
+    from flywheel.core.intake.ingest import expand_paths
+
+    files = expand_paths(paths)
+    now = clock.now()
+    still_open = [f for f in files if otlp_inbox.is_open(f, now)]
+    for f in still_open:
+        click.echo(f"Left for later: {f} (the endpoint is still writing this hour; it is read once the hour and "
+                   f"{int(otlp_inbox.GRACE.total_seconds() // 60)} minutes are over)", err=True)
+    return [f for f in files if f not in still_open] if still_open else list(paths)
 
 
 def _some_path_exists_or_fail(paths: tuple[Path, ...]) -> None:

@@ -89,6 +89,7 @@ def _run_week(paths: Paths, week: dt.date, random_rate: float | None = None) -> 
         sampled = sampler.read_sample(conn, start).height
         waiting = review_queue(conn, start).height
         version = _latest_version(conn)
+    _say_what_the_inbox_gave(result)
     click.echo(f"Week {key}: {traffic} traces, {sampled} sampled and scrubbed, {waiting} waiting for review"
                + (f"; eval set at v{version}." if version else "."))
     if not traffic:
@@ -103,6 +104,21 @@ def _run_week(paths: Paths, week: dt.date, random_rate: float | None = None) -> 
                    "--output queue.csv), then flywheel fold-in.")
     else:
         click.echo("Every sampled trace of the week has a label. Next: flywheel fold-in.")
+
+
+def _say_what_the_inbox_gave(result) -> None:
+    """The run's ingest of the inbox, when it read new files: what it loaded and, above all, what it
+    quarantined, which a user of the loop would otherwise not see (flywheel status lists the records)."""
+    for event in result.get_asset_materialization_events():
+        if event.asset_key.path != ["raw", "traces"]:
+            continue
+        meta = {k: v.value for k, v in event.step_materialization_data.materialization.metadata.items()}
+        if meta.get("files_ingested") or meta.get("unreadable_files"):
+            click.echo(f"Inbox: {meta.get('ingested', 0)} new traces from {meta.get('files_ingested', 0)} file(s), "
+                       f"{meta.get('duplicates', 0)} duplicates, {meta.get('quarantined', 0)} quarantined"
+                       + (f", {meta['unreadable_files']} file(s) unreadable" if meta.get("unreadable_files") else "")
+                       + (" (flywheel status lists them; raw.quarantine keeps the records)."
+                          if meta.get("quarantined") or meta.get("unreadable_files") else "."))
 
 
 def _run_month(paths: Paths, month: dt.date) -> None:

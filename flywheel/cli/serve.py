@@ -116,7 +116,14 @@ def users_add(name: str, admin: bool, data_dir: Path | None) -> None:
     """Create a reviewer; prints their password and API token once (only hashes are kept)."""
     from flywheel.core.labeling import reviewers
 
-    paths = paths_for(data_dir)
+    paths = paths_for(data_dir, need_warehouse=False)
+    if not paths.warehouse.exists():  # the first step of a live setup: serve, before any trace arrives
+        from flywheel.core.common.db import connect
+        from flywheel.core.intake.ingest import ensure_raw_tables
+
+        with connect(paths.warehouse) as conn:
+            ensure_raw_tables(conn)
+        click.echo(f"Started a new data directory: {paths.data_dir}")
     with _store(paths) as store:
         try:
             made = reviewers.add(store, name, admin=admin)

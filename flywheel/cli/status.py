@@ -46,6 +46,7 @@ def status(data_dir: Path | None) -> None:
 
     parts = [
         _section("The story", lambda: summary.story_summary(paths)),
+        _section("Intake", lambda: summary.intake_summary(paths)),
         _section("Station 1", weeks),
         _section("Station 2", lambda: summary.scrub_summary(paths, None)),
         _section("Station 3", lambda: summary.label_summary(paths, {})),

@@ -45,6 +45,31 @@ def reviewers_words(reviewers: list[str]) -> str:
     return ("reviewer " if len(reviewers) == 1 else "reviewers ") + named + more
 
 
+MAX_QUARANTINE_LINES = 10
+
+
+def intake_summary(paths: Paths) -> str:
+    """What was loaded, from which files, and what was quarantined, by file and line (the reasons
+    never quote a record)."""
+    from flywheel.core.common.db import connect
+
+    with connect(paths.warehouse, read_only=True) as conn:
+        files, loaded, duplicates = conn.execute(
+            "SELECT count(*), coalesce(sum(ingested), 0), coalesce(sum(duplicates), 0) FROM raw.ingested_files"
+        ).fetchone()
+        held = conn.execute("SELECT count(*) FROM raw.quarantine").fetchone()[0]
+        newest = conn.execute(
+            f"""SELECT source_file, line, reason FROM raw.quarantine
+                ORDER BY quarantined_at DESC, source_file, line LIMIT {MAX_QUARANTINE_LINES}""").fetchall()
+    text = (f"Intake - {loaded} traces loaded from {files} file(s), {duplicates} duplicates; "
+            f"{held} record(s) in quarantine" + (", the latest:" if held else "."))
+    for file, line, reason in newest:
+        text += f"\n  {file}:{line}: {str(reason).removeprefix(f'line {line}: ')}"
+    if held > len(newest):
+        text += f"\n  ... and {held - len(newest)} more in raw.quarantine."
+    return text
+
+
 def drift_summary(paths: Paths) -> str:
     from flywheel.core.drift import station as drift_station
     from flywheel.core.common.db import connect

@@ -74,7 +74,11 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
 def _decode(data: bytes, content_type: str) -> dict:
     """The request as an OTLP JSON document; ValueError when it is not one."""
     if content_type == JSON:
-        doc = json.loads(data or b"{}")
+        try:
+            text = (data or b"{}").decode("utf-8")
+        except UnicodeDecodeError:  # json.loads would guess UTF-16 and quote the body's bytes
+            raise ValueError("the body is not UTF-8 JSON") from None
+        doc = json.loads(text)
         if not isinstance(doc, dict):  # its containers' kinds: otlp.shape_problem, for both encodings
             raise ValueError('expected an ExportTraceServiceRequest: {"resourceSpans": [...]}')
         return doc

@@ -66,6 +66,10 @@ def merge(calls: Iterable[Call]) -> list[dict]:
     conversation: list[dict] = []
     for call in real or calls:
         inputs = [m for m in call.inputs if m.get("content") or m.get("role") != "system"]
+        if any(m.get("role") == "system" for m in conversation):
+            # The first call's instructions stand: a prompt holding the date changes them every call, and
+            # a repeated history behind new instructions would not overlap and be appended again.
+            inputs = [m for m in inputs if m.get("role") != "system"]
         conversation += inputs[_overlap(conversation, inputs):]
         conversation += call.outputs
     return [m for m in conversation if (m.get("content") or "").strip()]
@@ -82,7 +86,7 @@ def group_calls(calls: Iterable[Call]) -> dict[str, list[Call]]:
             seen.add(key)
         groups.setdefault(call.group, []).append(call)
     for members in groups.values():  # wrappers stay for the mapping's lookups; merge() reads them only alone
-        members.sort(key=lambda c: c.order)
+        members.sort(key=lambda c: (c.order, len(c.inputs)))  # at one time, the longer history came later
     return groups
 
 

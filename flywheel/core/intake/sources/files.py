@@ -12,7 +12,7 @@ from pathlib import Path
 
 from flywheel.core.common.records import (NOT_UTF8, RecordsError, csv_rows, header_delimiter, parse_object,
                                           plain_parquet_value)
-from flywheel.core.intake.sources import chatlog, langfuse, langsmith
+from flywheel.core.intake.sources import chatlog, langfuse, langsmith, phoenix
 from flywheel.core.intake.sources.otlp import is_otlp
 from flywheel.core.intake.sources.values import maybe_json
 
@@ -150,7 +150,7 @@ def classify(record: dict) -> str | None:
     """Which source wrote this record, or None when it looks like none of them."""
     if is_otlp(record):
         return "openinference" if _openinference(record) else "otel"
-    if "context.span_id" in record or "context" in record and isinstance(record["context"], dict) and "span_id" in record["context"]:
+    if phoenix.is_row(record):
         return "openinference"  # a row of Phoenix's spans dataframe
     if langsmith.is_run(record):
         return "langsmith"
@@ -184,7 +184,7 @@ def _head(path: Path, sample: int) -> Iterator[dict]:
             yield {k: maybe_json(v) for k, v in values.items() if v is not None}
         return
     head = read_bytes(path, HEAD_BYTES)
-    text = head.decode("utf-8", errors="ignore")
+    text = head.decode("utf-8", errors="ignore").removeprefix("\ufeff")  # a byte order mark is accepted
     if suffix == ".csv":
         import csv
 
@@ -217,7 +217,7 @@ def _head(path: Path, sample: int) -> Iterator[dict]:
             return
     if len(head) == HEAD_BYTES and "\n" not in text:  # one long first line (an OTLP batch): read it whole
         with open(path, "rb") as fh:
-            text = fh.readline(MAX_LINE_BYTES).decode("utf-8", errors="ignore")
+            text = fh.readline(MAX_LINE_BYTES).decode("utf-8", errors="ignore").removeprefix("\ufeff")
     for line in text.splitlines()[:sample]:
         if line.strip():
             found = parse_object(line)
@@ -248,7 +248,7 @@ def holds_no_records(path: Path) -> bool:
     head = read_bytes(path, HEAD_BYTES + 1)
     if len(head) > HEAD_BYTES:
         return False
-    text = head.decode("utf-8", errors="ignore").strip()
+    text = head.decode("utf-8", errors="ignore").removeprefix("\ufeff").strip()
     if not text or not text.startswith(("[", "{")):
         return not text
     try:

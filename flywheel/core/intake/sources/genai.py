@@ -79,6 +79,12 @@ def messages(span: Span) -> tuple[list[dict], list[dict]]:
     if "gen_ai.prompt" in a or "gen_ai.completion" in a:  # <= v1.27 span attributes, OpenAI-style JSON
         return (_openai_messages(_message_list(a, "gen_ai.prompt", "user")),
                 _openai_messages(_message_list(a, "gen_ai.completion", "assistant")))
+    if a.get("input.value") not in (None, "") or a.get("output.value") not in (None, ""):
+        # OpenInference's request and response as they were (text, or JSON such as {"messages": [...]})
+        from flywheel.core.intake.sources import messages as message_shapes
+
+        return (system + message_shapes.many(a.get("input.value"), "user"),
+                message_shapes.many(a.get("output.value"), "assistant", strict=False))
     return system, []
 
 
@@ -87,6 +93,8 @@ def _message_list(attributes: dict, name: str, default_role: str):
     absent; plain text, as some instrumentations write it, is one message. WrongKind for JSON cut
     short or a number: a call read without its input would load as a conversation never had."""
     value = maybe_json(attributes.get(name))
+    if value is None and name in attributes and name.endswith("input.messages"):  # {"stringValue": null}
+        raise WrongKind(f'"{name}" holds no value, not a list of messages')
     if value is None or isinstance(value, (list, dict)):
         return value
     if isinstance(value, str) and value.strip()[:1] not in ("[", "{"):

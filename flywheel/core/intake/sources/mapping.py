@@ -81,10 +81,8 @@ class Mapping:
                         break
                 else:
                     continue
-                coerced = _coerce(name, found)
-                if coerced is not None:
-                    values[name], used[name] = coerced, place
-                    break
+                values[name], used[name] = _coerce(name, found), place
+                break
         return values, used
 
 
@@ -126,15 +124,22 @@ def _tag(name: str, call: Call):
 
 
 def _coerce(name: str, value):
+    """A found value as its field's kind; one that does not convert is passed on as it is, so the
+    contract's check quarantines the record naming the field ("judge_score must be a number, got a
+    string"), rather than the field going quietly empty."""
     kind = KINDS[name]
     if kind == "boolean":
         if isinstance(value, bool):
             return value
         text = str(value).strip().lower()
-        return True if text in TRUE else False if text in FALSE else None
+        return True if text in TRUE else False if text in FALSE else value
     if kind == "number":
+        if isinstance(value, bool):
+            return value
         try:
             return float(value)
         except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past any float
-            return None
-    return None if isinstance(value, (dict, list)) else str(value)
+            return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, (dict, list)) else str(value)

@@ -209,6 +209,8 @@ def _span(raw, resource: dict) -> Span | OtlpError:
         return OtlpError(f"a span: {exc}")
     if not trace or not sid:
         return OtlpError(f"a span has no {'traceId' if not trace else 'spanId'}")
+    if not _list_or_absent(raw.get("attributes")):  # read as none, an LLM call would pass as "not an LLM call"
+        return OtlpError(f"span {sid}: its attributes are not a list")
     kind = raw.get("kind", 0)
     events = raw.get("events")
     events = [(str(_get(e, "name") or ""), _int(_get(e, "timeUnixNano")), attributes(_get(e, "attributes")))

@@ -11,12 +11,20 @@ from flywheel.core.intake.sources.otlp import Span
 from flywheel.core.intake.sources.values import epoch_seconds, identifier, maybe_json
 
 
+def is_row(record: dict) -> bool:
+    """A row of the spans dataframe: its context columns (context.span_id is the dataframe's index,
+    which pandas' to_json leaves out), or a nested context."""
+    context = record.get("context")
+    return ("context.span_id" in record or "context.trace_id" in record
+            or (isinstance(context, dict) and ("span_id" in context or "trace_id" in context)))
+
+
 def span(row: dict) -> Span | str:
     context = row.get("context") if isinstance(row.get("context"), dict) else {}
     trace_id = row.get("context.trace_id") or context.get("trace_id")
-    span_id = row.get("context.span_id") or context.get("span_id")
-    if not trace_id or not span_id:
-        return "a Phoenix span row needs context.trace_id and context.span_id"
+    span_id = row.get("context.span_id") or context.get("span_id")  # absent when saved without the index
+    if not trace_id:
+        return "a Phoenix span row needs context.trace_id"
     attributes: dict = {}
     nested = row.get("attributes") if isinstance(row.get("attributes"), dict) else {}
     flat = {**{f"attributes.{k}": v for k, v in _flatten(nested).items()},
@@ -32,7 +40,7 @@ def span(row: dict) -> Span | str:
             attributes[name] = value
     if row.get("span_kind") and "openinference.span.kind" not in attributes:
         attributes["openinference.span.kind"] = row["span_kind"]
-    return Span(identifier(trace_id, "trace id"), identifier(span_id, "span id"),
+    return Span(identifier(trace_id, "trace id"), identifier(span_id, "span id") or "",
                 row.get("parent_id"), str(row.get("name") or ""), 0,
                 _ns(row.get("start_time")), _ns(row.get("end_time")), attributes)
 

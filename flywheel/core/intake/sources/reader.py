@@ -84,7 +84,7 @@ def _read(paths: list[Path], fmt: str, mapping: Mapping, timestamp: str | None, 
     problems: dict[str, dict[int, Problem]] = {}  # file -> line -> what is wrong with it (one per line)
     native_gz: dict[str, list[tuple[int, dict | Problem]]] = {}
     last_line: dict[str, int] = {}
-    scores: dict[str, dict[str, float]] = {}
+    joins = _Joins()
     for path in paths:
         name = str(path)
         if fmt in ("auto", "langfuse") and langfuse.in_export_manifests(path):
@@ -116,7 +116,7 @@ def _read(paths: list[Path], fmt: str, mapping: Mapping, timestamp: str | None, 
                     native_gz.setdefault(name, []).append(
                         (line, record if isinstance(record, dict) else Problem(record.reason, record.text)))
                     continue
-                for found in _calls(chosen, record, name, line, when, out.skipped, scores):
+                for found in _calls(chosen, record, name, line, when, out.skipped, joins):
                     if isinstance(found, Problem):
                         _add_problem(problems.setdefault(name, {}), line, found)
                     else:
@@ -130,8 +130,9 @@ def _read(paths: list[Path], fmt: str, mapping: Mapping, timestamp: str | None, 
         if unreported:
             on_read(unreported)
     langfuse.join_traces([call for chosen, call in calls if chosen == "langfuse"])
+    otel.join_enclosing([call for chosen, call in calls if chosen in ("otel", "openinference")], joins.enclosing)
     for _, call in calls:
-        call.scores.update(scores.get(call.trace_id, {}))
+        call.scores.update(joins.scores.get(call.trace_id, {}))
     by_format: dict[str, list[Call]] = {}
     for chosen, call in calls:
         by_format.setdefault(chosen, []).append(call)
@@ -199,13 +200,20 @@ def _mtime(path: Path) -> str:
         return ""
 
 
+@dataclass
+class _Joins:
+    """What one record lends the calls of others, joined once every file is read."""
+    scores: dict[str, dict] = field(default_factory=dict)  # trace id -> Langfuse score rows' {name: value}
+    enclosing: dict[str, list] = field(default_factory=dict)  # trace id -> its skipped spans naming ids (otel)
+
+
 def _calls(chosen: str, record, file: str, line: int, when: str, skipped: Counter,
-           scores: dict[str, dict[str, float]]) -> list[Call | Problem]:
+           joins: _Joins) -> list[Call | Problem]:
     if isinstance(record, source_files.Bad):
         return [Problem(f"line {line}: {record.reason}", record.text)]
     counted = Counter()  # into `skipped` only when the whole record was read
     try:
-        found = _calls_of(chosen, record, file, line, when, counted, scores)
+        found = _calls_of(chosen, record, file, line, when, counted, joins)
     except WrongKind as exc:
         found = [Problem(f"line {line}: {exc}")]
     except _UNUSABLE as exc:
@@ -237,12 +245,12 @@ def unusable(exc: BaseException, source: str) -> str:
 
 
 def _calls_of(chosen: str, record: dict, file: str, line: int, when: str, skipped: Counter,
-              scores: dict[str, dict[str, float]]) -> list[Call | Problem]:
+              joins: _Joins) -> list[Call | Problem]:
     if chosen in ("otel", "openinference"):
-        if "context.span_id" in record or isinstance(record.get("context"), dict):
+        if phoenix.is_row(record):
             return _phoenix_row(record, file, line, skipped)
         try:
-            found, errors = otel.calls(record, file, line, skipped)
+            found, errors = otel.calls(record, file, line, skipped, joins.enclosing)
         except OtlpError as exc:
             return [Problem(f"line {line}: {exc}")]
         return [*found, *(Problem(f"line {line}: {e}") for e in errors)]
@@ -255,7 +263,7 @@ def _calls_of(chosen: str, record: dict, file: str, line: int, when: str, skippe
         if langfuse.is_score(record):
             found = langfuse.score(record)
             if found:
-                scores.setdefault(found[0], {})[found[1]] = found[2]
+                joins.scores.setdefault(found[0], {})[found[1]] = found[2]
             skipped["Langfuse score rows (added to their traces' scores)"] += 1
             return []
         got = langfuse.calls(record, file, line, skipped) if (langfuse.is_trace(record) or langfuse.is_observation(

@@ -138,15 +138,17 @@ def _part_text(part: dict) -> str | None:
 
 
 def epoch_ns_to_iso(value) -> str | None:
-    """OTLP's nanoseconds since the epoch (a number or a decimal string) as ISO 8601 UTC."""
+    """OTLP's nanoseconds since the epoch (a number or a decimal string) as ISO 8601 UTC; a number too
+    small for nanoseconds read in the unit its size implies, and none before 2000 (epoch_seconds)."""
     try:
         ns = int(value)
     except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite float
         return None
-    if ns <= 0:
+    seconds = epoch_seconds(ns)
+    if seconds is None:
         return None
     try:
-        return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.timezone.utc).isoformat().replace("+00:00", "Z")
+        return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc).isoformat().replace("+00:00", "Z")
     except (ValueError, OverflowError, OSError):  # past the year 9999, or the platform's time_t
         return None
 
