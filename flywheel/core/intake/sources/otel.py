@@ -32,7 +32,7 @@ def calls(doc: dict, file: str, line: int, skipped: Counter,
         reason = genai.skip_reason(span)
         if reason:
             skipped[reason] += 1
-            if enclosing is not None and (any(k in span.attributes for k in ENCLOSING_KEYS) or span.events):
+            if enclosing is not None and _may_enclose(span):
                 enclosing.setdefault(span.trace_id, []).append(span)
             continue
         try:
@@ -44,6 +44,16 @@ def calls(doc: dict, file: str, line: int, skipped: Counter,
         except WrongKind as exc:  # this span only: the batch line's other spans are read
             problems.append(f"span {span.span_id}: {exc}")
     return found, problems
+
+
+# Spans beside a call, not around it: they lend it nothing (a retriever's documents are no attribute of the call).
+_BESIDE = {"execute_tool", "embeddings", "tool", "retriever", "embedding", "reranker"}
+
+
+def _may_enclose(span: Span) -> bool:
+    a = span.attributes
+    kind = str(a.get("gen_ai.operation.name") or a.get("openinference.span.kind") or "").lower()
+    return kind not in _BESIDE and (any(k in a for k in ENCLOSING_KEYS) or bool(span.events))
 
 
 def join_enclosing(calls: list[Call], enclosing: dict[str, list[Span]]) -> None:
