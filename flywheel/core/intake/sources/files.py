@@ -216,8 +216,8 @@ def _head(path: Path, sample: int) -> Iterator[dict]:
             yield from (whole["data"][:sample] if isinstance(whole.get("data"), list) else [whole])
             return
     if len(head) == HEAD_BYTES and "\n" not in text:  # one long first line (an OTLP batch): read it whole
-        with open(path, "rb") as fh:
-            text = fh.readline(MAX_LINE_BYTES).decode("utf-8", errors="ignore").removeprefix("\ufeff")
+        first = read_bytes(path, MAX_LINE_BYTES).split(b"\n", 1)[0]  # gunzipped too, as the rest was read
+        text = first.decode("utf-8", errors="ignore").removeprefix("\ufeff")
     for line in text.splitlines()[:sample]:
         if line.strip():
             found = parse_object(line)

@@ -188,21 +188,26 @@ def epoch_seconds(value: float) -> float | None:
     return seconds if seconds >= EARLIEST_EPOCH_S else None  # NaN compares False: None
 
 
+def parse_time(text) -> dt.datetime | None:
+    """An ISO 8601 time as sources write it (Z, z, " UTC" or an offset; UTC when it has none), or None."""
+    value = str(text).strip()
+    for suffix in ("Z", "z", " UTC", " GMT"):
+        if value.endswith(suffix):
+            value = value[: -len(suffix)] + "+00:00"
+            break
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
 def reads_as_time(text: str) -> bool:
     """Whether a source's time (as iso() gives it) is an ISO 8601 time."""
-    try:
-        dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except (TypeError, ValueError):
-        return False
-    return True
+    return parse_time(text) is not None
 
 
 def sort_key(timestamp: str | None, position: int) -> float:
     """Epoch seconds of an ISO timestamp (ties and unreadable ones by position read)."""
-    try:
-        moment = dt.datetime.fromisoformat(str(timestamp).replace("Z", "+00:00"))
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.timezone.utc)
-        return moment.timestamp() + position * 1e-9
-    except (TypeError, ValueError):
-        return float(position)
+    moment = parse_time(timestamp) if timestamp is not None else None
+    return moment.timestamp() + position * 1e-9 if moment is not None else float(position)
