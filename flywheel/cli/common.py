@@ -118,6 +118,11 @@ def data_dir_option(fn):
     )(fn)
 
 
+def quarantined_line(file, line, reason) -> str:
+    """`file:line: reason` for a quarantined record; the reader's reasons start with their line, said once."""
+    return f"{file}:{line}: {str(reason).removeprefix(f'line {line}: ')}"
+
+
 def paths_for(data_dir: Path | None, *, need_warehouse: bool = True) -> Paths:
     """The data directory's paths. Verbs that read state refuse a directory with no warehouse, so a
     mistyped --data-dir is named instead of silently starting an empty one."""

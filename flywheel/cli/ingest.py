@@ -14,6 +14,7 @@ from flywheel.cli.common import (
     main,
     paths_for,
     progress,
+    quarantined_line,
 )
 from flywheel.settings import IntakeSettings
 
@@ -98,12 +99,12 @@ def _without_open_endpoint_hours(paths: tuple[Path, ...]) -> list[Path]:
     from flywheel.core.intake.ingest import expand_paths
 
     files = expand_paths(paths)
-    now = clock.now()
-    still_open = [f for f in files if otlp_inbox.is_open(f, now)]
-    for f in still_open:
-        click.echo(f"Left for later: {f} (the endpoint is still writing this hour; it is read once the hour and "
-                   f"{int(otlp_inbox.GRACE.total_seconds() // 60)} minutes are over)", err=True)
-    return [f for f in files if f not in still_open] if still_open else list(paths)
+    closed = otlp_inbox.closed(files, clock.now())
+    for f in files:
+        if f not in closed:
+            click.echo(f"Left for later: {f} (the endpoint is still writing this hour; it is read once the hour and "
+                       f"{int(otlp_inbox.GRACE.total_seconds() // 60)} minutes are over)", err=True)
+    return closed
 
 
 def _some_path_exists_or_fail(paths: tuple[Path, ...]) -> None:
@@ -119,16 +120,21 @@ def _some_path_exists_or_fail(paths: tuple[Path, ...]) -> None:
         raise click.ClickException(f"{shown}: no trace file in it (flywheel reads {kinds} files, and .gz of them)")
 
 
+def _namer(names: list[str]):
+    """How to name these files to a person: by file name, or by path when names repeat (an export's
+    traces/, observations/ ... folders hold files of one name)."""
+    bases = [Path(n).name for n in names]
+    return (lambda n: n) if len(set(bases)) < len(bases) else (lambda n: Path(n).name)
+
+
 def _summary(report, paths_) -> None:
     chosen = {}
     for name, fmt in report.formats.items():
         chosen.setdefault(fmt, []).append(name)
     if any(fmt != "flywheel" for fmt in chosen):
         for fmt, names in sorted(chosen.items()):
-            labels = [Path(n).name for n in names]
-            if len(set(labels)) < len(labels):  # an export's traces/, observations/ ... hold files of one name
-                labels = names
-            shown = ", ".join(labels[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            name_of = _namer(names)
+            shown = ", ".join(name_of(n) for n in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
             click.echo(f"Read as {fmt}: {shown}")
     files = len(report.files) - len(report.errors)
     click.echo(f"Ingested {report.ingested} traces from {files} file(s): "
@@ -139,8 +145,7 @@ def _summary(report, paths_) -> None:
         for reason, n in report.skipped_spans.most_common():
             click.echo(f"  {n:>7}  {reason}")
     for q in report.quarantine[:MAX_PRINTED_ERRORS]:
-        reason = str(q["reason"]).removeprefix(f"line {q['line']}: ")  # the place is said once, before it
-        click.echo(f"  {q['file']}:{q['line']}: {reason}", err=True)
+        click.echo(f"  {quarantined_line(q['file'], q['line'], q['reason'])}", err=True)
     if report.quarantined > MAX_PRINTED_ERRORS:
         click.echo(f"  ... and {report.quarantined - MAX_PRINTED_ERRORS} more, all in raw.quarantine.", err=True)
     if report.quarantined:
@@ -192,12 +197,7 @@ def _dry_run(paths: tuple[Path, ...], source_format: str, mapping, timestamp: st
     if missing:
         raise click.ClickException(f"{missing[0]}: no such file or folder")
     read = reader.read(files, source_format, mapping, timestamp=timestamp, keep_groups=shown)
-    bases = [Path(name).name for name in read.formats]
-    ambiguous = len(set(bases)) < len(bases)  # an export's traces/, observations/ ... hold files of one name
-
-    def place(file: str) -> str:
-        return file if ambiguous else Path(file).name
-
+    place = _namer(list(read.formats))
     for name, fmt in read.formats.items():
         click.echo(f"{name}: {fmt}" + (" (flywheel's own contract: loaded as it is)" if fmt == "flywheel" else ""))
     for name, error in read.unreadable.items():
@@ -236,7 +236,7 @@ def _dry_run(paths: tuple[Path, ...], source_format: str, mapping, timestamp: st
         click.echo("-" * 72)
         click.echo(f"Would be quarantined: {len(bad)}")
         for name, line, reason in bad[:shown * 3]:
-            click.echo(f"  {name}:{line}: {reason.removeprefix(f'line {line}: ')}")
+            click.echo(f"  {quarantined_line(name, line, reason)}")
         if len(bad) > shown * 3:
             click.echo(f"  and {len(bad) - shown * 3} more")
     traces = sum(len(v) for v in read.prepared.values()) - len(bad)

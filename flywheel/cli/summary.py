@@ -51,6 +51,7 @@ MAX_QUARANTINE_LINES = 10
 def intake_summary(paths: Paths) -> str:
     """What was loaded, from which files, and what was quarantined, by file and line (the reasons
     never quote a record)."""
+    from flywheel.cli.common import quarantined_line
     from flywheel.core.common.db import connect
 
     with connect(paths.warehouse, read_only=True) as conn:
@@ -64,7 +65,7 @@ def intake_summary(paths: Paths) -> str:
     text = (f"Intake - {loaded} traces loaded from {files} file(s), {duplicates} duplicates; "
             f"{held} record(s) in quarantine" + (", the latest:" if held else "."))
     for file, line, reason in newest:
-        text += f"\n  {file}:{line}: {str(reason).removeprefix(f'line {line}: ')}"
+        text += f"\n  {quarantined_line(file, line, reason)}"
     if held > len(newest):
         text += f"\n  ... and {held - len(newest)} more in raw.quarantine."
     return text

@@ -56,7 +56,7 @@ def raw_traces(context: dg.AssetExecutionContext, config: IntakeConfig, warehous
     with warehouse.connect() as conn:
         # Files from any source (the endpoint's OTLP batches, exports dropped in), each read as what it is.
         # The endpoint's file of the current hour is still growing: it waits for the next run.
-        files = [f for f in intake.expand_paths([inbox]) if not otlp_inbox.is_open(f, clock.now())]
+        files = otlp_inbox.closed(intake.expand_paths([inbox]), clock.now())
         report = intake.ingest_paths(conn, files, config, skip_known=True, source_format="auto",
                                      mapping=_mapping(warehouse.paths))
         total = conn.execute("SELECT count(*) FROM raw.traces").fetchone()[0]

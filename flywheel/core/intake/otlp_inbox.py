@@ -53,6 +53,11 @@ def append(inbox_traces: Path, doc: dict, moment: dt.datetime) -> Path:
     return path
 
 
+def closed(files: list[Path], now: dt.datetime) -> list[Path]:
+    """The files that are not an endpoint hour still being written: what an ingest may read now."""
+    return [f for f in files if not is_open(f, now)]
+
+
 def is_open(path: Path, now: dt.datetime) -> bool:
     """An endpoint file whose hour (plus the grace period) has not ended yet."""
     found = NAME.match(path.name)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from flywheel.core.intake.sources.values import WrongKind, identifier, reads_as_time
+from flywheel.core.intake.sources.values import WrongKind, identifier, parse_time
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Call:
         self.trace_id = identifier(self.trace_id, "trace id") or ""
         self.model = identifier(self.model, "model name")
         self.user = identifier(self.user, "user id")
-        if self.start and not reads_as_time(self.start):  # sorted by position instead, it merged out of order
+        if self.start and parse_time(self.start) is None:  # sorted by position instead, it merged out of order
             raise WrongKind("the start time is text that does not read as an ISO 8601 time")
 
 

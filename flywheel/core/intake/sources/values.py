@@ -202,11 +202,6 @@ def parse_time(text) -> dt.datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
 
 
-def reads_as_time(text: str) -> bool:
-    """Whether a source's time (as iso() gives it) is an ISO 8601 time."""
-    return parse_time(text) is not None
-
-
 def sort_key(timestamp: str | None, position: int) -> float:
     """Epoch seconds of an ISO timestamp (ties and unreadable ones by position read)."""
     moment = parse_time(timestamp) if timestamp is not None else None
