@@ -293,6 +293,28 @@ def test_quarantine_records_are_matched_on_their_fields_and_mentions_are_reporte
             keys.keyed_hash(keys.load_key(data_dir), "q3")]
 
 
+def test_quarantined_records_of_other_sources_are_matched_on_their_user_fields(warehouse, data_dir):
+    """A Langfuse record names its user in userId, an OTLP batch line in an enduser.id attribute of one
+    of its spans: both are the customer's, as a contract record's customer_id is."""
+    inbox = data_dir / "inbox" / "traces"
+    inbox.mkdir(parents=True)
+    (inbox / "langfuse.jsonl").write_text(
+        json.dumps({"id": "lf-1", "timestamp": "not a time", "userId": "7781", "input": "q", "output": "a"}) + "\n"
+        + json.dumps({"id": "lf-2", "timestamp": "not a time", "userId": "77812", "input": "q", "output": "a"}) + "\n")
+    span = {"traceId": "ab" * 16, "spanId": "cd" * 8, "startTimeUnixNano": "1772445600000000000", "attributes": [
+        {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+        {"key": "enduser.id", "value": {"stringValue": "7781"}},
+        {"key": "gen_ai.input.messages", "value": {"stringValue": '[{"role": "user", "parts": [cut'}}]}
+    (inbox / "otel.jsonl").write_text(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}) + "\n")
+    with connect(warehouse) as conn:
+        assert ingest_paths(conn, [inbox], source_format="auto").quarantined == 3
+    result = CliRunner().invoke(main, ["forget", "--customer-id", "7781", "--json", "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["tables"]["raw.quarantine"] == 2
+    with connect(warehouse, read_only=True) as conn:
+        assert conn.execute("SELECT source_file FROM raw.quarantine").fetchall() == [(str(inbox / "langfuse.jsonl"),)]
+
+
 def test_forget_dry_run_on_the_command_line_lists_tables(warehouse, data_dir):
     result = CliRunner().invoke(main, ["forget", "--customer-id", "nobody", "--dry-run", "--data-dir", str(data_dir)])
     assert result.exit_code == 0, result.output

@@ -255,3 +255,34 @@ def test_the_command_line_for_a_live_setup_and_an_inbox_read_by_hand(data_dir, t
     CliRunner().invoke(main, ["ingest", str(bad)])
     status = CliRunner().invoke(main, ["status"])
     assert f"1 record(s) in quarantine, the latest:\n  {bad}:1: the user id is a JSON list" in status.output
+
+
+# -- a third tester: a privacy officer's and an operator's path -------------------------------------
+
+def test_a_langfuse_api_page_saved_on_one_line_is_read(data_dir, tmp_path):
+    page = tmp_path / "page.json"  # curl .../api/public/traces > page.json: compact, one line
+    page.write_text(json.dumps({"data": [_langfuse_trace("t1", "first"), _langfuse_trace("t2", "second"), 5],
+                                "meta": {"page": 1, "totalItems": 3}}))
+    report, traces, quarantine = _ingest(data_dir, page)
+    assert report.formats == {str(page): "langfuse"}
+    assert [t["trace_id"] for t in traces] == ["t1", "t2"]
+    assert [line for line, _ in quarantine] == [3]  # numbered by element, as the same page pretty-printed is
+
+
+def test_the_weekly_run_names_the_inbox_files_it_could_not_read(data_dir, capsys):
+    import dagster as dg
+
+    from flywheel.cli.loop import _say_what_the_inbox_gave
+    from flywheel.defs.intake import raw_traces
+    from flywheel.paths import Paths
+    from flywheel_tests.conftest import fake_resources
+
+    paths = Paths(data_dir)
+    paths.inbox_traces.mkdir(parents=True)
+    cut = paths.inbox_traces / "cut.jsonl.gz"
+    cut.write_bytes(gzip.compress(json.dumps(_langfuse_trace("t1", "q")).encode() * 50)[:40])
+    _lines(paths.inbox_traces / "good.jsonl", _langfuse_trace("t2", "q"))
+    _say_what_the_inbox_gave(dg.materialize([raw_traces], resources=fake_resources(paths)))
+    assert capsys.readouterr().out.splitlines() == [
+        "Inbox: 1 new traces from 1 file(s), 0 duplicates, 0 quarantined; 1 file(s) could not be read:",
+        f"  {cut}: not a readable gzip file (cut short); copy or export it again"]

@@ -114,11 +114,15 @@ def _say_what_the_inbox_gave(result) -> None:
             continue
         meta = {k: v.value for k, v in event.step_materialization_data.materialization.metadata.items()}
         if meta.get("files_ingested") or meta.get("unreadable_files"):
-            click.echo(f"Inbox: {meta.get('ingested', 0)} new traces from {meta.get('files_ingested', 0)} file(s), "
+            read = meta.get("files_ingested", 0) - meta.get("unreadable_files", 0)  # the report lists both
+            click.echo(f"Inbox: {meta.get('ingested', 0)} new traces from {read} file(s), "
                        f"{meta.get('duplicates', 0)} duplicates, {meta.get('quarantined', 0)} quarantined"
-                       + (f", {meta['unreadable_files']} file(s) unreadable" if meta.get("unreadable_files") else "")
-                       + (" (flywheel status lists them; raw.quarantine keeps the records)."
-                          if meta.get("quarantined") or meta.get("unreadable_files") else "."))
+                       + (" (flywheel status lists them; raw.quarantine keeps the records)" if meta.get("quarantined")
+                          else "")
+                       + (f"; {meta['unreadable_files']} file(s) could not be read:" if meta.get("unreadable_files")
+                          else "."))
+            for error in meta.get("unreadable") or []:
+                click.echo(f"  {error}")
 
 
 def _run_month(paths: Paths, month: dt.date) -> None:

@@ -76,6 +76,8 @@ def raw_traces(context: dg.AssetExecutionContext, config: IntakeConfig, warehous
             "quarantined": report.quarantined,
             "quarantine_rate": dg.MetadataValue.float(report.quarantine_rate),
             "unreadable_files": len(report.errors),
+            # Which, and why: the messages name the file, never a value from it.
+            "unreadable": dg.MetadataValue.json([error["error"] for error in report.errors]),
             # Which source each new file was read as, and the spans or runs left out as not LLM calls.
             "files_by_source": dg.MetadataValue.json(dict(Counter(report.formats.values()))),
             "not_llm_calls": dg.MetadataValue.md(markdown.table(

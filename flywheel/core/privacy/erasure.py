@@ -143,10 +143,18 @@ def _find(conn: duckdb.DuckDBPyConnection, key: bytes, customer_id: str, trace_i
     return _Target(customer_id, customer_ref, ids, refs)
 
 
+# Where other sources name the user, read off a record's text as _quarantine_matches reads customer_id.
+_SOURCE_USER_FIELD = r'"(?:userId|user_id|attributes\.user\.id|attributes\.enduser\.id)"\s*:\s*"?([^",}\s]*)'
+_OTLP_USER_ATTRIBUTE = r'"key"\s*:\s*"(?:enduser\.id|user\.id)"\s*,\s*"value"\s*:\s*\{\s*"stringValue"\s*:\s*"([^"]*)"'
+
+
 def _quarantine_matches(conn: duckdb.DuckDBPyConnection, target: _Target) -> list[tuple[str, int]]:
     """Fill erase_quarantine with the quarantined records that are theirs: the record's customer_id or
-    trace_id field (parsed, or read off a record too broken to parse) holds their id. Returns
-    (file, line) of records left in place that still mention the customer id elsewhere."""
+    trace_id field (parsed, or read off a record too broken to parse) holds their id, or a field in
+    which another source names its user does (Langfuse userId, LangSmith metadata user_id, OTel
+    enduser.id or user.id, Phoenix attributes.user.id), at any depth (a batch line of many spans is
+    theirs when one of its spans is). Returns (file, line) of records left in place that still mention
+    the customer id elsewhere."""
     conn.execute("CREATE OR REPLACE TEMP TABLE erase_quarantine (rid BIGINT)")
     if not table_exists(conn, "raw", "quarantine"):
         return []
@@ -155,14 +163,16 @@ def _quarantine_matches(conn: duckdb.DuckDBPyConnection, target: _Target) -> lis
     conn.execute(
         r"""INSERT INTO erase_quarantine
             SELECT rowid FROM (
-              SELECT rowid,
+              SELECT rowid, record,
                      CASE WHEN json_valid(record) THEN json_extract_string(record, '$.customer_id')
                           ELSE regexp_extract(record, '"customer_id"\s*:\s*"?([^",}\s]*)', 1) END AS customer_id,
                      CASE WHEN json_valid(record) THEN json_extract_string(record, '$.trace_id')
                           ELSE regexp_extract(record, '"trace_id"\s*:\s*"?([^",}\s]*)', 1) END AS trace_id
               FROM raw.quarantine)
-            WHERE customer_id = ? OR trace_id IN (SELECT trace_id FROM erase_ids)""",
-        [target.customer_id],
+            WHERE customer_id = $id OR trace_id IN (SELECT trace_id FROM erase_ids)
+               OR list_contains(regexp_extract_all(record, $named, 1), $id)
+               OR list_contains(regexp_extract_all(record, $attribute, 1), $id)""",
+        {"id": target.customer_id, "named": _SOURCE_USER_FIELD, "attribute": _OTLP_USER_ATTRIBUTE},
     )
     return conn.execute(
         """SELECT source_file, line FROM raw.quarantine

@@ -66,13 +66,13 @@ def objects(path: Path) -> Iterator[tuple[int, dict | Bad]]:
                 yield i, item if isinstance(item, dict) else Bad(f"element {i} is not a JSON object", json.dumps(item)[:2000])
             return
         if isinstance(whole, dict):
-            items = whole.get("data") if isinstance(whole.get("data"), list) and not is_otlp(whole) else None
-            if items is not None:  # a paginated API response: {"data": [...], "meta": ...}
-                for i, item in enumerate(items, 1):
-                    yield i, item if isinstance(item, dict) else Bad(f"element {i} is not a JSON object")
+            items = page_items(whole)
+            if items is not None:
+                yield from _elements(items)
             else:
                 yield 1, whole
             return
+    one_line = "\n" not in stripped.rstrip()
     for number, line in enumerate(text.split("\n"), 1):  # a third of the time StringIO's lines took
         if not line.strip():
             continue
@@ -87,7 +87,22 @@ def objects(path: Path) -> Iterator[tuple[int, dict | Bad]]:
             yield number, Bad(f"not valid UTF-8 (byte {at})", raw[:2000].decode("utf-8", errors="replace"))
             continue
         found = parse_object(line)
+        items = page_items(found) if isinstance(found, dict) else None
+        if items is not None:  # an API page saved as it came (curl writes it on one line)
+            yield from _elements(items, None if one_line else number)
+            continue
         yield number, found if isinstance(found, dict) else Bad(found, line[:2000])
+
+
+def page_items(doc: dict) -> list | None:
+    """The records of a paginated API response ({"data": [...], "meta": ...}), or None for any other object."""
+    return doc["data"] if isinstance(doc.get("data"), list) and not is_otlp(doc) else None
+
+
+def _elements(items: list, line: int | None = None) -> Iterator[tuple[int, dict | Bad]]:
+    """A page's records, numbered by element (or all by the line holding them, when a file holds several)."""
+    for i, item in enumerate(items, 1):
+        yield line or i, item if isinstance(item, dict) else Bad(f"element {i} is not a JSON object")
 
 
 # What surrogateescape makes of a byte that is not UTF-8.
@@ -213,7 +228,7 @@ def _head(path: Path, sample: int) -> Iterator[dict]:
         except ValueError:
             whole = None
         if isinstance(whole, dict):
-            yield from (whole["data"][:sample] if isinstance(whole.get("data"), list) else [whole])
+            yield from _records_of(whole, sample)
             return
     if len(head) == HEAD_BYTES and "\n" not in text:  # one long first line (an OTLP batch): read it whole
         first = read_bytes(path, MAX_LINE_BYTES).split(b"\n", 1)[0]  # gunzipped too, as the rest was read
@@ -222,7 +237,13 @@ def _head(path: Path, sample: int) -> Iterator[dict]:
         if line.strip():
             found = parse_object(line)
             if isinstance(found, dict):
-                yield found
+                yield from _records_of(found, sample)
+
+
+def _records_of(doc: dict, sample: int) -> list[dict]:
+    """The records an object holds for detection: a page's first ones, else the object itself."""
+    items = page_items(doc)
+    return [item for item in items[:sample] if isinstance(item, dict)] if items is not None else [doc]
 
 
 HEAD_BYTES = 4 * 1024 * 1024
@@ -255,7 +276,7 @@ def holds_no_records(path: Path) -> bool:
         whole = json.loads(text)
     except ValueError:
         return False
-    return whole == [] or (isinstance(whole, dict) and whole.get("data") == [] and not is_otlp(whole))
+    return whole == [] or (isinstance(whole, dict) and page_items(whole) == [])
 
 
 def detect(path: Path, sample: int = 20) -> str:
