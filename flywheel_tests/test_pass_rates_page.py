@@ -125,3 +125,22 @@ def test_a_failing_gate_is_red_but_the_run_succeeds_with_table_and_chart(data_di
     assert chart.startswith("![pass rate by eval version v1-v1](data:image/svg+xml,") and len(chart) < 1000
     assert meta["latest_version_pass_rate"].value == pytest.approx(0.8), "the number Dagster plots over time"
     assert meta["latest_eval_version"].value == 1
+
+
+def test_pass_rates_are_a_read_that_the_review_apps_read_only_snapshot_can_make(tmp_path):
+    """The review app reads its snapshot on a read-only connection; pass_rates() created its tables
+    first, which DuckDB refuses there even when they exist, so after the first weekly run (which makes
+    regression.results) the app never loaded a snapshot: an empty queue, every label refused."""
+    import duckdb
+
+    from flywheel.web.snapshot import load
+
+    path = tmp_path / "flywheel.duckdb"
+    with duckdb.connect(str(path)) as conn:  # what a first weekly run leaves: the tables, no result yet
+        regression.ensure_table(conn)
+        evalset.ensure_tables(conn)
+        conn.execute("INSERT INTO eval.versions (version, created_at) VALUES (1, TIMESTAMP '2026-03-09')")
+    snapshot = load(path)
+    assert [v["version"] for v in snapshot.versions] == [1] and snapshot.pass_rates == view.per_version([], 0.9)
+    with duckdb.connect(str(path), read_only=True) as conn:
+        assert regression.pass_rates(conn) == []

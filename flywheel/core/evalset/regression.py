@@ -22,7 +22,7 @@ import duckdb
 
 from flywheel.contracts import REGRESSION_RESULT_FIELDS
 from flywheel.core.common import clock
-from flywheel.core.common.db import transaction
+from flywheel.core.common.db import table_exists, transaction
 from flywheel.core.evalset import versions as evalset
 from flywheel.core.common.records import RecordsError, numbered_records, parse_timestamp
 
@@ -490,9 +490,11 @@ def pass_rates(conn: duckdb.DuckDBPyConnection) -> list[dict]:
     """Pass rate and n per (eval version, model version) and slice: overall, adversarial, each taxonomy
     code, and the rows a version shares with the one before it, scored in both, so "91% on v3, 88% on
     v4" tells a regression on the common rows from harder new rows. Latest result per row; only rows
-    that belong to the version count."""
-    ensure_table(conn)
-    evalset.ensure_tables(conn)
+    that belong to the version count. A read: no table is created, so it runs on a read-only
+    connection (the review app's snapshot), and a warehouse without results has no pass rates."""
+    if not all(table_exists(conn, schema, table) for schema, table in (
+            ("regression", "results"), ("eval", "versions"), ("eval", "row_spans"), ("eval", "eval_rows"))):
+        return []
     cur = conn.execute(
         """WITH members AS (
              SELECT v.version, s.row_id FROM eval.versions v JOIN eval.row_spans s
