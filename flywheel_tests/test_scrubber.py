@@ -231,3 +231,17 @@ def test_public_bodies_instruments_and_offices_by_their_head_word(value, kind, p
     from flywheel.core.scrub import rules
 
     assert rules.public_body(value, kind) is public
+
+
+def test_the_traces_own_customer_id_is_hidden_with_the_other_placeholders_kept(real_scrubber):
+    """No recognizer knows an id such as cust-1002; the scrub station knows the trace's, and hides it
+    (a blind tester found it in the review queue and the eval set's exports)."""
+    from flywheel.core.scrub.scrubber import hide_own_values
+
+    texts = ["I'm Marta Kowalski, my customer id is cust-1002.", "Is cust-10021 or cust-1002 the right one, Marta?"]
+    [turns] = list(real_scrubber.scrub_conversations([texts]))
+    assert "cust-1002" in turns[0].text  # what the scrubber alone leaves
+    hidden = hide_own_values(texts, turns, ["cust-1002"])
+    assert [t.text for t in hidden] == ["I'm [PERSON_1], my customer id is [CUSTOMER_ID_1].",
+                                        "Is cust-10021 or [CUSTOMER_ID_1] the right one, [PERSON_1]?"]
+    assert hide_own_values(texts, turns, ["42"]) is turns  # too short to look for: as it was

@@ -210,6 +210,22 @@ def replace(text: str, spans: Sequence[Span], placeholders: Placeholders) -> Scr
     return ScrubbedText("".join(out), list(spans), names)
 
 
+# A value shorter than this is not looked for: "42" as a customer id would hide every 42.
+MIN_OWN_VALUE = 4
+
+
+def hide_own_values(texts: Sequence[str], scrubbed: list[ScrubbedText], values: Iterable[str]) -> list[ScrubbedText]:
+    """A conversation's scrubbed turns, with values known to be its own customer's (the trace's raw
+    customer id, which no recognizer knows for an id) hidden too, as CUSTOMER_ID; numbering as one
+    conversation, the other placeholders as they were. The turns as given when no value occurs."""
+    patterns = [re.compile(rf"(?<!\w){re.escape(v)}(?!\w)") for v in values if len(v) >= MIN_OWN_VALUE]
+    found = [[Span(m.start(), m.end(), "CUSTOMER_ID", "lookup") for p in patterns for m in p.finditer(t)] for t in texts]
+    if not any(found):
+        return scrubbed
+    numbering = Placeholders()
+    return [replace(t, merge_spans([*s.spans, *extra]), numbering) for t, s, extra in zip(texts, scrubbed, found)]
+
+
 class Scrubber:
     """Stateless between calls: the models and recognizers are loaded once, nothing is remembered
     about the texts it has seen."""

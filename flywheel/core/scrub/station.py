@@ -70,8 +70,15 @@ def scrub_sample(
         trace_ref = row["trace_ref"]  # keyed already: the sampler stores the reference, never the raw id
         messages, customer_id = conversations[trace_ref]
         customer_ref = ref("customer", customer_id) if customer_id else None
+        originals = [m["content"] for m in messages]
+        if customer_id and any(str(customer_id) in t for t in originals):
+            # "my customer id is cust-1002": the raw id leaves raw only as customer_ref. (The scrubber's
+            # module imports Presidio: only when the id is in the text.)
+            from flywheel.core.scrub.scrubber import hide_own_values
+
+            scrubbed = hide_own_values(originals, scrubbed, [str(customer_id)])
         if observe:
-            observe(customer_ref, [m["content"] for m in messages], scrubbed)
+            observe(customer_ref, originals, scrubbed)
         anonymized.append({
             "week_start": week_start, "trace_ref": trace_ref,
             "customer_ref": customer_ref,
