@@ -87,11 +87,16 @@ def objects(path: Path) -> Iterator[tuple[int, dict | Bad]]:
             yield number, Bad(f"not valid UTF-8 (byte {at})", raw[:2000].decode("utf-8", errors="replace"))
             continue
         found = parse_object(line)
-        items = page_items(found) if isinstance(found, dict) else None
-        if items is not None:  # an API page saved as it came (curl writes it on one line)
+        # An API page saved as it came (curl writes it on one line); only data and meta, as a record of
+        # any source may have a field named data.
+        items = page_items(found) if isinstance(found, dict) and set(found) <= PAGE_LINE_KEYS else None
+        if items is not None:
             yield from _elements(items, None if one_line else number)
             continue
         yield number, found if isinstance(found, dict) else Bad(found, line[:2000])
+
+
+PAGE_LINE_KEYS = {"data", "meta"}
 
 
 def page_items(doc: dict) -> list | None:
@@ -237,12 +242,13 @@ def _head(path: Path, sample: int) -> Iterator[dict]:
         if line.strip():
             found = parse_object(line)
             if isinstance(found, dict):
-                yield from _records_of(found, sample)
+                yield from _records_of(found, sample, one_line=True)
 
 
-def _records_of(doc: dict, sample: int) -> list[dict]:
-    """The records an object holds for detection: a page's first ones, else the object itself."""
-    items = page_items(doc)
+def _records_of(doc: dict, sample: int, one_line: bool = False) -> list[dict]:
+    """The records an object holds for detection: a page's first ones, else the object itself (a line
+    is a page only when it holds nothing but data and meta, as objects() reads it)."""
+    items = page_items(doc) if not one_line or set(doc) <= PAGE_LINE_KEYS else None
     return [item for item in items[:sample] if isinstance(item, dict)] if items is not None else [doc]
 
 
